@@ -1,0 +1,69 @@
+// Shared by the thin Paddle bindings: dtype dispatch and argument checks. The Python wrappers in paddle_lrnn.ops
+// give users the friendly errors; these checks keep a kernel from ever reading memory it does not own.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "paddle/extension.h"
+
+#define LRNN_DISPATCH_CASE(enum_type, type, ...) \
+  case enum_type: {                              \
+    using data_t = type;                         \
+    __VA_ARGS__();                               \
+    break;                                       \
+  }
+
+// Runs the lambda with data_t bound to the storage type of `dtype`: float, double, paddle::float16, paddle::bfloat16.
+#define LRNN_DISPATCH_FLOATING(dtype, name, ...)                                           \
+  switch (dtype) {                                                                         \
+    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT32, float, __VA_ARGS__)                      \
+    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT64, double, __VA_ARGS__)                     \
+    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT16, paddle::float16, __VA_ARGS__)            \
+    LRNN_DISPATCH_CASE(paddle::DataType::BFLOAT16, paddle::bfloat16, __VA_ARGS__)          \
+    default:                                                                               \
+      PD_THROW(name, ": expected float32, float64, float16 or bfloat16 tensors, got another dtype"); \
+  }
+
+namespace lrnn_binding {
+
+inline paddle::DataType acc_dtype(paddle::DataType t) {
+  return t == paddle::DataType::FLOAT64 ? paddle::DataType::FLOAT64 : paddle::DataType::FLOAT32;
+}
+
+inline std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+inline void check(const paddle::Tensor& t, const char* op, const char* name, const std::vector<int64_t>& shape,
+                  paddle::DataType dtype, const paddle::Place& place) {
+  PD_CHECK(t.shape() == shape, op, ": ", name, " has shape ", shape_str(t.shape()), ", expected ", shape_str(shape));
+  PD_CHECK(t.dtype() == dtype, op, ": ", name, " has the wrong dtype");
+  PD_CHECK(t.place() == place, op, ": ", name, " is on another device than the other inputs");
+  PD_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+}
+
+// Pointer of an optional gradient: null when Paddle passes none (the output did not reach the loss).
+template <typename T> const T* grad_ptr(const paddle::Tensor& g) { return g.initialized() ? g.data<T>() : nullptr; }
+
+}  // namespace lrnn_binding
+
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+// Paddle's half types and CUDA's have the same bits; kernels are written against CUDA's.
+template <typename T> struct CudaType { using type = T; };
+template <> struct CudaType<paddle::float16> { using type = __half; };
+template <> struct CudaType<paddle::bfloat16> { using type = __nv_bfloat16; };
+template <typename T> typename CudaType<T>::type* cuda_ptr(T* p) { return reinterpret_cast<typename CudaType<T>::type*>(p); }
+template <typename T> const typename CudaType<T>::type* cuda_ptr(const T* p) {
+  return reinterpret_cast<const typename CudaType<T>::type*>(p);
+}
+#define LRNN_CUDA_CHECK(expr, op)                                                           \
+  do {                                                                                      \
+    cudaError_t err_ = (expr);                                                              \
+    PD_CHECK(err_ == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err_)); \
+  } while (0)
+#endif

@@ -1,0 +1,6 @@
+"""Public operators: each is a custom C++/CUDA kernel with a pure-Paddle twin in `reference` (the spec)."""
+from . import reference
+from .timex import timex
+from .wkv import wkv
+
+__all__ = ["reference", "timex", "wkv"]

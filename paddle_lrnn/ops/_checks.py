@@ -1,0 +1,46 @@
+"""Argument checks shared by the public operators: one clear error before any kernel sees a bad tensor."""
+import paddle
+
+FLOATING = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
+
+
+def _dtype_name(dtype):
+    return str(dtype).replace("paddle.", "")
+
+
+def tensor(op, name, x, layout, dtypes=FLOATING):
+    """Checks that x is a Tensor with len(layout) dimensions (layout names them, e.g. "[B, T, C]") and a float dtype."""
+    if not isinstance(x, paddle.Tensor):
+        raise TypeError(f"{op}: {name} must be a paddle.Tensor {layout}, got {type(x).__name__}")
+    ndim = layout.count(",") + 1
+    if x.ndim != ndim:
+        raise ValueError(f"{op}: {name} must have {ndim} dimensions {layout}, got shape {list(x.shape)}")
+    if x.dtype not in dtypes:
+        allowed = ", ".join(_dtype_name(d) for d in dtypes)
+        raise TypeError(f"{op}: {name} has dtype {_dtype_name(x.dtype)}, expected one of {allowed}")
+    if 0 in x.shape:
+        raise ValueError(f"{op}: {name} is empty (shape {list(x.shape)}); every dimension must be at least 1")
+
+
+def shape(op, name, x, expected, what=""):
+    if list(x.shape) != list(expected):
+        raise ValueError(f"{op}: {name} has shape {list(x.shape)}, expected {list(expected)}{what}")
+
+
+def same_dtype(op, names, tensors):
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        found = ", ".join(f"{n} {_dtype_name(t.dtype)}" for n, t in zip(names, tensors))
+        raise TypeError(f"{op}: inputs must share one dtype, got {found}")
+
+
+def same_place(op, names, tensors):
+    places = [str(t.place) for t in tensors]
+    if len(set(places)) > 1:
+        found = ", ".join(f"{n} on {p}" for n, p in zip(names, places))
+        raise ValueError(f"{op}: inputs must be on one device, got {found}")
+
+
+def acc_dtype(dtype):
+    """The dtype of states and accumulators for inputs of `dtype`: float64 for float64, float32 otherwise."""
+    return paddle.float64 if dtype == paddle.float64 else paddle.float32
