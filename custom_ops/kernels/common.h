@@ -16,9 +16,16 @@
 namespace lrnn {
 
 // Accumulate in float for every storage type except double (double is kept for gradient checks).
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-template <typename T> using acc_t = typename Acc<T>::type;
+template <typename T>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename Acc<T>::type;
 
 // exp that gcc vectorises inside plain loops (glibc's expf does not): Cody-Waite reduction and the Cephes degree-6
 // polynomial, about 2 ulp. Below -87.3 it returns exactly 0 and above 88.7 it saturates at a finite value, so
@@ -52,19 +59,38 @@ LRNN_HD float lrnn_exp(float x) {
 }
 LRNN_HD double lrnn_exp(double x) { return exp(x); }
 
-template <typename A> LRNN_HD A lrnn_max(A a, A b) { return a > b ? a : b; }
+template <typename A>
+LRNN_HD A lrnn_max(A a, A b) {
+  return a > b ? a : b;
+}
 
 // Most negative finite value: the log-space "empty" marker, so that differences of markers stay finite.
-template <typename A> LRNN_HD A neg_big() { return static_cast<A>(-1e38); }
+template <typename A>
+LRNN_HD A neg_big() {
+  return static_cast<A>(-1e38);
+}
 
 #ifndef __CUDA_ARCH__
-template <typename A, typename T> inline A load(const T* p, int64_t i) { return static_cast<A>(static_cast<float>(p[i])); }
-template <typename A> inline A load(const double* p, int64_t i) { return static_cast<A>(p[i]); }
-template <typename T, typename A> inline void store(T* p, int64_t i, A x) { p[i] = T(static_cast<float>(x)); }
-template <typename A> inline void store(double* p, int64_t i, A x) { p[i] = static_cast<double>(x); }
+template <typename A, typename T>
+inline A load(const T* p, int64_t i) {
+  return static_cast<A>(static_cast<float>(p[i]));
+}
+template <typename A>
+inline A load(const double* p, int64_t i) {
+  return static_cast<A>(p[i]);
+}
+template <typename T, typename A>
+inline void store(T* p, int64_t i, A x) {
+  p[i] = T(static_cast<float>(x));
+}
+template <typename A>
+inline void store(double* p, int64_t i, A x) {
+  p[i] = static_cast<double>(x);
+}
 
 // Runs fn(i) for i in [0, n) on the OpenMP threads when the library is built with OpenMP (serially otherwise).
-template <typename F> inline void parallel_for(int64_t n, F fn) {
+template <typename F>
+inline void parallel_for(int64_t n, F fn) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) if (n > 1)
 #endif

@@ -31,8 +31,8 @@ __device__ __forceinline__ void timex_tile_accumulate(const A* seq, const A* win
 // out[row, t] for t in this block's tile. Grid: (B*C, ceil(T / kTimexTile)).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kTimexThreads)
-    timex_forward_kernel(int64_t C, int64_t T, int64_t L, const scalar_t* __restrict__ w, const scalar_t* __restrict__ x,
-                         acc_t<scalar_t> eps, scalar_t* __restrict__ out) {
+    timex_forward_kernel(int64_t C, int64_t T, int64_t L, const scalar_t* __restrict__ w,
+                         const scalar_t* __restrict__ x, acc_t<scalar_t> eps, scalar_t* __restrict__ out) {
   using A = acc_t<scalar_t>;
   __shared__ A seq[kTimexTile];
   __shared__ A win[2 * kTimexTile];
@@ -62,8 +62,8 @@ __global__ void __launch_bounds__(kTimexThreads)
 // gx[row, u] for u in this block's tile: sum over t >= u of g[row, t] * w[c, L-1-(t-u)]. Grid: (B*C, ceil(T/tile)).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kTimexThreads)
-    timex_backward_x_kernel(int64_t C, int64_t T, int64_t L, const scalar_t* __restrict__ w, const scalar_t* __restrict__ g,
-                            scalar_t* __restrict__ gx) {
+    timex_backward_x_kernel(int64_t C, int64_t T, int64_t L, const scalar_t* __restrict__ w,
+                            const scalar_t* __restrict__ g, scalar_t* __restrict__ gx) {
   using A = acc_t<scalar_t>;
   __shared__ A seq[kTimexTile];
   __shared__ A win[2 * kTimexTile];
@@ -125,20 +125,20 @@ __global__ void __launch_bounds__(kTimexThreads)
 }
 
 template <typename scalar_t>
-cudaError_t timex_forward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x, acc_t<scalar_t> eps,
-                               scalar_t* out, cudaStream_t stream) {
+cudaError_t timex_forward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x,
+                               acc_t<scalar_t> eps, scalar_t* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(B * C), static_cast<unsigned>(ceil_div(T, kTimexTile)));
-  timex_forward_kernel<scalar_t><<<grid, kTimexThreads, 0, stream>>>(C, T, L, w, x, eps, out);
+  LRNN_LAUNCH(grid, kTimexThreads, 0, stream, timex_forward_kernel<scalar_t>)(C, T, L, w, x, eps, out);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
-cudaError_t timex_backward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x, const scalar_t* g,
-                                scalar_t* gw, scalar_t* gx, cudaStream_t stream) {
+cudaError_t timex_backward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x,
+                                const scalar_t* g, scalar_t* gw, scalar_t* gx, cudaStream_t stream) {
   const dim3 grid_x(static_cast<unsigned>(B * C), static_cast<unsigned>(ceil_div(T, kTimexTile)));
-  timex_backward_x_kernel<scalar_t><<<grid_x, kTimexThreads, 0, stream>>>(C, T, L, w, g, gx);
+  LRNN_LAUNCH(grid_x, kTimexThreads, 0, stream, timex_backward_x_kernel<scalar_t>)(C, T, L, w, g, gx);
   const dim3 grid_w(static_cast<unsigned>(C), static_cast<unsigned>(ceil_div(L, kTimexTile)));
-  timex_backward_w_kernel<scalar_t><<<grid_w, kTimexThreads, 0, stream>>>(B, C, T, L, x, g, gw);
+  LRNN_LAUNCH(grid_w, kTimexThreads, 0, stream, timex_backward_w_kernel<scalar_t>)(B, C, T, L, x, g, gw);
   return cudaGetLastError();
 }
 

@@ -16,7 +16,8 @@ namespace lrnn {
 // Every inner loop below is an axpy over contiguous memory (reversed copies make the indices ascend), so it
 // vectorises without reassociating any sum.
 template <typename scalar_t>
-void timex_forward_cpu(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x, acc_t<scalar_t> eps, scalar_t* out) {
+void timex_forward_cpu(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x,
+                       acc_t<scalar_t> eps, scalar_t* out) {
   using A = acc_t<scalar_t>;
   parallel_for(B * C, [&](int64_t row) {
     const int64_t c = row % C;
@@ -33,7 +34,8 @@ void timex_forward_cpu(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_
 }
 
 template <typename scalar_t>
-void timex_backward_cpu(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x, const scalar_t* g, scalar_t* gw, scalar_t* gx) {
+void timex_backward_cpu(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x,
+                        const scalar_t* g, scalar_t* gw, scalar_t* gx) {
   using A = acc_t<scalar_t>;
   parallel_for(C, [&](int64_t c) {
     // wrev[i] = weight of lag T-1-i; xrev likewise reversed per row.

@@ -12,9 +12,9 @@ namespace lrnn {
 template <typename scalar_t>
 __global__ void __launch_bounds__(128)
     wkv_forward_kernel(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* __restrict__ w,
-                       const acc_t<scalar_t>* __restrict__ u, const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
-                       const acc_t<scalar_t>* __restrict__ s0, acc_t<scalar_t> eps, scalar_t* __restrict__ y, acc_t<scalar_t>* __restrict__ s1,
-                       acc_t<scalar_t>* __restrict__ ckpt) {
+                       const acc_t<scalar_t>* __restrict__ u, const scalar_t* __restrict__ k,
+                       const scalar_t* __restrict__ v, const acc_t<scalar_t>* __restrict__ s0, acc_t<scalar_t> eps,
+                       scalar_t* __restrict__ y, acc_t<scalar_t>* __restrict__ s1, acc_t<scalar_t>* __restrict__ ckpt) {
   using A = acc_t<scalar_t>;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * C) return;
@@ -54,11 +54,12 @@ __global__ void __launch_bounds__(128)
 template <typename scalar_t>
 __global__ void __launch_bounds__(128)
     wkv_backward_kernel(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* __restrict__ w,
-                        const acc_t<scalar_t>* __restrict__ u, const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
-                        const acc_t<scalar_t>* __restrict__ s0, const acc_t<scalar_t>* __restrict__ s1,
-                        const acc_t<scalar_t>* __restrict__ ckpt, acc_t<scalar_t> eps, const scalar_t* __restrict__ gy,
-                        const acc_t<scalar_t>* __restrict__ gs1, scalar_t* __restrict__ gk, scalar_t* __restrict__ gv,
-                        acc_t<scalar_t>* __restrict__ part, acc_t<scalar_t>* __restrict__ gs0) {
+                        const acc_t<scalar_t>* __restrict__ u, const scalar_t* __restrict__ k,
+                        const scalar_t* __restrict__ v, const acc_t<scalar_t>* __restrict__ s0,
+                        const acc_t<scalar_t>* __restrict__ s1, const acc_t<scalar_t>* __restrict__ ckpt,
+                        acc_t<scalar_t> eps, const scalar_t* __restrict__ gy, const acc_t<scalar_t>* __restrict__ gs1,
+                        scalar_t* __restrict__ gk, scalar_t* __restrict__ gv, acc_t<scalar_t>* __restrict__ part,
+                        acc_t<scalar_t>* __restrict__ gs0) {
   using A = acc_t<scalar_t>;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * C) return;
@@ -133,24 +134,27 @@ __global__ void wkv_sum_batch_kernel(int64_t B, int64_t C, const A* __restrict__
 }
 
 template <typename scalar_t>
-cudaError_t wkv_forward_cuda(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u, const scalar_t* k,
-                             const scalar_t* v, const acc_t<scalar_t>* s0, acc_t<scalar_t> eps, scalar_t* y, acc_t<scalar_t>* s1, acc_t<scalar_t>* ckpt,
-                             cudaStream_t stream) {
+cudaError_t wkv_forward_cuda(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u,
+                             const scalar_t* k, const scalar_t* v, const acc_t<scalar_t>* s0, acc_t<scalar_t> eps,
+                             scalar_t* y, acc_t<scalar_t>* s1, acc_t<scalar_t>* ckpt, cudaStream_t stream) {
   const int threads = 128;
-  wkv_forward_kernel<scalar_t><<<ceil_div(B * C, threads), threads, 0, stream>>>(B, T, C, w, u, k, v, s0, eps, y, s1, ckpt);
+  LRNN_LAUNCH(ceil_div(B * C, threads), threads, 0, stream, wkv_forward_kernel<scalar_t>)(B, T, C, w, u, k, v, s0, eps,
+                                                                                          y, s1, ckpt);
   return cudaGetLastError();
 }
 
 // part: scratch of 2 * B * C accumulator elements.
 template <typename scalar_t>
-cudaError_t wkv_backward_cuda(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u, const scalar_t* k,
-                              const scalar_t* v, const acc_t<scalar_t>* s0, const acc_t<scalar_t>* s1, const acc_t<scalar_t>* ckpt, acc_t<scalar_t> eps,
-                              const scalar_t* gy, const acc_t<scalar_t>* gs1, scalar_t* gk, scalar_t* gv, acc_t<scalar_t>* gw, acc_t<scalar_t>* gu,
-                              acc_t<scalar_t>* gs0, acc_t<scalar_t>* part, cudaStream_t stream) {
+cudaError_t wkv_backward_cuda(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u,
+                              const scalar_t* k, const scalar_t* v, const acc_t<scalar_t>* s0,
+                              const acc_t<scalar_t>* s1, const acc_t<scalar_t>* ckpt, acc_t<scalar_t> eps,
+                              const scalar_t* gy, const acc_t<scalar_t>* gs1, scalar_t* gk, scalar_t* gv,
+                              acc_t<scalar_t>* gw, acc_t<scalar_t>* gu, acc_t<scalar_t>* gs0, acc_t<scalar_t>* part,
+                              cudaStream_t stream) {
   const int threads = 128;
-  wkv_backward_kernel<scalar_t><<<ceil_div(B * C, threads), threads, 0, stream>>>(B, T, C, w, u, k, v, s0, s1, ckpt, eps,
-                                                                          gy, gs1, gk, gv, part, gs0);
-  wkv_sum_batch_kernel<acc_t<scalar_t>><<<ceil_div(C, threads), threads, 0, stream>>>(B, C, part, gw, gu);
+  LRNN_LAUNCH(ceil_div(B * C, threads), threads, 0, stream, wkv_backward_kernel<scalar_t>)(
+      B, T, C, w, u, k, v, s0, s1, ckpt, eps, gy, gs1, gk, gv, part, gs0);
+  LRNN_LAUNCH(ceil_div(C, threads), threads, 0, stream, wkv_sum_batch_kernel<acc_t<scalar_t>>)(B, C, part, gw, gu);
   return cudaGetLastError();
 }
 

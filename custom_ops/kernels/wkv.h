@@ -1,5 +1,6 @@
 // WKV: the RWKV time-mix recurrence in linear time, per channel c (all sums along time, decay e^-w per step):
-//   y_t = (a_t + e^(u+k_t) v_t) / (b_t + e^(u+k_t) + eps),   a_{t+1} = e^-w a_t + e^k_t v_t,   b_{t+1} = e^-w b_t + e^k_t.
+//   y_t = (a_t + e^(u+k_t) v_t) / (b_t + e^(u+k_t) + eps),   a_{t+1} = e^-w a_t + e^k_t v_t,   b_{t+1} = e^-w b_t +
+//   e^k_t.
 // The state (a, b) is kept in log-scaled form (aa, bb, pp) with a = aa e^pp, b = bb e^pp, pp the running maximum
 // exponent, so no exp ever sees a positive argument larger than the inputs allow and any k is safe.
 // Layouts: w, u [C]; k, v, y [B, T, C]; state [B, 3, C] (aa, bb, pp); checkpoints [B, ceil(T / kWkvChunk), 3, C]
@@ -50,8 +51,8 @@ LRNN_HD void wkv_backward_step(A aa, A bb, A pp, A w, A u, A k, A v, A eps, A gy
                                A& gu_acc, A& gw_acc) {
   A p, e2, den;
   const A y = wkv_output(aa, bb, pp, u, k, v, eps, p, e2, den);
-  const A gn = gy / den;            // d loss / d (scaled numerator)
-  const A eq = lrnn_exp(q + k);     // e^k times the scale of (ga, gb)
+  const A gn = gy / den;             // d loss / d (scaled numerator)
+  const A eq = lrnn_exp(q + k);      // e^k times the scale of (ga, gb)
   const A gcur = gn * e2 * (v - y);  // through e^(u+k) in the current-token term
   gv = gn * e2 + ga * eq;
   gk = gcur + eq * (ga * v + gb);
@@ -68,8 +69,9 @@ LRNN_HD void wkv_backward_step(A aa, A bb, A pp, A w, A u, A k, A v, A eps, A gy
 constexpr int kWkvCpuBlock = 16;  // channels per CPU task: two 8-float vectors
 
 template <typename scalar_t>
-void wkv_forward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u, const scalar_t* k, const scalar_t* v,
-                     const acc_t<scalar_t>* s0, acc_t<scalar_t> eps, scalar_t* y, acc_t<scalar_t>* s1, acc_t<scalar_t>* ckpt) {
+void wkv_forward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u,
+                     const scalar_t* k, const scalar_t* v, const acc_t<scalar_t>* s0, acc_t<scalar_t> eps, scalar_t* y,
+                     acc_t<scalar_t>* s1, acc_t<scalar_t>* ckpt) {
   using A = acc_t<scalar_t>;
   const int64_t nblk = (C + kWkvCpuBlock - 1) / kWkvCpuBlock, NC = (T + kWkvChunk - 1) / kWkvChunk;
   parallel_for(B * nblk, [&](int64_t task) {
@@ -109,9 +111,10 @@ void wkv_forward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, 
 // gy and gs1 may be null (the output, or the final state, does not reach the loss). gw and gu are summed over the
 // batch here, in a fixed order, so results do not depend on the thread count.
 template <typename scalar_t>
-void wkv_backward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u, const scalar_t* k, const scalar_t* v,
-                      const acc_t<scalar_t>* s0, const acc_t<scalar_t>* s1, const acc_t<scalar_t>* ckpt, acc_t<scalar_t> eps, const scalar_t* gy,
-                      const acc_t<scalar_t>* gs1, scalar_t* gk, scalar_t* gv, acc_t<scalar_t>* gw, acc_t<scalar_t>* gu, acc_t<scalar_t>* gs0) {
+void wkv_backward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, const acc_t<scalar_t>* u,
+                      const scalar_t* k, const scalar_t* v, const acc_t<scalar_t>* s0, const acc_t<scalar_t>* s1,
+                      const acc_t<scalar_t>* ckpt, acc_t<scalar_t> eps, const scalar_t* gy, const acc_t<scalar_t>* gs1,
+                      scalar_t* gk, scalar_t* gv, acc_t<scalar_t>* gw, acc_t<scalar_t>* gu, acc_t<scalar_t>* gs0) {
   using A = acc_t<scalar_t>;
   const int64_t nblk = (C + kWkvCpuBlock - 1) / kWkvCpuBlock, NC = (T + kWkvChunk - 1) / kWkvChunk;
   std::vector<A> gw_part(B * C), gu_part(B * C);

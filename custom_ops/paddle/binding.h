@@ -15,13 +15,13 @@
   }
 
 // Runs the lambda with data_t bound to the storage type of `dtype`: float, double, paddle::float16, paddle::bfloat16.
-#define LRNN_DISPATCH_FLOATING(dtype, name, ...)                                           \
-  switch (dtype) {                                                                         \
-    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT32, float, __VA_ARGS__)                      \
-    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT64, double, __VA_ARGS__)                     \
-    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT16, paddle::float16, __VA_ARGS__)            \
-    LRNN_DISPATCH_CASE(paddle::DataType::BFLOAT16, paddle::bfloat16, __VA_ARGS__)          \
-    default:                                                                               \
+#define LRNN_DISPATCH_FLOATING(dtype, name, ...)                                                     \
+  switch (dtype) {                                                                                   \
+    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT32, float, __VA_ARGS__)                                \
+    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT64, double, __VA_ARGS__)                               \
+    LRNN_DISPATCH_CASE(paddle::DataType::FLOAT16, paddle::float16, __VA_ARGS__)                      \
+    LRNN_DISPATCH_CASE(paddle::DataType::BFLOAT16, paddle::bfloat16, __VA_ARGS__)                    \
+    default:                                                                                         \
       PD_THROW(name, ": expected float32, float64, float16 or bfloat16 tensors, got another dtype"); \
   }
 
@@ -46,7 +46,10 @@ inline void check(const paddle::Tensor& t, const char* op, const char* name, con
 }
 
 // Pointer of an optional gradient: null when Paddle passes none (the output did not reach the loss).
-template <typename T> const T* grad_ptr(const paddle::Tensor& g) { return g.initialized() ? g.data<T>() : nullptr; }
+template <typename T>
+const T* grad_ptr(const paddle::Tensor& g) {
+  return g.initialized() ? g.data<T>() : nullptr;
+}
 
 }  // namespace lrnn_binding
 
@@ -54,16 +57,29 @@ template <typename T> const T* grad_ptr(const paddle::Tensor& g) { return g.init
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 // Paddle's half types and CUDA's have the same bits; kernels are written against CUDA's.
-template <typename T> struct CudaType { using type = T; };
-template <> struct CudaType<paddle::float16> { using type = __half; };
-template <> struct CudaType<paddle::bfloat16> { using type = __nv_bfloat16; };
-template <typename T> typename CudaType<T>::type* cuda_ptr(T* p) { return reinterpret_cast<typename CudaType<T>::type*>(p); }
-template <typename T> const typename CudaType<T>::type* cuda_ptr(const T* p) {
+template <typename T>
+struct CudaType {
+  using type = T;
+};
+template <>
+struct CudaType<paddle::float16> {
+  using type = __half;
+};
+template <>
+struct CudaType<paddle::bfloat16> {
+  using type = __nv_bfloat16;
+};
+template <typename T>
+typename CudaType<T>::type* cuda_ptr(T* p) {
+  return reinterpret_cast<typename CudaType<T>::type*>(p);
+}
+template <typename T>
+const typename CudaType<T>::type* cuda_ptr(const T* p) {
   return reinterpret_cast<const typename CudaType<T>::type*>(p);
 }
-#define LRNN_CUDA_CHECK(expr, op)                                                           \
-  do {                                                                                      \
-    cudaError_t err_ = (expr);                                                              \
+#define LRNN_CUDA_CHECK(expr, op)                                                                 \
+  do {                                                                                            \
+    cudaError_t err_ = (expr);                                                                    \
     PD_CHECK(err_ == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err_)); \
   } while (0)
 #endif

@@ -1,6 +1,7 @@
 // Paddle binding of TimeX (kernels/timex.h): checks, allocation, CPU dispatch; CUDA dispatch lives in timex.cu.
-#include "binding.h"
 #include "kernels/timex.h"
+
+#include "binding.h"
 
 using paddle::Tensor;
 
@@ -31,9 +32,9 @@ std::vector<Tensor> TimexForward(const Tensor& w, const Tensor& x, float eps) {
 #endif
   }
   LRNN_DISPATCH_FLOATING(x.dtype(), "lrnn_timex", ([&] {
-    lrnn::timex_forward_cpu<data_t>(B, C, T, L, w.data<data_t>(), x.data<data_t>(),
-                                    static_cast<lrnn::acc_t<data_t>>(eps), out.data<data_t>());
-  }));
+                           lrnn::timex_forward_cpu<data_t>(B, C, T, L, w.data<data_t>(), x.data<data_t>(),
+                                                           static_cast<lrnn::acc_t<data_t>>(eps), out.data<data_t>());
+                         }));
   return {out};
 }
 
@@ -52,9 +53,9 @@ std::vector<Tensor> TimexBackward(const Tensor& w, const Tensor& x, const Tensor
 #endif
   }
   LRNN_DISPATCH_FLOATING(x.dtype(), "lrnn_timex", ([&] {
-    lrnn::timex_backward_cpu<data_t>(B, C, T, L, w.data<data_t>(), x.data<data_t>(), g.data<data_t>(),
-                                     gw.data<data_t>(), gx.data<data_t>());
-  }));
+                           lrnn::timex_backward_cpu<data_t>(B, C, T, L, w.data<data_t>(), x.data<data_t>(),
+                                                            g.data<data_t>(), gw.data<data_t>(), gx.data<data_t>());
+                         }));
   return {gw, gx};
 }
 

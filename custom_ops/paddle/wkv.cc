@@ -1,6 +1,7 @@
 // Paddle binding of WKV (kernels/wkv.h): checks, allocation, CPU dispatch; CUDA dispatch lives in wkv.cu.
-#include "binding.h"
 #include "kernels/wkv.h"
+
+#include "binding.h"
 
 using paddle::Tensor;
 
@@ -42,10 +43,11 @@ std::vector<Tensor> WkvForward(const Tensor& w, const Tensor& u, const Tensor& k
 #endif
   }
   LRNN_DISPATCH_FLOATING(k.dtype(), "lrnn_wkv", ([&] {
-    using A = lrnn::acc_t<data_t>;
-    lrnn::wkv_forward_cpu<data_t>(B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(), v.data<data_t>(), s0.data<A>(),
-                                  static_cast<A>(eps), y.data<data_t>(), s1.data<A>(), ckpt.data<A>());
-  }));
+                           using A = lrnn::acc_t<data_t>;
+                           lrnn::wkv_forward_cpu<data_t>(B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(),
+                                                         v.data<data_t>(), s0.data<A>(), static_cast<A>(eps),
+                                                         y.data<data_t>(), s1.data<A>(), ckpt.data<A>());
+                         }));
   return {y, s1, ckpt};
 }
 
@@ -72,12 +74,13 @@ std::vector<Tensor> WkvBackward(const Tensor& w, const Tensor& u, const Tensor& 
 #endif
   }
   LRNN_DISPATCH_FLOATING(k.dtype(), "lrnn_wkv", ([&] {
-    using A = lrnn::acc_t<data_t>;
-    lrnn::wkv_backward_cpu<data_t>(B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(), v.data<data_t>(),
-                                   s0.data<A>(), s1.data<A>(), ckpt.data<A>(), static_cast<A>(eps),
-                                   lrnn_binding::grad_ptr<data_t>(gy), lrnn_binding::grad_ptr<A>(gs1),
-                                   gk.data<data_t>(), gv.data<data_t>(), gw.data<A>(), gu.data<A>(), gs0.data<A>());
-  }));
+                           using A = lrnn::acc_t<data_t>;
+                           lrnn::wkv_backward_cpu<data_t>(B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(),
+                                                          v.data<data_t>(), s0.data<A>(), s1.data<A>(), ckpt.data<A>(),
+                                                          static_cast<A>(eps), lrnn_binding::grad_ptr<data_t>(gy),
+                                                          lrnn_binding::grad_ptr<A>(gs1), gk.data<data_t>(),
+                                                          gv.data<data_t>(), gw.data<A>(), gu.data<A>(), gs0.data<A>());
+                         }));
   return {gw, gu, gk, gv, gs0};
 }
 
@@ -94,10 +97,11 @@ std::vector<paddle::DataType> WkvInferDtype(const paddle::DataType& w, const pad
   return {k, s0, s0};
 }
 
-std::vector<std::vector<int64_t>> WkvGradInferShape(
-    const std::vector<int64_t>& w, const std::vector<int64_t>& u, const std::vector<int64_t>& k,
-    const std::vector<int64_t>& v, const std::vector<int64_t>& s0, const std::vector<int64_t>& s1,
-    const std::vector<int64_t>& ckpt, const std::vector<int64_t>& gy, const std::vector<int64_t>& gs1) {
+std::vector<std::vector<int64_t>> WkvGradInferShape(const std::vector<int64_t>& w, const std::vector<int64_t>& u,
+                                                    const std::vector<int64_t>& k, const std::vector<int64_t>& v,
+                                                    const std::vector<int64_t>& s0, const std::vector<int64_t>& s1,
+                                                    const std::vector<int64_t>& ckpt, const std::vector<int64_t>& gy,
+                                                    const std::vector<int64_t>& gs1) {
   return {w, u, k, v, s0};
 }
 
