@@ -1,0 +1,19 @@
+"""What every command-line tool shares: bad input ends in one clear line and a non-zero exit, never a traceback."""
+import sys
+
+
+def run_cli(main):
+    """Runs main(); user errors (ValueError, OSError and their subclasses: bad data, bad files, bad flags, an
+    unwritable directory, a full disk) print `error: ...` to stderr and exit with status 2; Ctrl-C exits with 130.
+    Anything else is a bug and keeps its traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, OSError) as err:
+        message = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.filename and err.filename not in message:
+            message = f"{message}: {err.filename}"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)

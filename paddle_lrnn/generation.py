@@ -1,0 +1,55 @@
+"""Sampling and the streaming generation loop: the prompt goes through the parallel kernels once, then one token at
+a time in step mode with the model's state."""
+import numpy as np
+import paddle
+
+
+def sample_logits(logits, rng, temperature=1.0, top_p=1.0, top_a=0.0):
+    """Draws one token id from a [vocab] float array of logits.
+
+    top_p: keep the most probable tokens until their cumulative probability exceeds top_p (the token that crosses
+    the threshold, and ties with it, are kept; RWKV's rule). top_a: drop tokens whose probability is below
+    top_a * p_max^2 (RWKV's "top-a"). temperature: applied to the kept probabilities as p^(1/temperature), as RWKV
+    does; 0 means greedy."""
+    if temperature < 0 or not 0 < top_p <= 1 or top_a < 0:
+        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1 and top_a >= 0; got {temperature}, {top_p}, {top_a}")
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    if top_p < 1:
+        ordered = np.sort(probs)[::-1]
+        crossing = int(np.searchsorted(np.cumsum(ordered), top_p, side="right"))
+        probs = np.where(probs < ordered[min(crossing, len(ordered) - 1)], 0.0, probs)
+    if top_a > 0:
+        probs = np.where(probs < top_a * probs.max() ** 2, 0.0, probs)
+    if temperature != 1:
+        probs = probs ** (1.0 / temperature)
+    return int(rng.choice(len(probs), p=probs / probs.sum()))
+
+
+@paddle.no_grad()
+def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a=0.0, seed=0, chunk=None):
+    """Yields `length` new token ids continuing `prompt_ids` (a non-empty list of ints).
+
+    The prompt is fed through the model's parallel mode in chunks of at most `chunk` tokens (default: the model's
+    ctx_len if it has one, else all at once), carrying the state; then each new token is fed alone with the state."""
+    if not prompt_ids:
+        raise ValueError("the prompt must contain at least one token")
+    model.eval()
+    rng = np.random.default_rng(seed)
+    chunk = chunk or getattr(model.config, "ctx_len", None) or len(prompt_ids)
+    state = None
+    for start in range(0, len(prompt_ids), chunk):
+        ids = paddle.to_tensor([prompt_ids[start:start + chunk]], dtype="int64")
+        out = model(ids, state=state, use_cache=True)
+        state = out.state
+    logits = out.logits[0, -1]
+    for i in range(length):
+        token = sample_logits(logits.numpy(), rng, temperature, top_p, top_a)
+        yield token
+        if i + 1 < length:
+            out = model(paddle.to_tensor([[token]], dtype="int64"), state=state, use_cache=True)
+            state, logits = out.state, out.logits[0, -1]
+

@@ -1,0 +1,149 @@
+"""Conventions shared by every model family (PaddleNLP-style): a config saved as config.json, weights saved as
+model.safetensors (Paddle parameter names and layouts), `save_pretrained` / `from_pretrained`, and the forward
+interface `model(input_ids, state=None, use_cache=False) -> CausalLMOutput`."""
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ..io.atomic import atomic_write
+from ..io.safetensors import load_safetensors, save_safetensors
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class ModelFileError(ValueError):
+    """A model directory or checkpoint that cannot be used: missing files, another model type, wrong shapes."""
+
+
+@dataclass
+class CausalLMOutput:
+    """logits: [B, T, vocab] float32. state: what the next call needs to continue the sequence (None unless
+    use_cache=True); pass it back unchanged."""
+
+    logits: paddle.Tensor
+    state: Optional[Any] = None
+
+
+class PretrainedConfig:
+    """Base of the family configs. Subclasses set `model_type` and `defaults` (field -> default value) and may
+    override `validate`. Unknown fields are an error when passed as arguments; in a config.json they are kept and
+    written back, so files from other tools round-trip."""
+
+    model_type = ""
+    defaults: dict = {}
+
+    def __init__(self, **kwargs):
+        unknown = sorted(set(kwargs) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown field(s) {unknown}; known: {sorted(self.defaults)}")
+        for key, value in {**self.defaults, **kwargs}.items():
+            setattr(self, key, value)
+        self.extra = {}
+        self.validate()
+
+    def validate(self):
+        pass
+
+    def to_dict(self):
+        return {"model_type": self.model_type, **self.extra, **{k: getattr(self, k) for k in self.defaults}}
+
+    @classmethod
+    def from_dict(cls, data, source="config"):
+        model_type = data.get("model_type")
+        if model_type != cls.model_type:
+            raise ModelFileError(f"{source} has model_type {model_type!r}, expected {cls.model_type!r}")
+        fields = {k: v for k, v in data.items() if k in cls.defaults}
+        config = cls(**fields)
+        config.extra = {k: v for k, v in data.items() if k not in cls.defaults and k != "model_type"}
+        return config
+
+    def save_pretrained(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        with atomic_write(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        return cls.from_dict(read_config(directory), os.path.join(directory, CONFIG_NAME))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({json.dumps(self.to_dict(), sort_keys=True)})"
+
+
+def read_config(directory):
+    """config.json of a model directory as a dict, with clear errors for a missing or malformed file."""
+    path = os.path.join(directory, CONFIG_NAME)
+    if not os.path.isdir(directory):
+        raise ModelFileError(f"model directory {directory} does not exist")
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{directory} has no {CONFIG_NAME}; expected a directory written by save_pretrained")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path} must hold a JSON object")
+    return data
+
+
+def linear_weight_names(model):
+    """Names of the parameters that are nn.Linear weights: Paddle stores them [in, out], PyTorch [out, in]."""
+    return {f"{name}.weight" for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)}
+
+
+def load_arrays(model, arrays, source):
+    """Sets every parameter of `model` from `arrays` (name -> numpy array in Paddle layout), after checking that
+    the names and shapes match exactly; one clear error otherwise, and no parameter is changed."""
+    params = dict(model.named_parameters())
+    missing = sorted(set(params) - set(arrays))
+    unexpected = sorted(set(arrays) - set(params))
+    if missing:
+        raise ModelFileError(f"{source} lacks {len(missing)} weight(s) the model needs, e.g. {missing[:3]}")
+    if unexpected:
+        raise ModelFileError(f"{source} has {len(unexpected)} weight(s) the model does not know, e.g. {unexpected[:3]}")
+    for name, param in params.items():
+        if tuple(arrays[name].shape) != tuple(param.shape):
+            raise ModelFileError(f"{source}: weight {name} has shape {list(arrays[name].shape)}, the model expects "
+                                 f"{list(param.shape)}")
+    for name, param in params.items():
+        param.set_value(paddle.to_tensor(np.ascontiguousarray(arrays[name])).astype(param.dtype))
+
+
+class PretrainedModel(nn.Layer):
+    """Base of the family models: save_pretrained / from_pretrained in the PaddleNLP layout."""
+
+    config_class = PretrainedConfig
+
+    def __init__(self, config):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    def save_pretrained(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.config.save_pretrained(directory)
+        arrays = {name: p.numpy() for name, p in self.named_parameters()}
+        save_safetensors(os.path.join(directory, WEIGHTS_NAME), arrays, metadata={"format": "paddle"})
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        config = cls.config_class.from_pretrained(directory)
+        path = os.path.join(directory, WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            raise ModelFileError(f"{directory} has no {WEIGHTS_NAME}; expected a directory written by save_pretrained")
+        model = cls(config)
+        load_arrays(model, load_safetensors(path), path)
+        model.eval()
+        return model
+
+    def num_parameters(self):
+        return sum(int(np.prod(p.shape)) for p in self.parameters())

@@ -1,0 +1,166 @@
+"""RWKV2ForCausalLM: BlinkDL's RWKV-v2-RNN (RWKV-LM, March 2022) with its exact architecture and initialisation.
+
+Post-LN blocks (the stream is replaced by its LayerNorm: x = ln1(x); x = x + att(x); x = ln2(x); x = x + ffn(x)),
+token shift on the normalised inputs, the copy head added to the logits, and parameter names as in the original's
+state dict (Linear weights stored [in, out], Paddle's layout).
+
+State (use_cache=True), a dict of tensors: "wkv" [L, B, 3, C] float32 (time-mix sums), "att_shift" and
+"ffn_shift" [L, B, C] (the previous token's normalised input of each sub-layer), "head_keys" [B, M, 256] and
+"head_ids" [B, M] (the copy head's memory of the last M < ctx_len tokens).
+"""
+import math
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ...layers.rwkv2 import RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
+from ...ops.wkv import initial_state
+from ..modeling_utils import CausalLMOutput, PretrainedModel
+from .configuration import RWKV2Config
+
+
+class RWKV2Block(nn.Layer):
+    def __init__(self, config, layer_id):
+        super().__init__()
+        C = config.n_embd
+        self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        if layer_id == 0 and config.variant == "RWKV-ffnPre":
+            self.ffnPre = RWKV2ChannelMix(C)
+        else:
+            self.att = RWKV2TimeMix(C, config.ctx_len, config.time_mix_kernel)
+        self.ffn = RWKV2ChannelMix(C)
+
+    def forward(self, x, att_shift, ffn_shift, wkv_state):
+        x = self.ln1(x)
+        if hasattr(self, "att"):
+            out, wkv_state = self.att(x, att_shift, wkv_state)
+        else:
+            out = self.ffnPre(x, att_shift)
+        new_att_shift = x[:, -1]
+        x = self.ln2(x + out)
+        return x + self.ffn(x, ffn_shift), new_att_shift, x[:, -1], wkv_state
+
+
+class RWKV2ForCausalLM(PretrainedModel):
+    config_class = RWKV2Config
+
+    def __init__(self, config):
+        super().__init__(config)
+        V, C = config.vocab_size, config.n_embd
+        self.emb = nn.Embedding(V, C)
+        self.blocks = nn.LayerList([RWKV2Block(config, i) for i in range(config.n_layer)])
+        self.ln_out = nn.LayerNorm(C)
+        self.head = nn.Linear(C, V, bias_attr=False)
+        self.head_q = nn.Linear(C, config.head_qk_dim, bias_attr=False)
+        self.head_k = nn.Linear(C, config.head_qk_dim, bias_attr=False)
+        self._init_weights()
+
+    def _init_weights(self):
+        """RWKV_Init and the time-mix/channel-mix constructors of the original, with gains computed from PyTorch's
+        [out, in] shapes: orthogonal matrices (zero where the original sets scale_init 0), the "small init"
+        embedding, mixing coefficients 0 for the first half of the channels and 1 for the rest, the bonus
+        exp(time_first) = 0.3 and the per-layer decay curves."""
+        cfg = self.config
+        V, C, L = cfg.vocab_size, cfg.n_embd, cfg.n_layer
+        zero_scale = {"att.key", "att.receptance", "att.output", "ffn.receptance", "ffn.value", "ffnPre.receptance",
+                      "ffnPre.value", "head_q"}
+        for name, layer in self.named_sublayers():
+            if isinstance(layer, nn.Embedding):
+                _orthogonal(layer.weight, math.sqrt(max(V, C)) * 1e-4, transpose=False)
+            elif isinstance(layer, nn.Linear):
+                fan_in, fan_out = layer.weight.shape
+                gain = math.sqrt(fan_out / fan_in) if fan_out > fan_in else 1.0
+                if (fan_out, fan_in) == (V, C):
+                    gain *= 0.5
+                if name == "head_k":
+                    gain *= 0.1
+                if any(name.endswith(z) for z in zero_scale):
+                    gain = 0.0
+                _orthogonal(layer.weight, gain, transpose=True)
+        mix = paddle.to_tensor((np.arange(C) >= C / 2).astype("float32").reshape(1, 1, C))
+        for layer_id, block in enumerate(self.blocks):
+            for sub in ("att", "ffn", "ffnPre"):
+                if hasattr(block, sub):
+                    getattr(block, sub).time_mix.set_value(mix)
+            if hasattr(block, "att"):
+                block.att.time_first.set_value(paddle.full([C, 1], math.log(0.3)))
+                block.att.time_decay.set_value(paddle.to_tensor(_decay_curve(layer_id, L, C).reshape(C, 1)))
+
+    def initial_state(self, batch_size):
+        L, C = self.config.n_layer, self.config.n_embd
+        zeros = paddle.zeros([L, batch_size, C], self.emb.weight.dtype)
+        return {"wkv": paddle.stack([initial_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
+
+    def forward(self, input_ids, state=None, use_cache=False):
+        """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
+        logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
+        B, T = _check_ids(input_ids, self.config.vocab_size)
+        if state is None:
+            state = self.initial_state(B)
+        elif state["wkv"].shape[1] != B:
+            raise ValueError(f"state is for batch size {state['wkv'].shape[1]}, input_ids has batch size {B}")
+        x = self.emb(input_ids)
+        wkv, att_shift, ffn_shift = [], [], []
+        for i, block in enumerate(self.blocks):
+            x, a, f, s = block(x, state["att_shift"][i], state["ffn_shift"][i], state["wkv"][i])
+            att_shift.append(a)
+            ffn_shift.append(f)
+            wkv.append(s)
+        x = self.ln_out(x)
+        logits = self.head(x).astype("float32")
+        memory = (state["head_keys"], state["head_ids"]) if "head_keys" in state else None
+        logits, memory = head_qk_logits(self.head_q(x), self.head_k(x), input_ids, logits, self.config.ctx_len,
+                                        memory)
+        if not use_cache:
+            return CausalLMOutput(logits=logits)
+        new_state = {"wkv": paddle.stack(wkv), "att_shift": paddle.stack(att_shift),
+                     "ffn_shift": paddle.stack(ffn_shift)}
+        if memory is not None:
+            new_state["head_keys"], new_state["head_ids"] = memory
+        return CausalLMOutput(logits=logits, state=new_state)
+
+
+def _check_ids(input_ids, vocab_size):
+    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be a 2-D paddle.Tensor [batch, time], got "
+                         f"{list(input_ids.shape) if isinstance(input_ids, paddle.Tensor) else type(input_ids).__name__}")
+    if input_ids.dtype not in (paddle.int64, paddle.int32):
+        raise TypeError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
+    B, T = input_ids.shape
+    if B < 1 or T < 1:
+        raise ValueError(f"input_ids is empty (shape {[B, T]}); batch and time must be at least 1")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"token id {high if high >= vocab_size else low} is outside the vocabulary [0, {vocab_size})")
+    return B, T
+
+
+def _decay_curve(layer_id, n_layer, n_embd):
+    """time_decay of the original's RWKV_TimeMix for one layer (first_sa_layer_id = 1): ln(f1 * f2^(7h/(C-1))).
+    The original divides by n_layer - 2; for fewer than 3 layers we use 1 there (the original cannot build them)."""
+    ratio = (layer_id - 1) / max(n_layer - 2, 1)
+    f1 = 3.0 + ratio * (1.2 - 3.0)
+    f2 = 0.65 + ratio * (0.4 - 0.65)
+    if layer_id == 1:
+        f1 += 0.5
+    if layer_id == n_layer - 2:
+        f2 = 0.4
+    if layer_id == n_layer - 1:
+        f2 = 0.37
+    h = np.arange(n_embd) / max(n_embd - 1, 1)
+    return np.log(f1 * f2 ** (7 * h)).astype("float32")
+
+
+def _orthogonal(param, gain, transpose):
+    """Sets param to gain x a (semi-)orthogonal matrix drawn from Paddle's RNG (QR of a Gaussian, sign-fixed);
+    zeros for gain 0. transpose: param holds the transpose of the [out, in] matrix (Paddle Linear layout)."""
+    rows, cols = param.shape[::-1] if transpose else param.shape
+    if gain == 0:
+        param.set_value(paddle.zeros(param.shape, param.dtype))
+        return
+    a = paddle.randn([max(rows, cols), min(rows, cols)]).numpy().astype("float64")
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    m = q if rows >= cols else q.T  # [rows, cols] with orthonormal columns (or rows)
+    param.set_value(paddle.to_tensor((gain * (m.T if transpose else m)).astype("float32")).astype(param.dtype))

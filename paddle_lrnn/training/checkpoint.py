@@ -1,0 +1,162 @@
+"""Training checkpoints that survive crashes: everything a run needs to continue exactly (model, optimizer, step,
+data position, RNG), written so that a kill at any moment leaves the previous good checkpoint intact.
+
+Layout under <out>/checkpoints/:
+    step-00000100/model.safetensors, optimizer.safetensors, trainer_state.json, MANIFEST.json
+    latest                                   the name of the newest complete checkpoint
+A checkpoint is built in a temporary directory, every file fsynced, MANIFEST.json (the SHA-256 of every file)
+written last, then renamed into place in one step; only then does `latest` move (atomically) and older checkpoints
+get pruned. On resume the manifest is verified, and a damaged checkpoint is refused (named, with the reason) in
+favour of the newest intact one. No pickle is involved: tensors are safetensors, the rest JSON.
+"""
+import hashlib
+import json
+import os
+import shutil
+
+import paddle
+
+from ..io.atomic import atomic_write
+from ..io.safetensors import load_safetensors, save_safetensors
+from ..models.modeling_utils import load_arrays
+
+MANIFEST = "MANIFEST.json"
+LATEST = "latest"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint: missing, damaged, or written for another configuration."""
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rng_state():
+    """Paddle's generator states as JSON-serialisable lists."""
+    return [list(s.__getstate__()) for s in paddle.get_rng_state()]
+
+
+def set_rng_state(states):
+    restored = []
+    for s in states:
+        g = paddle.base.libpaddle.GeneratorState.__new__(paddle.base.libpaddle.GeneratorState)
+        g.__setstate__(tuple(s))
+        restored.append(g)
+    paddle.set_rng_state(restored)
+
+
+def _optimizer_arrays(optimizer):
+    arrays = {}
+    for name, value in optimizer.state_dict().items():
+        if isinstance(value, paddle.Tensor):
+            arrays[name] = value.numpy()
+        elif isinstance(value, dict):  # e.g. master_weights under AMP O2
+            arrays.update({f"{name}/{k}": v.numpy() for k, v in value.items()})
+        else:
+            raise TypeError(f"optimizer state entry {name!r} of type {type(value).__name__} is not supported")
+    return arrays
+
+
+def _set_optimizer_arrays(optimizer, arrays):
+    state = {}
+    for key, array in arrays.items():
+        if "/" in key:
+            group, name = key.split("/", 1)
+            state.setdefault(group, {})[name] = paddle.to_tensor(array)
+        else:
+            state[key] = paddle.to_tensor(array)
+    optimizer.set_state_dict(state)
+
+
+def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
+    """Writes checkpoint `step` (see the module docstring) and returns its directory."""
+    root = os.path.join(out_dir, "checkpoints")
+    os.makedirs(root, exist_ok=True)
+    name = f"step-{step:08d}"
+    final, tmp = os.path.join(root, name), os.path.join(root, f".tmp-{name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
+    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer))
+    with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
+        json.dump({"step": step, **trainer_state}, f)
+    files = sorted(os.listdir(tmp))
+    with atomic_write(os.path.join(tmp, MANIFEST), "w") as f:
+        json.dump({"step": step, "sha256": {fn: _sha256(os.path.join(tmp, fn)) for fn in files}}, f, indent=1)
+    _fsync_dir(tmp)
+    if os.path.exists(final):  # a checkpoint of the same step from an interrupted earlier attempt
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    with atomic_write(os.path.join(root, LATEST), "w") as f:
+        f.write(name + "\n")
+    for old in sorted(d for d in os.listdir(root) if d.startswith("step-"))[:-keep]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    for stale in (d for d in os.listdir(root) if d.startswith(".tmp-")):
+        shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
+    return final
+
+
+def verify(path):
+    """Raises CheckpointError naming the problem if the checkpoint at `path` is incomplete or altered."""
+    manifest = os.path.join(path, MANIFEST)
+    if not os.path.isfile(manifest):
+        raise CheckpointError(f"{path} is incomplete: {MANIFEST} is missing")
+    try:
+        with open(manifest) as f:
+            expected = json.load(f)["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{manifest} is damaged") from None
+    for fn, digest in expected.items():
+        fp = os.path.join(path, fn)
+        if not os.path.isfile(fp):
+            raise CheckpointError(f"{path} is incomplete: {fn} is missing")
+        if _sha256(fp) != digest:
+            raise CheckpointError(f"{fp} does not match its checksum (truncated or altered)")
+
+
+def find_checkpoint(out_dir, log=print):
+    """The newest intact checkpoint directory under out_dir/checkpoints. Damaged ones are reported through `log`
+    and skipped. Raises CheckpointError if there is none."""
+    root = os.path.join(out_dir, "checkpoints")
+    names = sorted((d for d in os.listdir(root) if d.startswith("step-")), reverse=True) if os.path.isdir(root) else []
+    if os.path.isfile(os.path.join(root, LATEST)):
+        with open(os.path.join(root, LATEST)) as f:
+            latest = f.read().strip()
+        if latest in names:  # try the recorded latest first; a newer directory cannot exist without it moving
+            names.remove(latest)
+            names.insert(0, latest)
+    problems = []
+    for name in names:
+        try:
+            verify(os.path.join(root, name))
+            for problem in problems:
+                log(f"warning: skipped checkpoint: {problem}")
+            return os.path.join(root, name)
+        except CheckpointError as err:
+            problems.append(str(err))
+    detail = ("; ".join(problems)) if problems else "none was written"
+    raise CheckpointError(f"no usable checkpoint in {root}: {detail}")
+
+
+def load_checkpoint(path, model, optimizer):
+    """Restores model and optimizer from a verified checkpoint directory; returns its trainer state dict."""
+    verify(path)
+    load_arrays(model, load_safetensors(os.path.join(path, "model.safetensors")), path)
+    _set_optimizer_arrays(optimizer, load_safetensors(os.path.join(path, "optimizer.safetensors")))
+    with open(os.path.join(path, "trainer_state.json")) as f:
+        return json.load(f)
+

@@ -1,0 +1,27 @@
+"""Learning-rate schedules as plain functions of the step (0-based index of the update about to run), so that a
+resumed run recomputes exactly the same rates. Each family's recipe picks one (see recipes.py)."""
+import math
+
+
+def lr_at(step, *, schedule, lr, lr_final, warmup_steps, max_steps, lr_start=None):
+    """The learning rate for update `step` (0-based).
+
+    schedule:
+      "cosine"       linear warm-up from lr_start (default lr_final) to lr over warmup_steps, then a cosine from lr
+                     to lr_final over the remaining steps (RWKV-v2 uses no warm-up: update 1 runs at lr), then
+                     lr_final.
+      "inverse_sqrt" fairseq's: linear warm-up from lr_start (default 1e-7) to lr, then lr * sqrt(warmup / step).
+      "constant"     lr after the warm-up.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        start = lr_start if lr_start is not None else (1e-7 if schedule == "inverse_sqrt" else lr_final)
+        return start + (lr - start) * step / warmup_steps
+    if schedule == "cosine":
+        span = max(max_steps - warmup_steps, 1)
+        progress = min((step - warmup_steps) / span, 1.0)
+        return lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "inverse_sqrt":
+        return lr * math.sqrt(max(warmup_steps, 1) / max(step, 1)) if warmup_steps > 0 else lr / math.sqrt(max(step, 1))
+    if schedule == "constant":
+        return lr
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected cosine, inverse_sqrt or constant")

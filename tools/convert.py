@@ -1,0 +1,31 @@
+"""Convert original PyTorch checkpoints to paddle_lrnn models, and back. No torch needed; nothing in a checkpoint
+is executed.
+
+  python tools/convert.py --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
+  python tools/convert.py --model rwkv2 --to torch --src DIR --out CKPT.pth
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from paddle_lrnn.cli import run_cli  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model family: rwkv2")
+    p.add_argument("--src", required=True, help="the checkpoint to convert (a Paddle model directory with --to torch)")
+    p.add_argument("--out", required=True, help="output model directory (an output .pth file with --to torch)")
+    p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
+    p.add_argument("--vocab", help="the original's vocab.json, stored with the converted model (rwkv2)")
+    args = p.parse_args(argv)
+
+    from paddle_lrnn.convert import convert
+
+    convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, log=print)
+
+
+if __name__ == "__main__":
+    run_cli(main)
