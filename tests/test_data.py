@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import paddle_lrnn.data as D
 from paddle_lrnn.data import corpus as corpus_mod
-from paddle_lrnn.data.bpe import bytes_to_unicode, pretokenize
+from paddle_lrnn.data.bpe import WHITE_SPACE, bytes_to_unicode, pretokenize, safe_cut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUSTEN = os.path.join(ROOT, "data", "austen", "austen.txt")
@@ -318,6 +318,16 @@ def test_gpt2_tiny_vocab(tmp_path, tiny_bpe):
         D.Gpt2Vocab.from_files(tiny_bpe / "vocab.json", tmp_path / "merges.txt")
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab '\n\t.1\u3000\x85é")), max_size=40))
+def test_gpt2_block_cut_keeps_pretokenisation(text):
+    p = safe_cut(text)
+    if p > 0:
+        assert pretokenize(text[:p]) + pretokenize(text[p:]) == pretokenize(text)
+    else:
+        assert not any(text[i] in WHITE_SPACE and text[i - 1] not in WHITE_SPACE for i in range(1, len(text)))
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.text())
 def test_gpt2_round_trip(text):
@@ -511,6 +521,21 @@ def test_cache_reuse_invalidation_and_no_half_written_entries(tmp_path, excerpt,
     c5 = D.load_corpus(excerpt, "chars", cache_dir=cache)
     assert not c5.from_cache
     np.testing.assert_array_equal(c5.test, c1.test)
+
+
+def test_concurrent_builds_make_one_entry(tmp_path, excerpt):
+    """Data-parallel ranks all call load_corpus at once: one builds, the others wait and read the same entry."""
+    code = ("import sys, numpy as np, paddle_lrnn.data as D; "
+            "c = D.load_corpus(sys.argv[1], 'words', cache_dir=sys.argv[2]); "
+            "print(c.cache_path, int(np.asarray(c.train, np.int64).sum()))")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(excerpt), str(tmp_path / "cache")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert len({o for o, _ in outs}) == 1
+    entries = [n for n in os.listdir(tmp_path / "cache") if not n.endswith(".lock")]
+    assert len(entries) == 1 and ".tmp-" not in entries[0]
 
 
 # ---------------------------------------------------------------------------------------------------------- bad input

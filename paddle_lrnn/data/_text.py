@@ -75,12 +75,13 @@ def next_line_start(path, p, size, block_bytes=1 << 16):
             raw = f.read(block_bytes)
             if not raw:
                 break
-            for i, b in enumerate(raw):
-                if b == 0x0A:
+            hits = [i for i in (raw.find(b"\n"), raw.find(b"\r")) if i >= 0]
+            if hits:
+                i = min(hits)
+                if raw[i] == 0x0A:
                     return pos + i + 1
-                if b == 0x0D:
-                    nxt = raw[i + 1:i + 2] if i + 1 < len(raw) else read_at(path, pos + i + 1, 1)
-                    return pos + i + (2 if nxt == b"\n" else 1)
+                nxt = raw[i + 1:i + 2] if i + 1 < len(raw) else read_at(path, pos + i + 1, 1)
+                return pos + i + (2 if nxt == b"\n" else 1)
             pos += len(raw)
     return size
 

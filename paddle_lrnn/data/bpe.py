@@ -90,9 +90,18 @@ def pretokenize(text):
 
 
 def safe_cut(text):
-    """The largest p > 0 such that text[:p] and text[p:] pre-tokenise exactly as text does at that point (text[p] is
-    white space and text[p-1] is not), or -1. Used to encode a long text in blocks."""
-    p = len(text) - 1
+    """A cut p > 0, as late in text as is quick to find, such that text[:p] and text[p:] pre-tokenise exactly as text
+    does (text[p] is white space and text[p-1] is not: no piece spans p and no lookahead sees past it); -1 if text
+    has no such place. Used to encode a long text in blocks."""
+    end = len(text)
+    while end > 1:  # fast path: the common white space characters
+        p = max(text.rfind(" ", 1, end), text.rfind("\n", 1, end), text.rfind("\t", 1, end))
+        if p <= 0:
+            break
+        if text[p - 1] not in _WS_SET:
+            return p
+        end = p
+    p = len(text) - 1  # rare: only uncommon white space, or none
     while p > 0:
         if text[p] in _WS_SET and text[p - 1] not in _WS_SET:
             return p

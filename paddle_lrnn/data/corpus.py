@@ -54,7 +54,7 @@ import numpy as np
 
 from . import _text
 from .errors import DataError
-from .vocab import ByteVocab, CharVocab, Vocab, WordVocab, describe_char, load_vocab
+from .vocab import ByteVocab, CharVocab, Vocab, WordVocab, load_vocab
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,10 @@ class Corpus:
         if split not in SPLITS:
             raise KeyError(split)
         return getattr(self, split)
+
+    @property
+    def vocab_size(self):
+        return self.vocab.vocab_size
 
     @property
     def split_names(self):
@@ -225,7 +229,10 @@ def _safe_name(name):
 
 
 # ---------------------------------------------------------------------------------------------------------- load
-def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None, unknown=None, min_freq=1,
+_GIVEN = object()
+
+
+def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None, unknown=_GIVEN, min_freq=1,
                 max_size=None, ctx_len=None, block_bytes=_text.DEFAULT_BLOCK_BYTES, rebuild=False):
     """Loads (encoding and caching on first use) a corpus. See the module docstring for layouts and caching.
 
@@ -236,7 +243,8 @@ def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None
     cache_dir: where encoded corpora are cached (default: see default_cache_dir()).
     name: the corpus name (default: the file name without extension, or the directory name).
     unknown: chars only: None (a character outside a given vocabulary is an error naming it, its line and
-        column) or a character of the vocabulary to map such characters to (RWKV-v2's run.py uses ' ').
+        column) or a character of the vocabulary to map such characters to (RWKV-v2's run.py uses ' ');
+        default: the given CharVocab's own setting (its .unknown), else None.
     min_freq, max_size: words only, when the vocabulary is built (WordVocab.from_counts).
     ctx_len: if given, every split must hold at least ctx_len + 1 tokens (DataError naming the sizes).
     block_bytes: read size for streaming (does not change the result).
@@ -257,6 +265,8 @@ def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None
         raise DataError(f"{path}: is a directory; the {layout} layout needs a single text file (a directory is read "
                         f"with the wikitext layout)")
     kind, given = _resolve_vocab(vocab)
+    if unknown is _GIVEN:
+        unknown = given.unknown if isinstance(given, CharVocab) else None
     if layout == "shakespeare-char" and kind != "chars":
         raise DataError(f"the shakespeare-char layout uses a character vocabulary, not {kind}")
     if unknown is not None:
@@ -480,7 +490,12 @@ def _build_entry(entry, cache_dir, name, layout, kind, given, files, ranges, unk
             json.dump(meta, fh, indent=1, ensure_ascii=False)
             fh.flush()
             os.fsync(fh.fileno())
-        os.rename(tmp, entry)
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # another process finished the same entry first (only without a working file lock)
+            if _read_meta(entry) is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -117,7 +117,11 @@ class Vocab:
         return []
 
     def fingerprint(self):
-        blob = json.dumps([self.kind, self._options(), self._entries()], ensure_ascii=False, sort_keys=True)
+        entries = self.__dict__.get("_entries_sha")
+        if entries is None:  # the entries never change after construction; hash them once
+            blob = json.dumps(self._entries(), ensure_ascii=False)
+            entries = self.__dict__["_entries_sha"] = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+        blob = json.dumps([self.kind, self._options(), entries], ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
     def __eq__(self, other):
