@@ -314,6 +314,8 @@ def test_gpt2_tiny_vocab(tmp_path, tiny_bpe):
     v.save(tmp_path / "saved")
     assert D.load_vocab(tmp_path / "saved") == v
     assert D.load_vocab(tiny_bpe) == v  # GPT-2's own two files, no config
+    (tiny_bpe / "tokenizer_config.json").write_text('{"model_max_length": 1024}')  # Hugging Face's, not ours
+    assert D.load_vocab(tiny_bpe) == v
     with pytest.raises(D.DataError, match="merges.txt: no such file"):
         D.Gpt2Vocab.from_files(tiny_bpe / "vocab.json", tmp_path / "merges.txt")
 
@@ -479,6 +481,9 @@ def test_given_vocab_that_does_not_fit(tmp_path, austen_text, austen_bytes):
         assert c.splits[s].oov == sum(1 for x in part if x not in v.stoi)
         assert len(c[s]) == len(part)
     assert c.splits["train"].oov > 0
+    # a vocabulary that carries its own unknown character needs no unknown= argument
+    c2 = D.load_corpus(AUSTEN, D.CharVocab(v.chars, unknown=" "), cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(c2.test, c.test)
 
 
 def test_cache_reuse_invalidation_and_no_half_written_entries(tmp_path, excerpt, monkeypatch):

@@ -535,8 +535,10 @@ def _read_config(path):
             config = json.load(f)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the tokenizer config: {e}") from None
-    if not isinstance(config, dict) or "kind" not in config:
-        raise DataError(f"{path}: not a paddle_lrnn tokenizer config (no 'kind')")
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        return None  # another library's file of the same name (e.g. Hugging Face's next to GPT-2's files)
+    if "kind" not in config:
+        raise DataError(f"{path}: a paddle_lrnn tokenizer config without 'kind'")
     if config.get("version", 1) > CONFIG_VERSION:
         raise DataError(f"{path}: tokenizer config version {config['version']} is newer than this code reads "
                         f"({CONFIG_VERSION})")
@@ -546,7 +548,7 @@ def _read_config(path):
 def load_vocab(directory):
     """Restores a vocabulary saved with save(directory).
 
-    directory: a folder with tokenizer_config.json (any kind); or, without it, a folder holding an RWKV-v2
+    directory: a folder with our tokenizer_config.json (any kind); or, without it, a folder holding an RWKV-v2
     vocab.json (UTF-16 with BOM -> CharVocab) or GPT-2's vocab.json + merges.txt (-> Gpt2Vocab); or the path of an
     RWKV-v2 vocab.json itself. Returns a ByteVocab, CharVocab, WordVocab or Gpt2Vocab; DataError otherwise."""
     path = os.fspath(directory)
@@ -555,8 +557,8 @@ def load_vocab(directory):
     if not os.path.isdir(path):
         raise DataError(f"{path}: no such vocabulary directory")
     config_path = os.path.join(path, CONFIG_NAME)
-    if os.path.isfile(config_path):
-        config = _read_config(config_path)
+    config = _read_config(config_path) if os.path.isfile(config_path) else None
+    if config is not None:
         kind = config["kind"]
         if kind == "bytes":
             vocab = ByteVocab()
