@@ -19,9 +19,10 @@ from paddle_lrnn.data.bpe import WHITE_SPACE, bytes_to_unicode, pretokenize, saf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUSTEN = os.path.join(ROOT, "data", "austen", "austen.txt")
-FIXTURES = os.environ.get("PADDLE_LRNN_FIXTURES", os.path.join(ROOT, "..", "..", "shared", "fixtures"))
-for candidate in (FIXTURES, "/work/shared/fixtures", os.path.join(ROOT, "shared", "fixtures")):
-    if os.path.isdir(os.path.join(candidate, "rwkv2")):
+FIXTURES = os.environ.get("PADDLE_LRNN_FIXTURES", "")
+for candidate in (FIXTURES, os.path.join(ROOT, "shared", "fixtures"), os.path.join(ROOT, "..", "shared", "fixtures"),
+                  os.path.join(ROOT, "..", "..", "shared", "fixtures"), "/work/shared/fixtures"):
+    if candidate and os.path.isdir(os.path.join(candidate, "rwkv2")):
         FIXTURES = candidate
         break
 V2_VOCAB = os.path.join(FIXTURES, "rwkv2", "vocab.json")
