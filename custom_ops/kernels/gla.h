@@ -20,6 +20,11 @@
 
 namespace lrnn {
 
+// Offset of row t of head h of batch b in a [B, T, H, n] tensor.
+LRNN_HD int64_t gla_row(int64_t b, int64_t t, int64_t h, int64_t T, int64_t H, int64_t n) {
+  return ((b * T + t) * H + h) * n;
+}
+
 // One state element through one token: decay, then add k v.
 template <typename A>
 LRNN_HD A gla_update(A s, A decay, A kk, A vv) {
@@ -41,11 +46,6 @@ LRNN_HD A gla_dg_term(A q, A dq, A k, A dk) {
 #ifndef __CUDA_ARCH__
 namespace gla_cpu {
 
-// Row t of head h of batch b in a [B, T, H, n] tensor.
-inline int64_t row(int64_t b, int64_t t, int64_t h, int64_t T, int64_t H, int64_t n) {
-  return ((b * T + t) * H + h) * n;
-}
-
 template <typename A, typename T>
 inline void load_row(A* __restrict__ out, const T* p, int64_t off, int64_t n, A mul = A(1)) {
   for (int64_t i = 0; i < n; ++i) out[i] = mul * load<A>(p, off + i);
@@ -60,7 +60,6 @@ void gla_forward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, cons
                      const scalar_t* v, const scalar_t* g, const acc_t<scalar_t>* s0, acc_t<scalar_t> scale,
                      scalar_t* o, acc_t<scalar_t>* s1) {
   using A = acc_t<scalar_t>;
-  using gla_cpu::row;
   parallel_for(B * H, [&](int64_t task) {
     const int64_t b = task / H, h = task % H;
     std::vector<A> buf(K * V + 3 * K + 2 * V);
@@ -72,7 +71,7 @@ void gla_forward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, cons
     A* __restrict__ oa = va + V;
     std::copy(s0 + task * K * V, s0 + (task + 1) * K * V, S);
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t rk = row(b, t, h, T, H, K), rv = row(b, t, h, T, H, V);
+      const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
       gla_cpu::load_row(qa, q, rk, K, scale);
       gla_cpu::load_row(ka, k, rk, K);
       gla_cpu::load_row(da, g, rk, K);
@@ -101,7 +100,6 @@ void gla_backward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, con
                       const scalar_t* go, const acc_t<scalar_t>* gs1, scalar_t* gq, scalar_t* gk, scalar_t* gv,
                       scalar_t* gg, acc_t<scalar_t>* gs0) {
   using A = acc_t<scalar_t>;
-  using gla_cpu::row;
   parallel_for(B * H, [&](int64_t task) {
     const int64_t b = task / H, h = task % H;
     std::vector<A> buf(2 * K * V + 7 * K + 3 * V + T * K);
@@ -121,7 +119,7 @@ void gla_backward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, con
     // Forward re-sweep: S_t and dq_t = scale do_t S_t^T.
     std::copy(s0 + task * K * V, s0 + (task + 1) * K * V, S);
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t rk = row(b, t, h, T, H, K), rv = row(b, t, h, T, H, V);
+      const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
       gla_cpu::load_row(ka, k, rk, K);
       gla_cpu::load_row(da, g, rk, K);
       for (int64_t i = 0; i < K; ++i) da[i] = lrnn_exp(da[i]);
@@ -166,7 +164,7 @@ void gla_backward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, con
     }
     // Reverse sweep: dS_t, dk_t, dv_t, dg_t.
     for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t rk = row(b, t, h, T, H, K), rv = row(b, t, h, T, H, V);
+      const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
       gla_cpu::load_row(qa, q, rk, K, scale);
       gla_cpu::load_row(ka, k, rk, K);
       gla_cpu::load_row(va, v, rv, V);
