@@ -39,6 +39,10 @@ def compare_kernel_to_reference(inputs, seed, rtol=2e-4, atol=2e-5, cot=None, sc
     cot = cotangents(B, T, H, K, v.shape[3], seed) if cot is None else cot
     out_k, g_k = run_with_grads(lambda *a: gla(*a, scale=scale), inputs, cot)
     out_r, g_r = run_with_grads(lambda *a: reference.gla(*a, scale=scale), inputs, cot)
+    check_against_reference(inputs, out_k, g_k, out_r, g_r, rtol, atol)
+
+
+def check_against_reference(inputs, out_k, g_k, out_r, g_r, rtol, atol):
     for name, a, b in zip(["o", "final state"], out_k, out_r):
         assert_close(a, b, rtol, atol, name)
     names = [n for n, x in zip(NAMES, inputs) if x is not None]
@@ -256,8 +260,7 @@ def test_cuda_matches_reference(T, dtype, tol):
     cot = cotangents(B, T, H, K, V, T)
     out_d, g_d = run_on_gpu(gla, inputs, cot, dtype)
     out_r, g_r = run_with_grads(reference.gla, inputs, cot)
-    for name, a, b in zip(["o", "state"] + NAMES, out_d + g_d, out_r + g_r):
-        assert_close(a, b, tol, tol, name)
+    check_against_reference(inputs, out_d, g_d, out_r, g_r, tol, tol)
 
 
 @cuda

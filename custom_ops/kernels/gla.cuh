@@ -82,7 +82,7 @@ __device__ __forceinline__ int gla_sum16_row(int lane) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Recurrent kernels. Grid: (ceil(V / 32), ceil(K / 64), B * H); 128 threads.
+// Recurrent kernels. Grid: (B * H, ceil(V / 32), ceil(K / 64)); 128 threads.
 
 // o_part [ceil(K / 64), B, T, H, V]: the output summed over this block's K rows.
 template <typename scalar_t>
@@ -96,8 +96,8 @@ __global__ void __launch_bounds__(kGlaRecThreads)
   constexpr int S = GlaRecSteps<A>::value;
   __shared__ A qs[S][kGlaRecK], ks[S][kGlaRecK], ds[S][kGlaRecK], vs[S][kGlaRecV], red[S][4][kGlaRecV];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int64_t v0 = static_cast<int64_t>(blockIdx.x) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.y) * kGlaRecK;
-  const int64_t bh = blockIdx.z, b = bh / H, h = bh % H, vv = v0 + lane;
+  const int64_t v0 = static_cast<int64_t>(blockIdx.y) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.z) * kGlaRecK;
+  const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, vv = v0 + lane;
   A st[16];
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kGlaRecThreads)
     for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
       const int s = e / kGlaRecV, c = e % kGlaRecV;
       if (t0 + s < T && v0 + c < V)
-        o_part[blockIdx.y * B * T * H * V + gla_row(b, t0 + s, h, T, H, V) + v0 + c] =
+        o_part[blockIdx.z * B * T * H * V + gla_row(b, t0 + s, h, T, H, V) + v0 + c] =
             red[s][0][c] + red[s][1][c] + red[s][2][c] + red[s][3][c];
     }
   }
@@ -158,8 +158,8 @@ __global__ void __launch_bounds__(kGlaRecThreads)
   constexpr int S = GlaRecSteps<A>::value;
   __shared__ A ks[S][kGlaRecK], ds[S][kGlaRecK], vs[S][kGlaRecV], dos[S][kGlaRecV];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int64_t v0 = static_cast<int64_t>(blockIdx.x) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.y) * kGlaRecK;
-  const int64_t bh = blockIdx.z, b = bh / H, h = bh % H, vv = v0 + lane;
+  const int64_t v0 = static_cast<int64_t>(blockIdx.y) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.z) * kGlaRecK;
+  const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, vv = v0 + lane;
   const int64_t krow = k0 + warp * 16 + gla_sum16_row(lane);  // the row whose sum this lane returns
   A st[16];
 #pragma unroll
@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(kGlaRecThreads)
       }
       const A sum = gla_warp_sum16(x, lane);
       if ((lane & 1) == 0 && t0 + s < T && krow < K)
-        dq_part[blockIdx.x * B * T * H * K + gla_row(b, t0 + s, h, T, H, K) + krow] = sum;
+        dq_part[blockIdx.y * B * T * H * K + gla_row(b, t0 + s, h, T, H, K) + krow] = sum;
     }
   }
 }
@@ -215,8 +215,8 @@ __global__ void __launch_bounds__(kGlaRecThreads)
   __shared__ A qs[S][kGlaRecK], ks[S][kGlaRecK], ds[S][kGlaRecK], vs[S][kGlaRecV], dos[S][kGlaRecV],
       red[S][4][kGlaRecV];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int64_t v0 = static_cast<int64_t>(blockIdx.x) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.y) * kGlaRecK;
-  const int64_t bh = blockIdx.z, b = bh / H, h = bh % H, vv = v0 + lane;
+  const int64_t v0 = static_cast<int64_t>(blockIdx.y) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.z) * kGlaRecK;
+  const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, vv = v0 + lane;
   const int64_t krow = k0 + warp * 16 + gla_sum16_row(lane);
   A dst[16], dn[16];  // dS and the decay of the token after the current one
 #pragma unroll
@@ -258,13 +258,13 @@ __global__ void __launch_bounds__(kGlaRecThreads)
       red[s][warp][lane] = acc;
       const A sum = gla_warp_sum16(x, lane);
       if ((lane & 1) == 0 && t0 + s < T && krow < K)
-        dk_part[blockIdx.x * B * T * H * K + gla_row(b, t0 + s, h, T, H, K) + krow] = sum;
+        dk_part[blockIdx.y * B * T * H * K + gla_row(b, t0 + s, h, T, H, K) + krow] = sum;
     }
     __syncthreads();
     for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
       const int s = e / kGlaRecV, c = e % kGlaRecV;
       if (t0 + s < T && v0 + c < V)
-        dv_part[blockIdx.y * B * T * H * V + gla_row(b, t0 + s, h, T, H, V) + v0 + c] =
+        dv_part[blockIdx.z * B * T * H * V + gla_row(b, t0 + s, h, T, H, V) + v0 + c] =
             red[s][0][c] + red[s][1][c] + red[s][2][c] + red[s][3][c];
     }
   }
@@ -905,8 +905,8 @@ cudaError_t gla_forward_cuda(int64_t B, int64_t T, int64_t H, int64_t K, int64_t
     }
   }
   const unsigned nk = static_cast<unsigned>(ceil_div(K, kGlaRecK)), nv = static_cast<unsigned>(ceil_div(V, kGlaRecV));
-  LRNN_LAUNCH(dim3(nv, nk, BH), kGlaRecThreads, 0, stream, gla_recurrent_forward_kernel<scalar_t>)(
-      B, T, H, K, V, q, k, v, g, s0, scale, work, s1);
+  LRNN_LAUNCH(dim3(static_cast<unsigned>(BH), nv, nk), kGlaRecThreads, 0, stream,
+              gla_recurrent_forward_kernel<scalar_t>)(B, T, H, K, V, q, k, v, g, s0, scale, work, s1);
   const int64_t n = B * T * H * V;
   LRNN_LAUNCH(ceil_div(n, kGlaFinThreads), kGlaFinThreads, 0, stream, gla_sum_parts_kernel<scalar_t>)(nk, n, work, o);
   return cudaGetLastError();
@@ -962,7 +962,7 @@ cudaError_t gla_backward_cuda(int64_t B, int64_t T, int64_t H, int64_t K, int64_
     A* dv_part = dk_part + nv * nel;
     tot = dv_part + nk * B * T * H * V;
     parts = nv;
-    const dim3 grid(static_cast<unsigned>(nv), static_cast<unsigned>(nk), static_cast<unsigned>(BH));
+    const dim3 grid(static_cast<unsigned>(BH), static_cast<unsigned>(nv), static_cast<unsigned>(nk));
     LRNN_LAUNCH(grid, kGlaRecThreads, 0, stream, gla_recurrent_dq_kernel<scalar_t>)(B, T, H, K, V, k, v, g, s0, scale,
                                                                                     go, dq_part);
     LRNN_LAUNCH(grid, kGlaRecThreads, 0, stream, gla_recurrent_backward_kernel<scalar_t>)(
