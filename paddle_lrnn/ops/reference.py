@@ -43,3 +43,24 @@ def timex(w, x, *, eps=0.0):
     kernel = w[:, w.shape[1] - T:].astype(x.dtype).unsqueeze(1)  # [C, 1, T]: index j holds lag T-1-j
     padded = F.pad(x, [T - 1, 0], data_format="NCL")
     return F.conv1d(padded, kernel, groups=C) + eps
+
+
+# ---- gla (gated outer-product recurrence, HGRN2) ----
+from .gla import check_args as _gla_check_args, default_scale as _gla_default_scale  # noqa: E402
+
+
+def gla(q, k, v, g, state=None, *, scale=None):
+    """Reference of paddle_lrnn.ops.gla: S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t, one token per
+    loop iteration, in the accumulator dtype (float32, float64 for float64 inputs)."""
+    _gla_check_args(q, k, v, g, state)
+    dtype, acc = q.dtype, _checks.acc_dtype(q.dtype)
+    B, T, H, K = q.shape
+    V = v.shape[3]
+    scale = _gla_default_scale(q) if scale is None else float(scale)
+    q, k, v, g = q.astype(acc), k.astype(acc), v.astype(acc), g.astype(acc)
+    S = paddle.zeros([B, H, K, V], acc) if state is None else state.astype(acc)
+    outs = []
+    for t in range(T):
+        S = paddle.exp(g[:, t]).unsqueeze(-1) * S + k[:, t].unsqueeze(-1) * v[:, t].unsqueeze(-2)
+        outs.append(scale * paddle.matmul(q[:, t].unsqueeze(-2), S).squeeze(-2))
+    return paddle.stack(outs, axis=1).astype(dtype), S
