@@ -16,7 +16,7 @@ import codecs
 import struct
 from collections import OrderedDict
 
-__all__ = ["SafeCall", "Refused", "Truncated", "SafeUnpickler", "PickleWriter"]
+__all__ = ["SafeCall", "Refused", "Truncated", "SafeUnpickler", "PickleWriter", "brief"]
 
 
 class Refused(Exception):
@@ -38,6 +38,23 @@ class SafeCall:
 
     def __repr__(self):
         return f"<allow-listed {self.qualname}>"
+
+
+def brief(value, limit=60, _inner=False):
+    """A short description of an untrusted value for an error message (looks one level into short tuples and
+    lists, never walks further, never long)."""
+    if type(value) in (tuple, list) and len(value) <= 4 and not _inner:
+        inner = ", ".join(brief(v, 20, True) for v in value)
+        text = f"({inner})" if type(value) is tuple else f"[{inner}]"
+    elif type(value) in (str, bytes, bytearray):
+        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
+    elif type(value) in (int, float, bool) or value is None:
+        text = repr(value) if type(value) is not int or value.bit_length() < 200 else f"<{value.bit_length()}-bit int>"
+    elif type(value) in (tuple, list, dict, set, frozenset):
+        text = f"{type(value).__name__} of {len(value)} items"
+    else:
+        text = type(value).__name__ if not isinstance(value, SafeCall) else value.qualname
+    return text[:limit + 20]
 
 
 _MAX_LONG_BYTES = 1024  # ints wider than 8192 bits have no place in a checkpoint
@@ -78,9 +95,9 @@ class SafeUnpickler:
     # -- reading helpers -------------------------------------------------------------------------------------
     def _read(self, n):
         if n < 0:
-            raise Refused(f"the pickle has a negative length {n} at byte {self.pos}")
+            raise Refused(f"its pickle has a negative length {n} at byte {self.pos}")
         if self.pos + n > self.end:
-            raise Truncated(f"the pickle is truncated (needs {n} more bytes at byte {self.pos}, "
+            raise Truncated(f"its pickle is truncated (needs {n} more bytes at byte {self.pos}, "
                           f"has {self.end - self.pos})")
         b = bytes(self.data[self.pos:self.pos + n])
         self.pos += n
@@ -92,8 +109,8 @@ class SafeUnpickler:
         i = chunk.find(b"\n")
         if i < 0:
             if limit == self.end:
-                raise Truncated(f"the pickle is truncated inside a text line at byte {self.pos}")
-            raise Refused(f"the pickle has an over-long text line at byte {self.pos}")
+                raise Truncated(f"its pickle is truncated inside a text line at byte {self.pos}")
+            raise Refused(f"its pickle has an over-long text line at byte {self.pos}")
         self.pos += i + 1
         return chunk[:i]
 
@@ -102,19 +119,19 @@ class SafeUnpickler:
 
     def _pop_mark(self):
         if not self.metastack:
-            raise Refused("the pickle pops a MARK that was never set")
+            raise Refused("its pickle pops a MARK that was never set")
         items = self.stack
         self.stack = self.metastack.pop()
         return items
 
     def _pop(self):
         if not self.stack:
-            raise Refused("the pickle pops from an empty stack")
+            raise Refused("its pickle pops from an empty stack")
         return self.stack.pop()
 
     def _top(self):
         if not self.stack:
-            raise Refused("the pickle reads from an empty stack")
+            raise Refused("its pickle reads from an empty stack")
         return self.stack[-1]
 
     def _int_line(self, line, what):
@@ -126,7 +143,7 @@ class SafeUnpickler:
                 raise ValueError("too many digits")
             return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text)
         except (UnicodeDecodeError, ValueError):
-            raise Refused(f"the pickle has an invalid {what} {line[:40]!r}") from None
+            raise Refused(f"its pickle has an invalid {what} {line[:40]!r}") from None
 
     # -- the machine -------------------------------------------------------------------------------------
     def load(self):
@@ -136,12 +153,12 @@ class SafeUnpickler:
         while True:
             op_pos = self.pos
             if self.pos >= self.end:
-                raise Truncated("the pickle ends without a STOP opcode (truncated?)")
+                raise Truncated("its pickle ends without a STOP opcode (truncated?)")
             op = self.data[self.pos]
             self.pos += 1
             if op == 0x2E:  # STOP
                 if self.metastack or len(self.stack) != 1:
-                    raise Refused(f"the pickle stops with {len(self.stack)} values and "
+                    raise Refused(f"its pickle stops with {len(self.stack)} values and "
                                   f"{len(self.metastack)} open marks on its stack")
                 return self.stack[0], self.pos
             try:
@@ -412,7 +429,7 @@ class SafeUnpickler:
         args = self._pop()
         func = self._pop()
         if type(func) is not SafeCall:
-            raise Refused(f"its pickle calls a {type(func).__name__} value ({str(func)[:60]!r}) as a function; "
+            raise Refused(f"its pickle calls a {type(func).__name__} value ({brief(func)}) as a function; "
                           f"only allow-listed rebuild functions may be called")
         if type(args) is not tuple:
             raise Refused(f"its pickle calls {func.qualname} with {type(args).__name__} arguments, not a tuple")

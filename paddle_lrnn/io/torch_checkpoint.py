@@ -67,14 +67,14 @@ Other arrays are written as their own contiguous little-endian storage. The file
 import hashlib
 import os
 import re
-import stat
 from collections import OrderedDict
 
 import numpy as np
 
 from . import _zip
+from ._files import open_regular as _open_regular
 from ._dtypes import ITEMSIZE, LE, BFloat16, bfloat16_bits_to_float32, decode_storage, dtype_name
-from ._pickle import PickleWriter, Refused, SafeCall, SafeUnpickler, Truncated
+from ._pickle import PickleWriter, Refused, SafeCall, SafeUnpickler, Truncated, brief
 from .atomic import atomic_write
 from .errors import CheckpointError
 
@@ -149,13 +149,13 @@ def _ascii(v):
 
 def _check_int(v, what):
     if type(v) is not int or not 0 <= v < _MAX_INT:
-        raise Refused(f"{what} is {str(v)[:40]!r} ({type(v).__name__}), not a non-negative integer")
+        raise Refused(f"{what} is {brief(v, 40)} ({type(v).__name__}), not a non-negative integer")
     return v
 
 
 def _check_dims(v, what):
     if type(v) not in (tuple, list) or len(v) > _MAX_DIMS:
-        raise Refused(f"{what} is a {type(v).__name__} {str(v)[:60]}, not a tuple of at most {_MAX_DIMS} ints")
+        raise Refused(f"{what} is a {type(v).__name__} {brief(v, 60)}, not a tuple of at most {_MAX_DIMS} ints")
     return tuple(_check_int(x, what) for x in v)
 
 
@@ -337,18 +337,18 @@ class _Session:
             raise Refused("it is a pickled nn.Module (a whole model, legacy format), whose classes would have to be "
                           "imported; save and load model.state_dict() instead")
         if kind != "storage":
-            raise Refused(f"its pickle has a persistent id of unknown kind {str(pid[0])[:40]!r}")
+            raise Refused(f"its pickle has a persistent id of unknown kind {brief(pid[0], 40)}")
         if len(pid) != (6 if self.legacy else 5):
             raise Refused(f"its storage persistent id has {len(pid)} fields, not {6 if self.legacy else 5}")
         stype, key, location, numel = pid[1:5]
         if type(stype) is not _StorageType:
-            raise Refused(f"its storage persistent id names {str(stype)[:60]!r} instead of a storage class")
+            raise Refused(f"its storage persistent id names {brief(stype, 60)} instead of a storage class")
         key = _ascii(key)
         if key is None or not _STORAGE_KEY_RE.fullmatch(key):
-            raise Refused(f"its storage persistent id has the key {str(pid[2])[:80]!r}, which is not a plain "
+            raise Refused(f"its storage persistent id has the key {brief(pid[2], 80)}, which is not a plain "
                           f"record name inside the archive")
         if _ascii(location) is None or len(_ascii(location)) > 64:
-            raise Refused(f"storage {key!r} has an invalid location {str(location)[:60]!r}")
+            raise Refused(f"storage {key!r} has an invalid location {brief(location, 60)}")
         numel = _check_int(numel, f"the size of storage {key!r}")
         ref = _StorageRef(key, stype.elem, numel)
         if ref.nbytes >= _MAX_INT:
@@ -364,10 +364,10 @@ class _Session:
 
     def _legacy_view(self, root, view):
         if type(view) is not tuple or len(view) != 3:
-            raise Refused(f"storage {root.key!r} has invalid view metadata {str(view)[:60]}")
+            raise Refused(f"storage {root.key!r} has invalid view metadata {brief(view, 60)}")
         vkey = _ascii(view[0])
         if vkey is None or not _STORAGE_KEY_RE.fullmatch(vkey):
-            raise Refused(f"storage view key {str(view[0])[:60]!r} is not a plain name")
+            raise Refused(f"storage view key {brief(view[0], 60)} is not a plain name")
         offset = _check_int(view[1], f"the offset of storage view {vkey!r}")
         numel = _check_int(view[2], f"the size of storage view {vkey!r}")
         if offset + numel > root.numel:
@@ -419,7 +419,7 @@ class _Session:
             elem = "uint8" if ref.elem == "untyped" else ref.elem
         else:
             if type(dtype) is not TorchDtype:
-                raise Refused(f"{what} is given {str(dtype)[:40]!r} where a torch dtype belongs")
+                raise Refused(f"{what} is given {brief(dtype, 40)} where a torch dtype belongs")
             elem = dtype.name
             if ref.elem not in ("untyped", elem):
                 raise Refused(f"{what} views a {ref.elem} storage as {elem}")
@@ -430,7 +430,7 @@ class _Session:
         if metadata is not None:
             if type(metadata) is not dict or not set(metadata) <= {"conj", "neg"} \
                     or any(type(v) is not bool for v in metadata.values()):
-                raise Refused(f"a tensor ({what}) has unsupported metadata {str(metadata)[:80]}")
+                raise Refused(f"a tensor ({what}) has unsupported metadata {brief(metadata, 80)}")
             neg, conj = metadata.get("neg", False), metadata.get("conj", False)
         itemsize = ITEMSIZE[elem]
         numel = 1
@@ -504,9 +504,9 @@ class _Session:
 
     def rebuild_from_type_v2(self, func, new_type, args, state):
         if func not in self.tensor_rebuilders:
-            raise Refused(f"_rebuild_from_type_v2 is asked to call {str(func)[:60]}, not a tensor rebuild function")
+            raise Refused(f"_rebuild_from_type_v2 is asked to call {brief(func, 60)}, not a tensor rebuild function")
         if type(new_type) is not _TensorClass:
-            raise Refused(f"_rebuild_from_type_v2 is asked to make a {str(new_type)[:60]}, not a tensor class")
+            raise Refused(f"_rebuild_from_type_v2 is asked to make a {brief(new_type, 60)}, not a tensor class")
         if type(args) is not tuple:
             raise Refused("_rebuild_from_type_v2 is given arguments that are not a tuple")
         return func.func(*args)  # tensor attributes in `state` are dropped
@@ -514,9 +514,9 @@ class _Session:
     @staticmethod
     def _check_flags(requires_grad, hooks, what):
         if type(requires_grad) is not bool:
-            raise Refused(f"{what} is given requires_grad={str(requires_grad)[:40]!r}, not a bool")
+            raise Refused(f"{what} is given requires_grad={brief(requires_grad, 40)}, not a bool")
         if hooks is not None and (type(hooks) not in (dict, OrderedDict) or hooks):
-            raise Refused(f"{what} is given backward hooks {str(hooks)[:60]}; a checkpoint holds none")
+            raise Refused(f"{what} is given backward hooks {brief(hooks, 60)}; a checkpoint holds none")
 
     # -- BUILD: only a state dict's _metadata ---------------------------------------------------------------
     def build(self, inst, state):
@@ -542,20 +542,20 @@ def _torch_size(*args):
         return tuple(args[0])
     if not args:
         return ()
-    raise Refused(f"torch.Size is called with {str(args)[:60]}")
+    raise Refused(f"torch.Size is called with {brief(args, 60)}")
 
 
 def _torch_device(*args):
     if len(args) in (1, 2) and type(args[0]) is str and len(args[0]) <= 64 \
             and (len(args) == 1 or type(args[1]) is int):
         return args[0] if len(args) == 1 else f"{args[0]}:{args[1]}"
-    raise Refused(f"torch.device is called with {str(args)[:60]}")
+    raise Refused(f"torch.device is called with {brief(args, 60)}")
 
 
 def _codecs_encode(*args):
     if len(args) == 2 and type(args[0]) is str and args[1] in ("latin1", "latin-1"):
         return args[0].encode("latin-1")
-    raise Refused(f"_codecs.encode is called with {str(args)[:60]} (only str, 'latin1' is used for bytes)")
+    raise Refused(f"_codecs.encode is called with {brief(args, 60)} (only str, 'latin1' is used for bytes)")
 
 
 def _make_set(kind):
@@ -564,7 +564,7 @@ def _make_set(kind):
             return kind()
         if len(args) == 1 and type(args[0]) in (list, tuple):
             return kind(args[0])
-        raise Refused(f"{kind.__name__} is called with {str(args)[:60]}")
+        raise Refused(f"{kind.__name__} is called with {brief(args, 60)}")
     return make
 
 
@@ -573,7 +573,7 @@ def _bytearray(*args):
         return bytearray()
     if len(args) == 1 and type(args[0]) in (bytes, bytearray):
         return bytearray(args[0])
-    raise Refused(f"bytearray is called with {str(args)[:60]} (only bytes are accepted)")
+    raise Refused(f"bytearray is called with {brief(args, 60)} (only bytes are accepted)")
 
 
 def _bytes(*args):
@@ -581,13 +581,13 @@ def _bytes(*args):
         return b""
     if len(args) == 1 and type(args[0]) in (bytes, bytearray):
         return bytes(args[0])
-    raise Refused(f"bytes is called with {str(args)[:60]} (only bytes are accepted)")
+    raise Refused(f"bytes is called with {brief(args, 60)} (only bytes are accepted)")
 
 
 def _complex(*args):
     if 1 <= len(args) <= 2 and all(type(v) in (int, float) for v in args):
         return complex(*args)
-    raise Refused(f"complex is called with {str(args)[:60]}")
+    raise Refused(f"complex is called with {brief(args, 60)}")
 
 
 def _refuse_globals(module, name):
@@ -596,31 +596,6 @@ def _refuse_globals(module, name):
 
 # ---------------------------------------------------------------------------------------------------------------
 # entry points
-
-def _open_regular(path):
-    """Opens path for reading, refusing anything but a regular file; returns (file, size)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise CheckpointError(path, f"cannot stat it: {e}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise CheckpointError(path, "it is a directory, not a checkpoint file (for a sharded checkpoint use "
-                                    "load_sharded_checkpoint with its index file)")
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(path, "it is not a regular file")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CheckpointError(path, "it is not a regular file")
-        f = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    return f, st.st_size
-
 
 def load_torch_checkpoint(path):
     """Loads a torch.save file without torch; returns its object with tensors as numpy arrays.
@@ -723,7 +698,7 @@ def _load_legacy_from(f, size, data):
                       "loaded")
     protocol, pos = _plain_pickle(data, pos, "its legacy header is corrupt")
     if protocol != _LEGACY_PROTOCOL:
-        raise Refused(f"its legacy header has protocol {str(protocol)[:20]}, not {_LEGACY_PROTOCOL}")
+        raise Refused(f"its legacy header has protocol {brief(protocol, 20)}, not {_LEGACY_PROTOCOL}")
     sys_info, pos = _plain_pickle(data, pos, "its legacy header is corrupt")
     if type(sys_info) is not dict:
         raise Refused("its legacy system-info record is not a dict")
@@ -782,8 +757,9 @@ class _Saver:
         elif isinstance(v, (np.ndarray, BFloat16)):
             self.tensor(v, where)
         elif isinstance(v, np.generic):
-            if isinstance(v, (np.bool_, np.integer, np.floating)):
-                self.value(v.item(), where, depth)
+            item = v.item() if isinstance(v, (np.bool_, np.integer, np.floating)) else None
+            if type(item) in (bool, int, float):
+                self.value(item, where, depth)
             else:
                 self.fail(where, f"is a numpy scalar of type {type(v).__name__}, which cannot be saved")
         elif isinstance(v, int):
@@ -797,16 +773,11 @@ class _Saver:
         elif isinstance(v, (bytes, bytearray)):
             if isinstance(v, bytearray):
                 w.global_("__builtin__", "bytearray")
-            if v:
-                w.global_("_codecs", "encode")
-                w.str_(bytes(v).decode("latin-1"))
-                w.str_("latin1")
-                w.tuple_n(2)
-                w.reduce()
-            else:
-                w.global_("__builtin__", "bytes")
-                w.empty_tuple()
-                w.reduce()
+            w.global_("_codecs", "encode")  # (also for b"": torch's weights-only loader refuses builtins.bytes)
+            w.str_(bytes(v).decode("latin-1"))
+            w.str_("latin1")
+            w.tuple_n(2)
+            w.reduce()
             if isinstance(v, bytearray):
                 w.tuple_n(1)
                 w.reduce()
