@@ -3,7 +3,6 @@
 Runs without torch and without paddle. The tests marked `needs_torch` compare with real torch (2.x) and are
 skipped when torch cannot be imported (run them with a venv that has torch).
 """
-import io
 import json
 import os
 import pickle
@@ -13,7 +12,6 @@ import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -613,6 +611,9 @@ def test_crafted_tensor_loads(tmp_path):
     path = one_tensor_file(tmp_path / "ok.pth", np.arange(6, dtype=np.float32), size=(2, 3), stride=(1, 2),
                            offset=0)
     np.testing.assert_array_equal(load_torch_checkpoint(path)["w"], np.arange(6.0).reshape(3, 2).T)
+    # a checkpoint saved from a GPU: the location is ignored, the data lands in host memory
+    path = one_tensor_file(tmp_path / "cuda.pth", np.arange(3, dtype=np.float32), size=(3,), location="cuda:0")
+    np.testing.assert_array_equal(load_torch_checkpoint(path)["w"], np.arange(3.0))
 
 
 @pytest.mark.parametrize("kw, fragments", [
@@ -700,6 +701,17 @@ def test_big_endian_checkpoint(tmp_path):
     np.testing.assert_array_equal(back, values)
     refused(craft_zip(tmp_path / "bo.pth", raw_record(path, "data.pkl"), [("0", values.tobytes())],
                       byteorder=b"middle"), "byteorder")
+    # the same for an untyped storage viewed through _rebuild_tensor_v3 (uint16 and bfloat16)
+    u16 = np.array([1, 258, 65535], np.uint16)
+
+    def v3(dtype):
+        return lambda w: tensor_ops(w, storage="UntypedStorage", numel=6, size=(3,), fn="_rebuild_tensor_v3",
+                                    extra_args=[lambda w: w.global_("torch", dtype)])
+    pkl = dict_pickle({"u": v3("uint16"), "b": v3("bfloat16")})
+    back = load_torch_checkpoint(craft_zip(tmp_path / "be3.pth", pkl, [("0", u16.astype(">u2").tobytes())],
+                                           byteorder=b"big"))
+    np.testing.assert_array_equal(back["u"], u16)
+    np.testing.assert_array_equal(back["b"], (u16.astype(np.uint32) << 16).view(np.float32))
 
 
 def test_expanded_view_is_read_only(tmp_path):
@@ -727,19 +739,14 @@ def test_zip_bomb_member_refused(tmp_path):
 def test_member_declaring_more_bytes_than_the_file(tmp_path):
     src = one_tensor_file(tmp_path / "ok.pth")
     data = bytearray(src.read_bytes())
-    with zipfile.ZipFile(src) as z:
-        info = z.getinfo("archive/data/0")
-    cd = data.rfind(b"PK\x01\x02" + data[data.find(b"PK\x01\x02") + 4:][:0])
-    # patch the central directory entry of archive/data/0: sizes 1 TiB-ish (zip64 not used: 0xFFFFFFF0)
-    start = data.find(b"PK\x01\x02")
+    start = data.find(b"PK\x01\x02")  # patch the central directory entry of archive/data/0: ~4 GiB declared
     while start >= 0:
         name_len = struct.unpack("<H", data[start + 28:start + 30])[0]
         if data[start + 46:start + 46 + name_len] == b"archive/data/0":
             data[start + 20:start + 28] = struct.pack("<II", 0xFFFFFFF0, 0xFFFFFFF0)
         start = data.find(b"PK\x01\x02", start + 4)
     (tmp_path / "big.pth").write_bytes(bytes(data))
-    refused(tmp_path / "big.pth", "archive/data/0", "past the end")
-    assert info.file_size == 16 and cd >= 0
+    refused(tmp_path / "big.pth", "archive/data/0", "declares 4294967280 bytes", "past the end")
 
 
 def test_duplicate_and_overlapping_members(tmp_path):
@@ -928,9 +935,10 @@ def test_safetensors_compatible_both_ways(tmp_path):
     save_safetensors(tmp_path / "ours1.safetensors", tensors, metadata={"format": "np"})
     assert (tmp_path / "ours1.safetensors").read_bytes() == save(
         {k: contiguous(v) for k, v in tensors.items()}, metadata={"format": "np"})
-    assert load_safetensors(tmp_path / "ours.safetensors", names=["u8", "f32"]).keys() == {"u8", "f32"}
-    assert safetensors_metadata(tmp_path / "plain.safetensors" if False else
-                                save_safetensors(tmp_path / "p.safetensors", {}) or tmp_path / "p.safetensors") is None
+    assert list(load_safetensors(tmp_path / "ours.safetensors", names=["u8", "f32"])) == ["u8", "f32"]
+    save_safetensors(tmp_path / "empty.safetensors", {})
+    assert safetensors_metadata(tmp_path / "empty.safetensors") is None
+    assert load_safetensors(tmp_path / "empty.safetensors") == {} and load_file(str(tmp_path / "empty.safetensors")) == {}
 
 
 def test_safetensors_bf16(tmp_path):

@@ -20,7 +20,6 @@ tensors out in the order the safetensors package uses (by its dtype order, then 
 a multiple of 8, and replaces the file atomically.
 """
 import json
-import os
 
 import numpy as np
 

@@ -31,10 +31,14 @@ the allow-list below, where every entry maps to this module's own code; anything
 * ``collections.OrderedDict`` (state dicts; its ``_metadata`` attribute is kept), ``torch.Size`` (-> tuple),
   ``torch.device`` (-> str such as "cuda:0"), torch dtype objects such as ``torch.float32`` (-> `TorchDtype`, a
   str subclass "torch.float32"), and the builtins the pickle protocol itself uses for plain values:
-  ``_codecs.encode`` (bytes, latin-1 only), ``builtins.bytearray`` (from bytes only), ``builtins.set``,
-  ``builtins.frozenset``, ``builtins.complex`` (also spelled ``__builtin__.*``).
+  ``_codecs.encode`` (bytes, latin-1 only), ``builtins.bytes`` and ``builtins.bytearray`` (from bytes only, never
+  from a size), ``builtins.set``, ``builtins.frozenset``, ``builtins.complex`` (also spelled ``__builtin__.*``).
+  The exact list is `ALLOWED_GLOBALS`. None of these names is imported: each maps to a function here that checks
+  its arguments.
 
-Quantized, sparse, nested, meta and float8/complex32 tensors are refused with a message naming them.
+Quantized, sparse, nested, meta and float8/complex32 tensors are refused with a message naming them; so are
+pickled nn.Module objects (whole-model saves) and numpy objects inside a checkpoint (torch's own weights-only
+loader refuses those too). The pickle part of a file may not exceed 1 GiB.
 
 Checks before any tensor data is read: the zip directory (stored members only, none compressed, none
 overlapping, each lying inside the file: no zip bombs), the pickle (run once without reading data), then for every
@@ -57,7 +61,8 @@ Writing (`save_torch_checkpoint`)
 ---------------------------------
 Writes the zip format of torch.save (protocol 2 pickle, records aligned to 64 bytes, ``byteorder`` "little",
 ``version`` 3) that ``torch.load(path)`` (weights_only=True, the default) reads as the same structure. Accepted
-values: dict (key order kept; OrderedDict stays OrderedDict), list, tuple, str, int, float, bool, None, bytes,
+values: dict (key order kept; OrderedDict stays OrderedDict, other dict subclasses become dict), list, tuple,
+str, int, float, bool, None, bytes, bytearray,
 `TorchDtype`, numpy scalars (as the Python scalar), numpy arrays of float64/32/16, int64/32/16/8,
 uint8/16/32/64, bool, complex64/128, and `BFloat16` (bfloat16 tensors). Arrays that are views of one C-contiguous
 numpy array (the same object twice, slices, transposes: the same base buffer) are written as one storage with
@@ -100,6 +105,7 @@ _MAX_DIMS = 64
 _MAX_INT = 1 << 62
 _OVERLAP_LIMIT = 1 << 30  # an overlapping view (stride 0) may describe at most this many bytes beyond its storage
 _STORAGE_KEY_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
+_MAX_PICKLE_BYTES = 1 << 30  # the pickle part of a checkpoint (not its tensors) is KBs to MBs; refuse absurd ones
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
@@ -307,6 +313,13 @@ class _Session:
             self.calls[(m, "bytearray")] = c(f"{m}.bytearray", _bytearray)
             self.calls[(m, "bytes")] = c(f"{m}.bytes", _bytes)
             self.calls[(m, "complex")] = c(f"{m}.complex", _complex)
+
+    def close(self):
+        """Drops the caches and the allow-listed callables (bound methods: a reference cycle through self), so
+        that the storages the result does not use are freed at once, not at the next garbage collection."""
+        self.calls = self.tensor_rebuilders = None
+        self.arrays, self.refs, self.tensors, self.tensor_ids = {}, {}, {}, set()
+        self.source = None
 
     # -- globals --------------------------------------------------------------------------------------------
     def resolve_global(self, module, name):
@@ -648,6 +661,9 @@ def _load_zip(f, size):
         if value not in (b"little", b"big"):
             raise Refused(f"its byteorder record is {value[:16]!r}, not 'little' or 'big'")
         big_endian = value == b"big"
+    if members[prefix + "data.pkl"].size > _MAX_PICKLE_BYTES:
+        raise Refused(f"its data.pkl record is {members[prefix + 'data.pkl'].size} bytes, more than the "
+                      f"{_MAX_PICKLE_BYTES} a checkpoint's pickle can reasonably need")
     data = _zip.read_bytes(f, members[prefix + "data.pkl"])
     session = _Session(legacy=False, big_endian=big_endian)
     session.source = _ZipSource(f, members, prefix)
@@ -662,14 +678,19 @@ def _machine(session, data, start):
 def _run_twice(session, data, start):
     """First pass: run the pickle with placeholders, collecting and checking every storage and tensor.
     Second pass: run it again, now reading storages (each once, when first used)."""
-    _machine(session, data, start).load()
-    session.check_storages()
-    session.materialize = True
-    value, _ = _machine(session, data, start).load()
-    return value
+    try:
+        _machine(session, data, start).load()
+        session.check_storages()
+        session.materialize = True
+        value, _ = _machine(session, data, start).load()
+        return value
+    finally:
+        session.close()
 
 
 def _load_legacy(f, size):
+    """The legacy pickles are read from a prefix of the file that grows (x8) until they fit: memory stays near
+    the size of the pickles, not of the file."""
     limit = min(size, 1 << 20)
     while True:
         f.seek(0)
@@ -679,7 +700,10 @@ def _load_legacy(f, size):
         except Truncated:
             if limit >= size:
                 raise Refused("the file is truncated: its pickle ends before its STOP opcode") from None
-            limit = min(size, limit * 8)
+            if limit >= _MAX_PICKLE_BYTES:
+                raise Refused(f"its pickles run past {_MAX_PICKLE_BYTES} bytes, more than a checkpoint's pickle "
+                              f"can reasonably need") from None
+            limit = min(size, limit * 8, _MAX_PICKLE_BYTES)
 
 
 def _plain_pickle(data, start, what):
@@ -705,7 +729,13 @@ def _load_legacy_from(f, size, data):
     if sys_info.get("little_endian") is not True:
         raise Refused("it was written in the legacy format on a big-endian machine, which is not supported")
     session = _Session(legacy=True)
-    main = pos
+    try:
+        return _load_legacy_main(f, size, data, pos, session)
+    finally:
+        session.close()
+
+
+def _load_legacy_main(f, size, data, main, session):
     _, pos = _machine(session, data, main).load()
     keys, pos = _plain_pickle(data, pos, "its storage list is corrupt")
     if type(keys) is not list or not all(type(_ascii(k)) is str for k in keys):
