@@ -411,6 +411,23 @@ def test_saved_layout_matches_torch_writer(tmp_path):
         assert np.frombuffer(z.read("my-model/data/1"), "<i8").tolist() == [0] * 5
 
 
+def test_zip64_layout(tmp_path, monkeypatch):
+    """Files over 4 GiB need zip64 fields; lower the threshold so that small records take that path."""
+    from paddle_lrnn.io import _zip
+    monkeypatch.setattr(_zip, "_ZIP64_LIMIT", 100)
+    obj = {"a": np.arange(10, dtype=np.float32), "b": np.arange(50, dtype=np.float64), "c": np.ones(3, np.int8)}
+    save_torch_checkpoint(tmp_path / "z.pt", obj)
+    with zipfile.ZipFile(tmp_path / "z.pt") as z:
+        assert z.testzip() is None
+        assert np.frombuffer(z.read("z/data/1"), "<f8").tolist() == list(range(50))
+        assert any(len(i.extra) for i in z.infolist())  # zip64 fields were written
+    assert_same(load_torch_checkpoint(tmp_path / "z.pt"), obj)
+    if torch is not None:
+        back = torch.load(tmp_path / "z.pt", weights_only=True)
+        for k, v in obj.items():
+            np.testing.assert_array_equal(back[k].numpy(), v)
+
+
 def test_save_refuses_unsupported_values_without_creating_a_file(tmp_path):
     for bad, where in [({"a": {1, 2}}, "['a']"), ({"a": [np.array(["s"])]}, "['a'][0]"),
                        ({"a": object()}, "['a']"), ({"c": np.float128(1) if hasattr(np, "float128") else set()},

@@ -9,8 +9,9 @@ caller's buffer and checked against the CRC-32 in the directory (when one was re
 
 Writer: the layout torch's writer (miniz) produces: local headers with flag 0x0808 and sizes in a data descriptor
 after the data, an "FB" padding extra field so that each record's data starts at a multiple of 64 bytes, then the
-central directory, a zip64 end record and locator, and the classic end record (zip64 fields where sizes or offsets
-pass 4 GiB).
+central directory, a zip64 end record and locator, and the classic end record. Past 4 GiB (a size or an offset)
+the zip64 fields are placed as miniz places them (checked byte for byte against a 4 GiB torch.save file: the local
+zip64 field holds (size, 0) and/or the header's own offset, the data descriptor 8-byte sizes).
 """
 import struct
 import zipfile
@@ -23,7 +24,8 @@ _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # 46 bytes
 _EOCD64 = struct.Struct("<IQHHIIQQQQ")        # 56 bytes
 _LOCATOR64 = struct.Struct("<IIQI")           # 20 bytes
 _EOCD = struct.Struct("<IHHHHIIH")            # 22 bytes
-_U32 = 0xFFFFFFFF
+_U32 = 0xFFFFFFFF          # the "see the zip64 field" marker
+_ZIP64_LIMIT = 0xFFFFFFFF  # sizes and offsets from here on need zip64 fields (a variable so tests can lower it)
 _CHUNK = 1 << 24
 
 
@@ -137,15 +139,18 @@ class ZipWriter:
         size = len(view)
         name_b = name.encode("utf-8")
         header_offset = self.offset
-        zip64 = size >= _U32 or header_offset >= _U32
-        extra = struct.pack("<HHQQ", 0x0001, 16, 0, 0) if zip64 else b""
+        big_size, big_offset = size >= _ZIP64_LIMIT, header_offset >= _ZIP64_LIMIT
+        zip64 = big_size or big_offset
+        # as miniz: a zip64 field in the local header with the sizes and/or the header's own offset
+        # (compressed size 0: it follows in the data descriptor)
+        fields = ([size, 0] if big_size else []) + ([header_offset] if big_offset else [])
+        extra = struct.pack(f"<HH{len(fields)}Q", 0x0001, 8 * len(fields), *fields) if fields else b""
         pad = -(header_offset + _LOCAL.size + len(name_b) + len(extra)) % self.alignment
         if 0 < pad < 4:
             pad += self.alignment
         if pad:
             extra += b"FB" + struct.pack("<H", pad - 4) + b"Z" * (pad - 4)
-        self._write(_LOCAL.pack(0x04034B50, 45 if zip64 else 0, 0x0808, 0, 0, 0, 0,
-                                _U32 if zip64 else 0, _U32 if zip64 else 0, len(name_b), len(extra)))
+        self._write(_LOCAL.pack(0x04034B50, 0, 0x0808, 0, 0, 0, 0, 0, 0, len(name_b), len(extra)))
         self._write(name_b)
         self._write(extra)
         crc = 0
@@ -162,16 +167,13 @@ class ZipWriter:
     def close(self):
         cd_offset = self.offset
         for name_b, crc, size, header_offset in self.entries:
-            fields = []
-            if size >= _U32:
-                fields += [size, size]
-            if header_offset >= _U32:
-                fields.append(header_offset)
+            big_size, big_offset = size >= _ZIP64_LIMIT, header_offset >= _ZIP64_LIMIT
+            fields = ([size, size] if big_size else []) + ([header_offset] if big_offset else [])
             extra = struct.pack(f"<HH{len(fields)}Q", 0x0001, 8 * len(fields), *fields) if fields else b""
-            self._write(_CENTRAL.pack(0x02014B50, 0, 45 if fields else 0, 0x0808, 0, 0, 0, crc,
-                                      _U32 if size >= _U32 else size, _U32 if size >= _U32 else size,
+            self._write(_CENTRAL.pack(0x02014B50, 0, 0, 0x0808, 0, 0, 0, crc,
+                                      _U32 if big_size else size, _U32 if big_size else size,
                                       len(name_b), len(extra), 0, 0, 0, 0,
-                                      _U32 if header_offset >= _U32 else header_offset))
+                                      _U32 if big_offset else header_offset))
             self._write(name_b)
             self._write(extra)
         cd_size = self.offset - cd_offset
@@ -179,5 +181,6 @@ class ZipWriter:
         n = len(self.entries)
         self._write(_EOCD64.pack(0x06064B50, _EOCD64.size - 12, 0x031E, 45, 0, 0, n, n, cd_size, cd_offset))
         self._write(_LOCATOR64.pack(0x07064B50, 0, eocd64_offset, 1))
-        self._write(_EOCD.pack(0x06054B50, 0, 0, min(n, 0xFFFF), min(n, 0xFFFF), min(cd_size, _U32),
-                               min(cd_offset, _U32), 0))
+        count = n if n < 0xFFFF else 0xFFFF  # each field that does not fit says "see the zip64 record"
+        self._write(_EOCD.pack(0x06054B50, 0, 0, count, count, cd_size if cd_size < _ZIP64_LIMIT else _U32,
+                               cd_offset if cd_offset < _ZIP64_LIMIT else _U32, 0))
