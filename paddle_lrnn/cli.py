@@ -1,17 +1,22 @@
 """What every command-line tool shares: bad input ends in one clear line and a non-zero exit, never a traceback."""
 import sys
+import warnings
+
+# Paddle warns about a missing compiler cache on every import, which is noise for users of the tools.
+warnings.filterwarnings("ignore", message="No ccache found")
 
 
 def run_cli(main):
-    """Runs main(); user errors (ValueError, OSError and their subclasses: bad data, bad files, bad flags, an
-    unwritable directory, a full disk) print `error: ...` to stderr and exit with status 2; Ctrl-C exits with 130.
-    Anything else is a bug and keeps its traceback."""
+    """Runs main(); user errors (ValueError, OSError, ImportError and their subclasses: bad data, bad files, bad
+    flags, an unwritable directory, a full disk, a missing optional package or an unbuilt operator library) print
+    `error: ...` to stderr and exit with status 2; Ctrl-C exits with 130. Anything else is a bug and keeps its
+    traceback."""
     try:
         main()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         message = str(err) or type(err).__name__
         if isinstance(err, OSError) and err.filename and err.filename not in message:
             message = f"{message}: {err.filename}"

@@ -53,3 +53,26 @@ def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a
             out = model(paddle.to_tensor([[token]], dtype="int64"), state=state, use_cache=True)
             state, logits = out.state, out.logits[0, -1]
 
+
+
+def generate_text(model_dir, prompt, length, **sampling):
+    """Loads the model and vocabulary saved in model_dir and yields the prompt, then the generated text piece by
+    piece (a piece may be empty while a multi-byte character is incomplete). Prompt characters outside the
+    vocabulary are an error, raised before anything is yielded."""
+    from .data import load_vocab
+    from .models import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    try:
+        vocab = load_vocab(model_dir)
+    except ValueError as err:
+        raise ValueError(f"{model_dir} has no usable vocabulary ({err}); convert with --vocab or train with "
+                         f"tools/train.py, which saves one") from None
+    ids = vocab.encode(prompt).tolist()
+    if not ids:
+        raise ValueError("the prompt is empty after encoding; give at least one character")
+    yield prompt
+    decoder = vocab.decoder()
+    for token in generate_ids(model, ids, length, **sampling):
+        yield decoder.decode([token])
+    yield decoder.flush()

@@ -20,11 +20,12 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output model directory (an output .pth file with --to torch)")
     p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
     p.add_argument("--vocab", help="the original's vocab.json, stored with the converted model (rwkv2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = p.parse_args(argv)
 
     from paddle_lrnn.convert import convert
 
-    convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, log=print)
+    convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, overwrite=args.overwrite, log=print)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,62 @@
 """Converters between the original PyTorch checkpoints and paddle_lrnn models, one module per family, both ways.
 Every reader is safe: no code from a checkpoint is ever executed (see paddle_lrnn.io)."""
 import importlib
+import os
+import shutil
+import tempfile
 
 FAMILIES = ("rwkv2",)
 
 
 def converter(family):
-    """The module converting `family` checkpoints (from_torch / to_torch)."""
+    """The module converting `family` checkpoints: from_torch(path, ...) -> model, to_torch(model, path)."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown --model {family!r}; expected one of {', '.join(FAMILIES)}")
     return importlib.import_module(f"{__name__}.{family}")
+
+
+def convert(family, src, out, *, to="paddle", vocab=None, overwrite=False, log=print):
+    """What tools/convert.py does. to="paddle": read the original checkpoint `src` and write a model directory `out`
+    (config.json, model.safetensors, and the vocabulary if `vocab` names one). to="torch": read the model directory
+    `src` and write the original's checkpoint file `out`. Everything is read and checked before anything is
+    written, and the output appears whole or not at all; an existing output is kept unless overwrite=True."""
+    from ..models import AutoModelForCausalLM
+
+    module = converter(family)
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"--src {src} does not exist")
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"--out {out} already exists; choose another path or pass --overwrite")
+    if to == "torch":
+        model = AutoModelForCausalLM.from_pretrained(src)
+        if model.config.model_type != family:
+            raise ValueError(f"{src} holds a {model.config.model_type} model, not {family}")
+        module.to_torch(model, out)
+        log(f"wrote {out} ({model.num_parameters():,} parameters)")
+        return out
+    if to != "paddle":
+        raise ValueError(f"--to must be paddle or torch, got {to!r}")
+    model = module.from_torch(src)
+    tokenizer = None
+    if vocab is not None:
+        from ..data import load_vocab
+
+        tokenizer = load_vocab(vocab)
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise ValueError(f"--vocab {vocab} has {tokenizer.vocab_size} entries but the checkpoint's embedding has "
+                             f"{model.config.vocab_size} rows")
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".convert-", dir=parent)
+    try:
+        model.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save(staging)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.rename(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"converted {src} -> {out}: {type(model).__name__}, {model.num_parameters():,} parameters"
+        + ("" if tokenizer is None else f", vocabulary of {tokenizer.vocab_size} {tokenizer.unit}s"))
+    return out

@@ -9,7 +9,7 @@ def library():
         try:
             from paddle_lrnn import _C
         except ImportError as err:
-            raise RuntimeError(
+            raise ImportError(
                 "paddle_lrnn's operator library is not built. In the repository run "
                 "`pip install --no-build-isolation -e .` (see README.md), then retry."
             ) from err

@@ -24,7 +24,7 @@ MANIFEST = "MANIFEST.json"
 LATEST = "latest"
 
 
-class CheckpointError(RuntimeError):
+class ResumeError(ValueError):
     """No usable checkpoint: missing, damaged, or written for another configuration."""
 
 
@@ -111,26 +111,26 @@ def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
 
 
 def verify(path):
-    """Raises CheckpointError naming the problem if the checkpoint at `path` is incomplete or altered."""
+    """Raises ResumeError naming the problem if the checkpoint at `path` is incomplete or altered."""
     manifest = os.path.join(path, MANIFEST)
     if not os.path.isfile(manifest):
-        raise CheckpointError(f"{path} is incomplete: {MANIFEST} is missing")
+        raise ResumeError(f"{path} is incomplete: {MANIFEST} is missing")
     try:
         with open(manifest) as f:
             expected = json.load(f)["sha256"]
     except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{manifest} is damaged") from None
+        raise ResumeError(f"{manifest} is damaged") from None
     for fn, digest in expected.items():
         fp = os.path.join(path, fn)
         if not os.path.isfile(fp):
-            raise CheckpointError(f"{path} is incomplete: {fn} is missing")
+            raise ResumeError(f"{path} is incomplete: {fn} is missing")
         if _sha256(fp) != digest:
-            raise CheckpointError(f"{fp} does not match its checksum (truncated or altered)")
+            raise ResumeError(f"{fp} does not match its checksum (truncated or altered)")
 
 
 def find_checkpoint(out_dir, log=print):
     """The newest intact checkpoint directory under out_dir/checkpoints. Damaged ones are reported through `log`
-    and skipped. Raises CheckpointError if there is none."""
+    and skipped. Raises ResumeError if there is none."""
     root = os.path.join(out_dir, "checkpoints")
     names = sorted((d for d in os.listdir(root) if d.startswith("step-")), reverse=True) if os.path.isdir(root) else []
     if os.path.isfile(os.path.join(root, LATEST)):
@@ -146,10 +146,10 @@ def find_checkpoint(out_dir, log=print):
             for problem in problems:
                 log(f"warning: skipped checkpoint: {problem}")
             return os.path.join(root, name)
-        except CheckpointError as err:
+        except ResumeError as err:
             problems.append(str(err))
     detail = ("; ".join(problems)) if problems else "none was written"
-    raise CheckpointError(f"no usable checkpoint in {root}: {detail}")
+    raise ResumeError(f"no usable checkpoint in {root}: {detail}")
 
 
 def load_checkpoint(path, model, optimizer):

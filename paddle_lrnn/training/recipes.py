@@ -1,0 +1,123 @@
+"""Training recipes: every hyper-parameter of a run in one TrainConfig, resolved from the family's defaults (the
+original recipe on GPU, a scaled-down one on CPU), then a preset, then what the user set explicitly."""
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_CORPUS = os.path.join(REPO_ROOT, "data", "austen", "austen.txt")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "rwkv2"
+    preset: Optional[str] = None
+    data: Optional[str] = None  # None: the embedded default corpus (Jane Austen's novels)
+    vocab: str = "chars"
+    layout: str = "auto"
+    out: str = os.path.join("out", "run")
+    device: str = "cpu"
+    seed: int = 0
+    max_steps: int = 0
+    batch_size: int = 0
+    ctx_len: int = 0
+    n_layer: int = 0
+    n_embd: int = 0
+    lr: float = 0.0
+    lr_final: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    optimizer: str = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_interval: int = 0
+    eval_iters: int = 0
+    skip_nonfinite: bool = False
+    sample_length: int = 300
+    model_options: dict = field(default_factory=dict)  # family-specific config fields
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+# Per family: "gpu" holds the original recipe (as far as the reference establishes it), "cpu" overrides it to
+# train in minutes on two cores, "presets" name complete recipes for known corpora.
+RECIPES = {
+    "rwkv2": {
+        "gpu": dict(n_layer=6, n_embd=512, ctx_len=1024, batch_size=12, lr=6e-4, lr_final=1e-5, warmup_steps=0,
+                    schedule="cosine", optimizer="adam", beta1=0.9, beta2=0.99, eps=4e-9, weight_decay=0.0,
+                    grad_clip=1.0, max_steps=417_000, eval_interval=1000, eval_iters=100, vocab="chars"),
+        "cpu": dict(n_layer=4, n_embd=192, ctx_len=128, batch_size=16, max_steps=600, lr=2e-3, lr_final=1e-4,
+                    eval_interval=100, eval_iters=10),
+        # RWKV-v2's enwik8 run: 500 "mini-epochs" of 10,000 samples of 1024 characters at batch 12.
+        "presets": {"enwik8": dict(n_layer=6, n_embd=512, ctx_len=1024, batch_size=12, lr=6e-4, lr_final=1e-5,
+                                   max_steps=417_000, vocab="chars")},
+    },
+}
+
+
+def model_config(cfg, vocab_size):
+    """The family's model config for a run: the shared sizes plus cfg.model_options."""
+    if cfg.model == "rwkv2":
+        from ..models.rwkv2 import RWKV2Config
+
+        return RWKV2Config(vocab_size=vocab_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer, ctx_len=cfg.ctx_len,
+                           **cfg.model_options)
+    raise ValueError(f"unknown model family {cfg.model!r}")
+
+
+def families():
+    return sorted(RECIPES)
+
+
+def resolve(explicit):
+    """A TrainConfig from the user's explicit settings (a dict without the unset ones) over the family's defaults
+    for the device and the preset. Raises ValueError for an unknown family, preset or setting."""
+    family = explicit.get("model", TrainConfig.model)
+    if family not in RECIPES:
+        raise ValueError(f"unknown --model {family!r}; expected one of {', '.join(families())}")
+    recipe = RECIPES[family]
+    device = explicit.get("device", TrainConfig.device)
+    values = dict(recipe["gpu"])
+    if device == "cpu":
+        values.update(recipe["cpu"])
+    preset = explicit.get("preset")
+    if preset is not None:
+        if preset not in recipe["presets"]:
+            known = ", ".join(sorted(recipe["presets"])) or "none"
+            raise ValueError(f"unknown --preset {preset!r} for {family}; known: {known}")
+        values.update(recipe["presets"][preset])
+    values.update(explicit)
+    known_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known_fields)
+    if unknown:
+        raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    positive = ("max_steps", "batch_size", "ctx_len", "n_layer", "n_embd", "eval_interval", "eval_iters")
+    for name in positive:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    for name in ("lr", "eps"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)!r}")
+    for name in ("lr_final", "weight_decay", "grad_clip"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)!r}")
+    if cfg.warmup_steps < 0 or cfg.warmup_steps > cfg.max_steps:
+        raise ValueError(f"--warmup-steps must be in [0, max_steps={cfg.max_steps}], got {cfg.warmup_steps}")
+    if cfg.device not in ("cpu", "gpu"):
+        raise ValueError(f"--device must be cpu or gpu, got {cfg.device!r}")
+    if cfg.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"optimizer must be adam or adamw, got {cfg.optimizer!r}")
+    if cfg.sample_length < 0:
+        raise ValueError(f"sample_length must be >= 0, got {cfg.sample_length}")

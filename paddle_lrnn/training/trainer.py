@@ -1,0 +1,233 @@
+"""The training loop behind tools/train.py: random windows from the training split, Adam(W) with global-norm
+clipping and a step-indexed learning-rate schedule, periodic evaluation into metrics.jsonl, crash-safe checkpoints,
+exact resume, a loss-curve PNG, and a generated sample at the end.
+
+    out/metrics.jsonl   one JSON object per evaluation
+    out/loss.png        the loss curve
+    out/checkpoints/    see checkpoint.py
+    out/config.json, out/model.safetensors, out/tokenizer_config.json, ...   the final model and its vocabulary
+"""
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ..data import BatchSampler, eval_batches, load_corpus
+from ..generation import generate_ids
+from ..models import AutoModelForCausalLM
+from . import checkpoint, metrics
+from .recipes import DEFAULT_CORPUS, model_config
+from .schedule import lr_at
+
+# Settings that may differ when resuming: they do not change what the finished steps computed.
+RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device"}
+
+
+class TrainingError(ValueError):
+    """Training cannot go on (a non-finite loss, or a resume that does not match the run)."""
+
+
+def evaluate(model, tokens, batch_size, ctx_len, max_batches):
+    """Mean cross-entropy (nats per token) over in-order windows of `tokens`, each window from a fresh state."""
+    model.eval()
+    total, count = 0.0, 0
+    with paddle.no_grad():
+        for batch in eval_batches(tokens, batch_size, ctx_len, max_batches=max_batches):
+            logits = model(paddle.to_tensor(batch.x)).logits
+            loss = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), paddle.to_tensor(batch.y).reshape([-1]),
+                                   reduction="sum", ignore_index=-100)
+            total += float(loss)
+            count += batch.n_tokens
+    model.train()
+    return total / count
+
+
+def make_optimizer(cfg, model):
+    clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip > 0 else None
+    kwargs = dict(learning_rate=cfg.lr, parameters=model.parameters(), beta1=cfg.beta1, beta2=cfg.beta2,
+                  epsilon=cfg.eps, grad_clip=clip)
+    if cfg.optimizer == "adamw":
+        return paddle.optimizer.AdamW(weight_decay=cfg.weight_decay, **kwargs)
+    return paddle.optimizer.Adam(weight_decay=cfg.weight_decay or None, **kwargs)
+
+
+class Trainer:
+    def __init__(self, cfg, log=print, progress=True):
+        self.cfg, self.log, self.progress = cfg, log, progress
+        self.stop_signal = None
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _setup(self):
+        cfg = self.cfg
+        paddle.set_device(cfg.device)
+        paddle.seed(cfg.seed)
+        data = cfg.data or DEFAULT_CORPUS
+        self.corpus = load_corpus(data, vocab=cfg.vocab, layout=cfg.layout, ctx_len=cfg.ctx_len)
+        self.log(self.corpus.summary())
+        self.model = AutoModelForCausalLM.from_config(model_config(cfg, self.corpus.vocab_size))
+        self.model.train()
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.sampler = BatchSampler(self.corpus.train, cfg.batch_size, cfg.ctx_len, seed=cfg.seed)
+        self.metrics_path = os.path.join(cfg.out, "metrics.jsonl")
+        self.state = dict(step=0, tokens=0, elapsed_s=0.0, loss_sum=0.0, loss_steps=0, skipped=0,
+                          config=cfg.to_dict())
+        self.log(f"model: {type(self.model).__name__}, {self.model.num_parameters():,} parameters; "
+                 f"{cfg.max_steps:,} steps of {cfg.batch_size} x {cfg.ctx_len} tokens on {cfg.device}")
+
+    def _resume(self):
+        path = checkpoint.find_checkpoint(self.cfg.out, log=self.log)
+        state = checkpoint.load_checkpoint(path, self.model, self.optimizer)
+        saved, now = state["config"], self.cfg.to_dict()
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        if changed:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+            raise TrainingError(f"cannot resume {path}: the run was started with other settings ({detail}); "
+                                f"drop those flags or train into a new --out")
+        self.sampler.load_state_dict(state["sampler"])
+        checkpoint.set_rng_state(state["rng"])
+        state["config"] = now
+        self.state = {k: v for k, v in state.items() if k not in ("sampler", "rng")}
+        metrics.truncate_after(self.metrics_path, self.state["step"])
+        self.log(f"resumed from {path} at step {self.state['step']:,}")
+
+    # --------------------------------------------------------------------------------------------- the loop
+    def train(self, resume=False):
+        cfg = self.cfg
+        os.makedirs(cfg.out, exist_ok=True)
+        self._setup()
+        if resume:
+            self._resume()
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._loop()
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        if self.stop_signal is None:
+            self._finish()
+        return self.state
+
+    def _on_signal(self, signum, frame):
+        self.stop_signal = signal.Signals(signum).name
+
+    def _loop(self):
+        cfg, st = self.cfg, self.state
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=st["step"], unit="step", dynamic_ncols=True)
+        since_eval_tokens, since_eval_time = 0, 0.0
+        self.wall_start, self.wall_base = time.perf_counter(), st["elapsed_s"]
+        while st["step"] < cfg.max_steps and self.stop_signal is None:
+            t0 = time.perf_counter()
+            lr = lr_at(st["step"], schedule=cfg.schedule, lr=cfg.lr, lr_final=cfg.lr_final,
+                       warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps)
+            self.optimizer.set_lr(lr)
+            batch = self.sampler.next_batch()
+            x, y = paddle.to_tensor(batch.x), paddle.to_tensor(batch.y)
+            logits = self.model(x).logits
+            loss = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), y.reshape([-1]))
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                self._nonfinite(loss_value)
+                continue
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.clear_grad()
+            st["step"] += 1
+            st["tokens"] += x.size
+            st["loss_sum"] += loss_value
+            st["loss_steps"] += 1
+            dt = time.perf_counter() - t0
+            since_eval_tokens += x.size
+            since_eval_time += dt
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{x.size / dt:,.0f}")
+            if st["step"] % cfg.eval_interval == 0 or st["step"] == cfg.max_steps:
+                self._evaluate_and_save(lr, since_eval_tokens / max(since_eval_time, 1e-9))
+                since_eval_tokens, since_eval_time = 0, 0.0
+        if bar is not None:
+            bar.close()
+        if self.stop_signal is not None:
+            self._save()
+            self.log(f"stopped by {self.stop_signal} at step {st['step']:,}; checkpoint saved. Continue with the "
+                     f"same command and --resume.")
+
+    def _nonfinite(self, loss_value):
+        st = self.state
+        self.optimizer.clear_grad()
+        if not self.cfg.skip_nonfinite:
+            raise TrainingError(f"the loss is {loss_value} at step {st['step'] + 1}; training stopped. The last good "
+                                f"checkpoint in {os.path.join(self.cfg.out, 'checkpoints')} is kept: resume from it "
+                                f"with --resume (perhaps with a lower --lr), or pass --skip-nonfinite to skip such "
+                                f"batches.")
+        st["skipped"] += 1
+        self.log(f"warning: loss {loss_value} at step {st['step'] + 1}; batch skipped ({st['skipped']} so far)")
+
+    def _evaluate_and_save(self, lr, tokens_per_s):
+        cfg, st = self.cfg, self.state
+        st["elapsed_s"] = self.wall_base + time.perf_counter() - self.wall_start
+        val_loss = evaluate(self.model, self.corpus.valid, cfg.batch_size, cfg.ctx_len, cfg.eval_iters)
+        unit = "char" if self.corpus.unit == "char" else "byte"
+        record = dict(step=st["step"], tokens=st["tokens"], train_loss=st["loss_sum"] / max(st["loss_steps"], 1),
+                      val_loss=val_loss, val_bpc=self.corpus.bits_per("valid", val_loss, per=unit), bpc_unit=unit,
+                      val_ppl=math.exp(min(val_loss, 700.0)), tokenization=self.corpus.vocab.kind, lr=lr,
+                      tokens_per_s=tokens_per_s, elapsed_s=st["elapsed_s"])
+        metrics.append_record(self.metrics_path, record)
+        self.log(f"step {st['step']:,}: train loss {record['train_loss']:.4f}, val loss {val_loss:.4f}, "
+                 f"val {record['val_bpc']:.4f} bits per {unit}, {tokens_per_s:,.0f} tokens/s")
+        st["loss_sum"], st["loss_steps"] = 0.0, 0
+        self._save()
+
+    def _save(self):
+        self.state["elapsed_s"] = self.wall_base + time.perf_counter() - self.wall_start
+        state = dict(self.state, sampler=self.sampler.state_dict(), rng=checkpoint.rng_state())
+        checkpoint.save_checkpoint(self.cfg.out, self.state["step"], self.model, self.optimizer, state)
+
+    def _finish(self):
+        cfg = self.cfg
+        records = metrics.read_records(self.metrics_path)
+        if records:
+            metrics.plot_losses(records, os.path.join(cfg.out, "loss.png"), title=f"{cfg.model} on {self.corpus.name}")
+        self.model.eval()
+        self.model.save_pretrained(cfg.out)
+        self.corpus.vocab.save(cfg.out)
+        self.log(f"saved the model to {cfg.out}")
+        if cfg.sample_length:
+            self.log(f"sample:\n{sample_text(self.model, self.corpus, cfg.sample_length, cfg.seed)}")
+
+
+def evaluate_model_dir(model_dir, data, split="test", batch_size=8, max_batches=None, layout="auto", log=print):
+    """Loads a saved model and its vocabulary, encodes `data` with that vocabulary and returns a dict with the mean
+    loss on `split` (every window from a fresh state) in nats per token and in bits per char or byte."""
+    from ..data import load_vocab
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    vocab = load_vocab(model_dir)
+    ctx_len = getattr(model.config, "ctx_len", None) or 1024
+    corpus = load_corpus(data, vocab=vocab, layout=layout, ctx_len=ctx_len)
+    tokens = corpus[split]
+    if tokens is None:
+        raise ValueError(f"{data} has no {split} split ({corpus.layout} layout)")
+    loss = evaluate(model, tokens, batch_size, ctx_len, max_batches)
+    unit = "char" if corpus.unit == "char" else "byte"
+    result = dict(split=split, loss=loss, bpc=corpus.bits_per(split, loss, per=unit), bpc_unit=unit,
+                  ppl=math.exp(min(loss, 700.0)), tokenization=vocab.kind)
+    log(f"{split}: loss {loss:.4f} nats/token, {result['bpc']:.4f} bits per {unit}, perplexity {result['ppl']:.3f} "
+        f"per {vocab.unit}")
+    return result
+
+
+def sample_text(model, corpus, length, seed):
+    """A continuation of the first line of the validation split (at most 64 tokens of it), as text."""
+    prompt = np.asarray(corpus.valid[:64]).tolist()
+    decoder = corpus.vocab.decoder()
+    text = decoder.decode(prompt)
+    text += decoder.decode(list(generate_ids(model, prompt, length, top_p=0.85, seed=seed)))
+    return text + decoder.flush()

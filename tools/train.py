@@ -1,0 +1,70 @@
+"""Train a linear-RNN language model.
+
+  python tools/train.py                                   # RWKV-v2 on the embedded Jane Austen corpus, CPU-sized
+  python tools/train.py --data enwik8 --preset enwik8 --device gpu --out out/enwik8
+  python tools/train.py --out out/enwik8 --resume         # continue exactly where it stopped
+  python tools/train.py --eval-only --model-dir out/enwik8 --data enwik8
+
+Unset hyper-parameters come from the family's recipe: the original's on --device gpu, scaled down on cpu.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from paddle_lrnn.cli import run_cli  # noqa: E402
+
+RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
+    "max_steps": int, "batch_size": int, "ctx_len": int, "n_layer": int, "n_embd": int, "lr": float,
+    "lr_final": float, "warmup_steps": int, "eval_interval": int, "eval_iters": int, "seed": int,
+    "sample_length": int, "vocab": str,
+}
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="rwkv2", help="model family (default rwkv2)")
+    p.add_argument("--preset", help="a named recipe, e.g. enwik8 for rwkv2")
+    p.add_argument("--data", help="a text file (enwik8 is one) or a wikitext directory; default: the embedded corpus")
+    p.add_argument("--layout", default="auto", choices=["auto", "text", "wikitext", "shakespeare-char"])
+    p.add_argument("--out", default=os.path.join("out", "run"), help="output directory (default out/run)")
+    p.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu if Paddle has CUDA and a GPU, else cpu")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN or inf")
+    p.add_argument("--eval-only", action="store_true", help="evaluate --model-dir on the test split of --data")
+    p.add_argument("--model-dir", help="with --eval-only: the model to evaluate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, typ in RECIPE_FLAGS.items():
+        p.add_argument("--" + flag.replace("_", "-"), type=typ)
+    return p.parse_args(argv)
+
+
+def default_device():
+    import paddle
+
+    return "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.eval_only:
+        if not args.model_dir or not args.data:
+            raise ValueError("--eval-only needs --model-dir and --data")
+        from paddle_lrnn.training.trainer import evaluate_model_dir
+
+        result = evaluate_model_dir(args.model_dir, args.data, layout=args.layout, max_batches=args.eval_iters)
+        print(json.dumps(result))
+        return
+    from paddle_lrnn.training.recipes import resolve
+    from paddle_lrnn.training.trainer import Trainer
+
+    explicit = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
+    explicit.update(model=args.model, preset=args.preset, data=args.data, layout=args.layout, out=args.out,
+                    device=args.device or default_device(), skip_nonfinite=args.skip_nonfinite)
+    Trainer(resolve(explicit), progress=not args.no_progress).train(resume=args.resume)
+
+
+if __name__ == "__main__":
+    run_cli(main)
