@@ -39,15 +39,18 @@ __global__ void __launch_bounds__(kTimexThreads)
   const int64_t row = blockIdx.x, c = row % C, o_base = static_cast<int64_t>(blockIdx.y) * kTimexTile;
   const scalar_t* xr = x + row * T;
   const scalar_t* wr = w + c * L;
+  const int64_t D = T < L ? T : L;
   A acc[kTimexPer] = {};
-  for (int64_t i0 = 0; i0 < T && i0 < o_base + kTimexTile; i0 += kTimexTile) {
+  // Inputs that reach this tile: u in [o_base - D + 1, o_base + tile), visited one aligned tile at a time.
+  const int64_t first = o_base - D + 1 > 0 ? (o_base - D + 1) / kTimexTile * kTimexTile : 0;
+  for (int64_t i0 = first; i0 < T && i0 < o_base + kTimexTile; i0 += kTimexTile) {
     const int64_t lag0 = o_base - i0 - kTimexTile + 1;  // lag held by win[0]
     __syncthreads();
     for (int i = threadIdx.x; i < kTimexTile; i += kTimexThreads)
       seq[i] = i0 + i < T ? Conv<scalar_t>::to(xr[i0 + i]) : A(0);
     for (int i = threadIdx.x; i < 2 * kTimexTile; i += kTimexThreads) {
       const int64_t d = lag0 + i;
-      win[i] = d >= 0 && d < T ? Conv<scalar_t>::to(wr[L - 1 - d]) : A(0);
+      win[i] = d >= 0 && d < D ? Conv<scalar_t>::to(wr[L - 1 - d]) : A(0);
     }
     __syncthreads();
     timex_tile_accumulate<false>(seq, win, acc);
@@ -70,15 +73,17 @@ __global__ void __launch_bounds__(kTimexThreads)
   const int64_t row = blockIdx.x, c = row % C, o_base = static_cast<int64_t>(blockIdx.y) * kTimexTile;
   const scalar_t* gr = g + row * T;
   const scalar_t* wr = w + c * L;
+  const int64_t D = T < L ? T : L;
   A acc[kTimexPer] = {};
-  for (int64_t i0 = o_base; i0 < T; i0 += kTimexTile) {
+  // Outputs t that this tile's inputs reach: t in [o_base, o_base + tile + D - 1).
+  for (int64_t i0 = o_base; i0 < T && i0 < o_base + kTimexTile + D - 1; i0 += kTimexTile) {
     const int64_t lag0 = i0 - o_base - kTimexTile + 1;
     __syncthreads();
     for (int i = threadIdx.x; i < kTimexTile; i += kTimexThreads)
       seq[i] = i0 + i < T ? Conv<scalar_t>::to(gr[i0 + i]) : A(0);
     for (int i = threadIdx.x; i < 2 * kTimexTile; i += kTimexThreads) {
       const int64_t d = lag0 + i;
-      win[i] = d >= 0 && d < T ? Conv<scalar_t>::to(wr[L - 1 - d]) : A(0);
+      win[i] = d >= 0 && d < D ? Conv<scalar_t>::to(wr[L - 1 - d]) : A(0);
     }
     __syncthreads();
     timex_tile_accumulate<true>(seq, win, acc);
@@ -90,7 +95,7 @@ __global__ void __launch_bounds__(kTimexThreads)
   }
 }
 
-// gw[c, L-1-d] for lags d in this block's tile, summed over the batch in a fixed order; lags >= T get 0.
+// gw[c, L-1-d] for lags d in this block's tile, summed over the batch in a fixed order; lags >= D get 0.
 // Grid: (C, ceil(L / tile)).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kTimexThreads)
@@ -100,8 +105,9 @@ __global__ void __launch_bounds__(kTimexThreads)
   __shared__ A seq[kTimexTile];
   __shared__ A win[2 * kTimexTile];
   const int64_t c = blockIdx.x, o_base = static_cast<int64_t>(blockIdx.y) * kTimexTile;
+  const int64_t D = T < L ? T : L;
   A acc[kTimexPer] = {};
-  for (int64_t b = 0; b < B; ++b) {
+  for (int64_t b = 0; b < B && o_base < D; ++b) {
     const scalar_t* gr = g + (b * C + c) * T;
     const scalar_t* xr = x + (b * C + c) * T;
     for (int64_t i0 = o_base; i0 < T; i0 += kTimexTile) {
@@ -120,7 +126,7 @@ __global__ void __launch_bounds__(kTimexThreads)
 #pragma unroll
   for (int p = 0; p < kTimexPer; ++p) {
     const int64_t d = o_base + threadIdx.x + p * kTimexThreads;
-    if (d < L) gw[c * L + L - 1 - d] = Conv<scalar_t>::from(d < T ? acc[p] : A(0));
+    if (d < L) gw[c * L + L - 1 - d] = Conv<scalar_t>::from(d < D ? acc[p] : A(0));
   }
 }
 

@@ -14,7 +14,7 @@ static void check_inputs(const Tensor& w, const Tensor& x) {
   PD_CHECK(x.shape().size() == 3, "lrnn_timex: x must be [B, C, T]");
   PD_CHECK(w.shape().size() == 2, "lrnn_timex: w must be [C, L]");
   const int64_t C = x.shape()[1], T = x.shape()[2], L = w.shape()[1];
-  PD_CHECK(T > 0 && T <= L, "lrnn_timex: sequence length ", T, " must be in [1, kernel length ", L, "]");
+  PD_CHECK(T > 0 && L > 0, "lrnn_timex: sequence length and kernel length must be positive");
   lrnn_binding::check(w, "lrnn_timex", "w", {C, L}, x.dtype(), x.place());
   PD_CHECK(x.is_contiguous(), "lrnn_timex: x must be contiguous");
 }

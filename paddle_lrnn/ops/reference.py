@@ -45,6 +45,14 @@ def timex(w, x, *, eps=0.0):
     return F.conv1d(padded, kernel, groups=C) + eps
 
 
+def depthwise_conv1d(w, x):
+    """Reference of paddle_lrnn.ops.depthwise_conv1d: conv1d over x left-padded with L-1 zeros."""
+    _timex.check_args(w, x, "paddle_lrnn.ops.depthwise_conv1d", require_full_kernel=False)
+    L = w.shape[1]
+    padded = F.pad(x, [L - 1, 0], data_format="NCL")
+    return F.conv1d(padded, w.astype(x.dtype).unsqueeze(1), groups=x.shape[1])
+
+
 # ---- gla (gated outer-product recurrence, HGRN2) ----
 from .gla import check_args as _gla_check_args, default_scale as _gla_default_scale  # noqa: E402
 
