@@ -58,26 +58,50 @@ def set_rng_state(states):
     paddle.set_rng_state(restored)
 
 
-def _optimizer_arrays(optimizer):
+def _param_names(model):
+    """Paddle's internal parameter name (e.g. linear_3.w_0, which depends on creation order) -> structured name."""
+    return {p.name: n for n, p in model.named_parameters()}
+
+
+def _optimizer_arrays(optimizer, model):
+    """The optimizer state keyed by structured parameter names ("blocks.0.att.key.weight@moment1_0"), so that it
+    loads into a model built in another process, whose internal names differ."""
+    names = _param_names(model)
+    by_length = sorted(names, key=len, reverse=True)
+
+    def structured(key):
+        for internal in by_length:
+            if key == internal or key.startswith(internal + "_"):
+                return names[internal] + "@" + key[len(internal) + 1:]
+        raise ValueError(f"optimizer state entry {key!r} belongs to no parameter of the model")
+
     arrays = {}
-    for name, value in optimizer.state_dict().items():
+    for key, value in optimizer.state_dict().items():
         if isinstance(value, paddle.Tensor):
-            arrays[name] = value.numpy()
-        elif isinstance(value, dict):  # e.g. master_weights under AMP O2
-            arrays.update({f"{name}/{k}": v.numpy() for k, v in value.items()})
+            arrays[structured(key)] = value.numpy()
+        elif isinstance(value, dict):  # master_weights under AMP O2: internal name -> tensor
+            arrays.update({f"{key}/{structured(k)}": v.numpy() for k, v in value.items()})
         else:
-            raise TypeError(f"optimizer state entry {name!r} of type {type(value).__name__} is not supported")
+            raise TypeError(f"optimizer state entry {key!r} of type {type(value).__name__} is not supported")
     return arrays
 
 
-def _set_optimizer_arrays(optimizer, arrays):
+def _set_optimizer_arrays(optimizer, model, arrays):
+    internal = {n: p.name for n, p in model.named_parameters()}
+
+    def key_of(structured):
+        name, _, suffix = structured.partition("@")
+        if name not in internal:
+            raise ResumeError(f"the checkpoint's optimizer state names parameter {name!r}, which the model lacks")
+        return internal[name] + ("_" + suffix if suffix else "")
+
     state = {}
     for key, array in arrays.items():
-        if "/" in key:
-            group, name = key.split("/", 1)
-            state.setdefault(group, {})[name] = paddle.to_tensor(array)
+        group, sep, rest = key.partition("/")
+        if sep:
+            state.setdefault(group, {})[key_of(rest)] = paddle.to_tensor(array)
         else:
-            state[key] = paddle.to_tensor(array)
+            state[key_of(key)] = paddle.to_tensor(array)
     optimizer.set_state_dict(state)
 
 
@@ -90,7 +114,7 @@ def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
-    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer))
+    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer, model))
     with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
         json.dump({"step": step, **trainer_state}, f)
     files = sorted(os.listdir(tmp))
@@ -156,7 +180,7 @@ def load_checkpoint(path, model, optimizer):
     """Restores model and optimizer from a verified checkpoint directory; returns its trainer state dict."""
     verify(path)
     load_arrays(model, load_safetensors(os.path.join(path, "model.safetensors")), path)
-    _set_optimizer_arrays(optimizer, load_safetensors(os.path.join(path, "optimizer.safetensors")))
+    _set_optimizer_arrays(optimizer, model, load_safetensors(os.path.join(path, "optimizer.safetensors")))
     with open(os.path.join(path, "trainer_state.json")) as f:
         return json.load(f)
 
