@@ -1,4 +1,5 @@
 """What every command-line tool shares: bad input ends in one clear line and a non-zero exit, never a traceback."""
+import logging
 import sys
 import warnings
 
@@ -11,6 +12,14 @@ def run_cli(main):
     flags, an unwritable directory, a full disk, a missing optional package or an unbuilt operator library) print
     `error: ...` to stderr and exit with status 2; Ctrl-C exits with 130. Anything else is a bug and keeps its
     traceback."""
+    # Progress messages of the library (e.g. "encoding enwik8 ...") go to stdout as plain lines; stderr is kept for
+    # the one line that explains a failure.
+    logger = logging.getLogger("paddle_lrnn")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
         main()
     except KeyboardInterrupt:

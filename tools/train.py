@@ -25,10 +25,10 @@ RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="rwkv2", help="model family (default rwkv2)")
+    p.add_argument("--model", help="model family (default rwkv2)")
     p.add_argument("--preset", help="a named recipe, e.g. enwik8 for rwkv2")
     p.add_argument("--data", help="a text file (enwik8 is one) or a wikitext directory; default: the embedded corpus")
-    p.add_argument("--layout", default="auto", choices=["auto", "text", "wikitext", "shakespeare-char"])
+    p.add_argument("--layout", choices=["auto", "text", "wikitext", "shakespeare-char"], help="default: auto")
     p.add_argument("--out", default=os.path.join("out", "run"), help="output directory (default out/run)")
     p.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu if Paddle has CUDA and a GPU, else cpu")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -54,16 +54,24 @@ def main(argv=None):
             raise ValueError("--eval-only needs --model-dir and --data")
         from paddle_lrnn.training.trainer import evaluate_model_dir
 
-        result = evaluate_model_dir(args.model_dir, args.data, layout=args.layout, max_batches=args.eval_iters)
+        result = evaluate_model_dir(args.model_dir, args.data, layout=args.layout or "auto", max_batches=args.eval_iters,
+                                    ctx_len=args.ctx_len)
         print(json.dumps(result))
         return
     from paddle_lrnn.training.recipes import resolve
-    from paddle_lrnn.training.trainer import Trainer
+    from paddle_lrnn.training.trainer import Trainer, resume_config
 
-    explicit = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
-    explicit.update(model=args.model, preset=args.preset, data=args.data, layout=args.layout, out=args.out,
-                    device=args.device or default_device(), skip_nonfinite=args.skip_nonfinite)
-    Trainer(resolve(explicit), progress=not args.no_progress).train(resume=args.resume)
+    given = {k: getattr(args, k) for k in [*RECIPE_FLAGS, "model", "preset", "data", "layout", "device"]}
+    explicit = {k: v for k, v in given.items() if v is not None}
+    explicit["out"] = args.out
+    if args.skip_nonfinite:
+        explicit["skip_nonfinite"] = True
+    if args.resume:  # the run's own settings, with what was given again checked against them
+        cfg = resume_config(args.out, explicit)
+    else:
+        explicit.setdefault("device", default_device())
+        cfg = resolve(explicit)
+    Trainer(cfg, progress=not args.no_progress).train(resume=args.resume)
 
 
 if __name__ == "__main__":

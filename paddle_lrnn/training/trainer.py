@@ -7,6 +7,7 @@ exact resume, a loss-curve PNG, and a generated sample at the end.
     out/checkpoints/    see checkpoint.py
     out/config.json, out/model.safetensors, out/tokenizer_config.json, ...   the final model and its vocabulary
 """
+import json
 import math
 import os
 import signal
@@ -29,6 +30,22 @@ RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length"
 
 class TrainingError(ValueError):
     """Training cannot go on (a non-finite loss, or a resume that does not match the run)."""
+
+
+def resume_config(out_dir, explicit, log=print):
+    """The TrainConfig of the run checkpointed in out_dir, for --resume: settings the user gives again must match
+    the run's, except those in RESUMABLE_CHANGES, which they may change. Raises TrainingError naming the conflicts."""
+    from .recipes import TrainConfig
+
+    path = checkpoint.find_checkpoint(out_dir, log=log)
+    with open(os.path.join(path, "trainer_state.json")) as f:
+        saved = json.load(f)["config"]
+    changed = sorted(k for k, v in explicit.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {explicit[k]!r}" for k in changed)
+        raise TrainingError(f"cannot resume {path}: the run was started with other settings ({detail}); "
+                            f"drop those flags or train into a new --out")
+    return TrainConfig(**{**saved, **explicit})
 
 
 def evaluate(model, tokens, batch_size, ctx_len, max_batches):
@@ -203,14 +220,19 @@ class Trainer:
             self.log(f"sample:\n{sample_text(self.model, self.corpus, cfg.sample_length, cfg.seed)}")
 
 
-def evaluate_model_dir(model_dir, data, split="test", batch_size=8, max_batches=None, layout="auto", log=print):
+def evaluate_model_dir(model_dir, data, split="test", batch_size=8, max_batches=None, layout="auto", ctx_len=None,
+                       log=print):
     """Loads a saved model and its vocabulary, encodes `data` with that vocabulary and returns a dict with the mean
-    loss on `split` (every window from a fresh state) in nats per token and in bits per char or byte."""
+    loss on `split` (windows of ctx_len tokens, default the model's, each from a fresh state) in nats per token,
+    bits per char or byte, and perplexity per token."""
     from ..data import load_vocab
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
-    ctx_len = getattr(model.config, "ctx_len", None) or 1024
+    model_ctx = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None) or 1024
+    if ctx_len is not None and ctx_len > model_ctx:
+        raise ValueError(f"--ctx-len {ctx_len} exceeds the model's context length {model_ctx}")
+    ctx_len = ctx_len or model_ctx
     corpus = load_corpus(data, vocab=vocab, layout=layout, ctx_len=ctx_len)
     tokens = corpus[split]
     if tokens is None:

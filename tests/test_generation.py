@@ -1,0 +1,67 @@
+"""Sampling rules (top-p as RWKV implements it, top-a, temperature, greedy) and the generation loop: prompt through
+the parallel pass, then step mode with the state, equal to re-running the whole sequence in parallel."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_lrnn.convert import convert
+from paddle_lrnn.generation import generate_ids, generate_text, sample_logits
+from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "rwkv2")
+
+
+def probs_of(p):
+    return np.log(np.asarray(p, dtype=np.float64))
+
+
+def draws(logits, n=4000, **kw):
+    rng = np.random.default_rng(0)
+    return np.bincount([sample_logits(logits, rng, **kw) for _ in range(n)], minlength=len(logits)) / n
+
+
+def test_top_p_keeps_the_token_that_crosses_the_threshold_and_its_ties():
+    logits = probs_of([0.5, 0.3, 0.1, 0.1])
+    freq = draws(logits, top_p=0.7)  # cumulative 0.5, 0.8: the 0.3 token crosses 0.7 and is kept
+    assert freq[2] == 0 and freq[3] == 0 and freq[0] == pytest.approx(0.5 / 0.8, abs=0.03)
+    freq = draws(logits, top_p=0.85)  # crosses at a 0.1 token: its tie is kept too
+    assert (freq > 0).all()
+
+
+def test_top_a_drops_tokens_below_a_times_pmax_squared():
+    freq = draws(probs_of([0.6, 0.3, 0.06, 0.04]), top_a=0.2)  # threshold 0.2 * 0.36 = 0.072
+    assert freq[2] == 0 and freq[3] == 0 and freq[1] > 0
+
+
+def test_temperature_and_greedy():
+    logits = probs_of([0.6, 0.4])
+    assert sample_logits(logits, np.random.default_rng(0), temperature=0) == 0
+    freq = draws(logits, temperature=0.5)  # p^(1/T): 0.36 vs 0.16
+    assert freq[0] == pytest.approx(0.36 / 0.52, abs=0.03)
+    with pytest.raises(ValueError, match="top_p"):
+        sample_logits(logits, np.random.default_rng(0), top_p=0)
+
+
+def test_greedy_generation_matches_the_parallel_pass():
+    paddle.seed(0)
+    model = RWKV2ForCausalLM(RWKV2Config(vocab_size=29, n_embd=32, n_layer=3, ctx_len=8))
+    for p in model.parameters():
+        p.set_value(p + paddle.randn(p.shape) * 0.3)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]  # longer than ctx_len: fed in chunks
+    new = list(generate_ids(model, prompt, 12, temperature=0))
+    seq = prompt + new
+    logits = model(paddle.to_tensor([seq])).logits.numpy()[0]
+    assert new == [int(np.argmax(logits[t])) for t in range(len(prompt) - 1, len(seq) - 1)]
+    assert list(generate_ids(model, prompt, 12, seed=5)) == list(generate_ids(model, prompt, 12, seed=5))
+
+
+def test_generate_text_from_a_converted_checkpoint(tmp_path):
+    out = str(tmp_path / "m")
+    convert("rwkv2", os.path.join(FIXTURE, "rwkv2-small.pth"), out, vocab=os.path.join(FIXTURE, "vocab.json"),
+            log=lambda *_: None)
+    pieces = list(generate_text(out, "\nIn the", 30, seed=1))
+    assert pieces[0] == "\nIn the" and len("".join(pieces[1:])) == 30
+    with pytest.raises(ValueError, match=r"'\$' \(U\+0024\) at line 1, column 3"):
+        next(generate_text(out, "10$", 5))
