@@ -1,6 +1,13 @@
-"""Public operators: each is a custom C++/CUDA kernel with a pure-Paddle twin in `reference` (the spec)."""
+"""Public operators: each is a custom C++/CUDA kernel with a pure-Paddle twin in `reference` (the spec).
+
+    wkv               RWKV time-mix recurrence (RWKV-v2, O(T))
+    timex             RWKV-v2's original causal depthwise convolution (O(T^2))
+    depthwise_conv1d  the same kernel with a short filter (HGRN2's short convolution)
+    gla               gated outer-product recurrence (HGRN2)
+"""
 from . import reference
+from .gla import gla
 from .timex import depthwise_conv1d, timex
 from .wkv import wkv
 
-__all__ = ["depthwise_conv1d", "reference", "timex", "wkv"]
+__all__ = ["depthwise_conv1d", "gla", "reference", "timex", "wkv"]

@@ -6,16 +6,19 @@ where the math is a recurrence). They are slow and meant for tests, debugging an
 import paddle
 import paddle.nn.functional as F
 
-from . import _checks, timex as _timex, wkv as _wkv
+from ._checks import acc_dtype
+from .gla import check_args as check_gla_args, default_scale as gla_default_scale
+from .timex import check_args as check_timex_args
+from .wkv import check_args as check_wkv_args, initial_state as wkv_initial_state
 
 
 def wkv(w, u, k, v, state=None, *, eps=0.0):
     """Reference of paddle_lrnn.ops.wkv: the same log-scaled recurrence, one time step per loop iteration."""
-    _wkv.check_args(w, u, k, v, state)
-    dtype, acc = k.dtype, _checks.acc_dtype(k.dtype)
+    check_wkv_args(w, u, k, v, state)
+    dtype, acc = k.dtype, acc_dtype(k.dtype)
     w, u, k, v = w.astype(acc), u.astype(acc), k.astype(acc), v.astype(acc)
     if state is None:
-        state = _wkv.initial_state(k.shape[0], k.shape[2], acc)
+        state = wkv_initial_state(k.shape[0], k.shape[2], acc)
     state = state.astype(acc)
     aa, bb, pp = state[:, 0], state[:, 1], state[:, 2]
     ys = []
@@ -38,7 +41,7 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
 
 def timex(w, x, *, eps=0.0):
     """Reference of paddle_lrnn.ops.timex: the convolution written with conv1d, as the original's fallback."""
-    _timex.check_args(w, x)
+    check_timex_args(w, x)
     B, C, T = x.shape
     kernel = w[:, w.shape[1] - T:].astype(x.dtype).unsqueeze(1)  # [C, 1, T]: index j holds lag T-1-j
     padded = F.pad(x, [T - 1, 0], data_format="NCL")
@@ -47,24 +50,20 @@ def timex(w, x, *, eps=0.0):
 
 def depthwise_conv1d(w, x):
     """Reference of paddle_lrnn.ops.depthwise_conv1d: conv1d over x left-padded with L-1 zeros."""
-    _timex.check_args(w, x, "paddle_lrnn.ops.depthwise_conv1d", require_full_kernel=False)
+    check_timex_args(w, x, "paddle_lrnn.ops.depthwise_conv1d", require_full_kernel=False)
     L = w.shape[1]
     padded = F.pad(x, [L - 1, 0], data_format="NCL")
     return F.conv1d(padded, w.astype(x.dtype).unsqueeze(1), groups=x.shape[1])
 
 
-# ---- gla (gated outer-product recurrence, HGRN2) ----
-from .gla import check_args as _gla_check_args, default_scale as _gla_default_scale  # noqa: E402
-
-
 def gla(q, k, v, g, state=None, *, scale=None):
     """Reference of paddle_lrnn.ops.gla: S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t, one token per
     loop iteration, in the accumulator dtype (float32, float64 for float64 inputs)."""
-    _gla_check_args(q, k, v, g, state)
-    dtype, acc = q.dtype, _checks.acc_dtype(q.dtype)
+    check_gla_args(q, k, v, g, state)
+    dtype, acc = q.dtype, acc_dtype(q.dtype)
     B, T, H, K = q.shape
     V = v.shape[3]
-    scale = _gla_default_scale(q) if scale is None else float(scale)
+    scale = gla_default_scale(q) if scale is None else float(scale)
     q, k, v, g = q.astype(acc), k.astype(acc), v.astype(acc), g.astype(acc)
     S = paddle.zeros([B, H, K, V], acc) if state is None else state.astype(acc)
     outs = []

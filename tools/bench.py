@@ -1,0 +1,232 @@
+"""Benchmarks (never part of the tests): each section prints a markdown table measured in one run, so the ratios
+inside a table are comparable even on a noisy machine. Paste the output into BENCHMARKS.md with the machine and
+the date.
+
+  python tools/bench.py                       # every section on CPU
+  python tools/bench.py --section ops         # custom operators against their pure-Paddle references
+  python tools/bench.py --section generation --original-rwkv2 DIR
+        # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
+  python tools/bench.py --section training --device gpu
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from paddle_lrnn.cli import run_cli  # noqa: E402
+
+
+def timed(fn, repeat, warmup=1):
+    """Median wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def forward_and_backward(fn, inputs):
+    """(forward only, forward + backward) callables for fn(*inputs) with a sum-of-outputs loss."""
+    import paddle
+
+    def fwd():
+        with paddle.no_grad():
+            fn(*inputs)
+
+    def fwd_bwd():
+        outs = fn(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else [outs]
+        paddle.grad([o.astype("float32").sum() for o in outs], [t for t in inputs if not t.stop_gradient])
+
+    return fwd, fwd_bwd
+
+
+def op_cases():
+    """(name, shape label, kernel fn, reference fn, make inputs)."""
+    import paddle
+
+    from paddle_lrnn import ops
+    from paddle_lrnn.ops import reference
+
+    def tensor(*shape, scale=1.0, low=None):
+        t = paddle.rand(list(shape)) * 2 + 0.05 if low else paddle.randn(list(shape)) * scale
+        t.stop_gradient = False
+        return t
+
+    cases = [
+        ("wkv", "B=4 T=1024 C=512", ops.wkv, reference.wkv,
+         lambda: [tensor(512, low=True), tensor(512), tensor(4, 1024, 512), tensor(4, 1024, 512)]),
+        ("timex", "B=4 C=512 T=1024", ops.timex, reference.timex,
+         lambda: [tensor(512, 1024, scale=0.05), tensor(4, 512, 1024)]),
+    ]
+    if hasattr(ops, "gla"):
+        def gla_inputs():
+            q, k, v = tensor(2, 1024, 4, 64), tensor(2, 1024, 4, 64), tensor(2, 1024, 4, 64)
+            g = paddle.nn.functional.log_sigmoid(paddle.randn([2, 1024, 4, 64]) + 3)
+            g.stop_gradient = False
+            return [q, k, v, g]
+
+        cases.append(("gla", "B=2 T=1024 H=4 K=V=64", ops.gla, reference.gla, gla_inputs))
+    if hasattr(ops, "mru_scan"):
+        def mru_inputs():
+            m = paddle.eye(16).reshape([1, 1, 1, 16, 16]) + paddle.randn([8, 8, 1024, 16, 16]) * 0.02
+            m.stop_gradient = False
+            return [m]
+
+        cases.append(("mru_scan", "B=8 H=8 T=1024 d=16", ops.mru_scan, reference.mru_scan, mru_inputs))
+    return cases
+
+
+def bench_ops(args):
+    print("| operator | shape | pass | kernel ms | reference ms | speed-up |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, shape, kernel, ref, make in op_cases():
+        inputs = make()
+        k_fwd, k_both = forward_and_backward(kernel, inputs)
+        r_fwd, r_both = forward_and_backward(ref, inputs)
+        for label, kf, rf in (("forward", k_fwd, r_fwd), ("forward+backward", k_both, r_both)):
+            tk, tr = timed(kf, args.repeat), timed(rf, max(1, args.repeat // 3))
+            print(f"| {name} | {shape} | {label} | {tk:.2f} | {tr:.1f} | {tr / tk:.1f}x |", flush=True)
+    bench_wkv_vs_timex(args)
+
+
+def bench_wkv_vs_timex(args):
+    """RWKV-v2's time-mix both ways: the O(T) recurrence against the original O(T^2) convolution (two passes)."""
+    import paddle
+
+    from paddle_lrnn import ops
+
+    print("\n| RWKV-v2 time-mix, B=4 C=512 | pass | WKV ms | TimeX ms (2 passes) | WKV speed-up |")
+    print("|---|---|---:|---:|---:|")
+    for T in (1024, 4096):
+        w, u = paddle.rand([512]) + 0.05, paddle.randn([512])
+        k, v = paddle.randn([4, T, 512]), paddle.randn([4, T, 512])
+        curve = paddle.rand([512, T])
+        ek, ekv = paddle.randn([4, 512, T]), paddle.randn([4, 512, T])
+        for t in (k, v, curve, ek, ekv):
+            t.stop_gradient = False
+        w_fwd, w_both = forward_and_backward(lambda k, v: ops.wkv(w, u, k, v, eps=1e-16), [k, v])
+        t_fwd, t_both = forward_and_backward(
+            lambda c, a, b: ops.timex(c, a) / ops.timex(c, b, eps=1e-16), [curve, ekv, ek])
+        for label, wf, tf in (("forward", w_fwd, t_fwd), ("forward+backward", w_both, t_both)):
+            tw, tt = timed(wf, args.repeat), timed(tf, max(1, args.repeat // 3))
+            print(f"| T={T} | {label} | {tw:.2f} | {tt:.1f} | {tt / tw:.1f}x |", flush=True)
+
+
+def bench_generation(args):
+    """Step-mode tokens/s of an RWKV-v2 L6 C512 enwik8-size model; with --original-rwkv2, the original RNN
+    runner on the same weights in the same run."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn.convert import converter
+    from paddle_lrnn.generation import generate_ids
+    from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+
+    paddle.seed(0)
+    model = RWKV2ForCausalLM(RWKV2Config(vocab_size=6064, n_embd=512, n_layer=6, ctx_len=1024))
+    for p in model.parameters():  # off the init, where many matrices are zero
+        p.set_value(p + paddle.randn(p.shape) * 0.02)
+    n = args.tokens
+    prompt = list(range(1, 33))
+
+    def ours():
+        for _ in generate_ids(model, prompt, n, seed=0):
+            pass
+
+    rows = [("paddle_lrnn (step mode, fp32)", n / (timed(ours, 3) / 1e3))]
+    if args.original_rwkv2:
+        import torch
+
+        sys.path.insert(0, args.original_rwkv2)
+        from model_run import RWKV_RNN  # the original runner, imported from the user's checkout
+
+        with tempfile.TemporaryDirectory() as tmp:
+            name = os.path.join(tmp, "bench")
+            converter("rwkv2").to_torch(model, name + ".pth")
+            rnn = RWKV_RNN(name, "cpu", "RWKV", 6, 512, 1024)
+        torch.set_num_threads(os.cpu_count())
+
+        def original():
+            rnn.clear()
+            ctx = list(prompt)
+            with torch.no_grad():
+                for t in range(len(prompt)):
+                    rnn.run(ctx[: t + 1])
+                for _ in range(n):
+                    logits = rnn.run(ctx[-1024:])
+                    ctx.append(int(np.argmax(logits)))
+
+        rows.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", (n + len(prompt)) / (timed(original, 3) / 1e3)))
+    print("| generator, L6 C512 V6064 | tokens/s | vs original |")
+    print("|---|---:|---:|")
+    base = rows[-1][1] if args.original_rwkv2 else None
+    for label, rate in rows:
+        print(f"| {label} | {rate:.1f} | {f'{rate / base:.2f}x' if base else '-'} |")
+
+
+def bench_training(args):
+    """Training tokens/s of each family at one fixed size (random tokens, Adam, fp32)."""
+    import paddle
+    import paddle.nn.functional as F
+
+    from paddle_lrnn.models import AutoModelForCausalLM
+    from paddle_lrnn.training.recipes import RECIPES, TrainConfig, model_config
+
+    paddle.set_device(args.device)
+    B, T, V = 8, 256, 256
+    print(f"| family (L4 C256, B={B} T={T}, {args.device}) | parameters | tokens/s |")
+    print("|---|---:|---:|")
+    for family in sorted(RECIPES):
+        paddle.seed(0)
+        model = AutoModelForCausalLM.from_config(
+            model_config(TrainConfig(model=family, n_layer=4, n_embd=256, ctx_len=T), V))
+        opt = paddle.optimizer.Adam(learning_rate=1e-4, parameters=model.parameters())
+        x, y = paddle.randint(0, V, [B, T]), paddle.randint(0, V, [B, T])
+
+        def step():
+            loss = F.cross_entropy(model(x).logits.reshape([-1, V]), y.reshape([-1]))
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+
+        ms = timed(step, args.repeat)
+        print(f"| {family} | {model.num_parameters():,} | {B * T / (ms / 1e3):,.0f} |", flush=True)
+
+
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
+    p.add_argument("--tokens", type=int, default=200, help="tokens generated per generation measurement")
+    p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.tokens < 1:
+        raise ValueError("--repeat and --tokens must be positive")
+    import paddle
+
+    paddle.set_device(args.device)
+    print(f"# paddle_lrnn benchmarks, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, paddle {paddle.__version__}, device {args.device}\n")
+    for name, fn in SECTIONS.items():
+        if args.section in (name, "all"):
+            print(f"## {name}\n")
+            fn(args)
+            print()
+
+
+if __name__ == "__main__":
+    run_cli(main)
