@@ -147,3 +147,19 @@ class PretrainedModel(nn.Layer):
 
     def num_parameters(self):
         return sum(int(np.prod(p.shape)) for p in self.parameters())
+
+
+def check_input_ids(input_ids, vocab_size):
+    """(B, T) of a 2-D int64/int32 tensor of ids in [0, vocab_size); one clear error otherwise."""
+    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2:
+        got = list(input_ids.shape) if isinstance(input_ids, paddle.Tensor) else type(input_ids).__name__
+        raise ValueError(f"input_ids must be a 2-D paddle.Tensor [batch, time], got {got}")
+    if input_ids.dtype not in (paddle.int64, paddle.int32):
+        raise TypeError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
+    B, T = input_ids.shape
+    if B < 1 or T < 1:
+        raise ValueError(f"input_ids is empty (shape {[B, T]}); batch and time must be at least 1")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"token id {high if high >= vocab_size else low} is outside the vocabulary [0, {vocab_size})")
+    return B, T
