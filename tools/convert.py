@@ -3,6 +3,9 @@ is executed.
 
   python tools/convert.py --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
   python tools/convert.py --model rwkv2 --to torch --src DIR --out CKPT.pth
+  python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
+                                                                             # pytorch_model.bin or a sharded index
+  python tools/convert.py --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
 """
 import argparse
 import os
@@ -15,9 +18,10 @@ from paddle_lrnn.cli import run_cli  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family: rwkv2")
+    p.add_argument("--model", required=True, help="model family: rwkv2 or hgrn2")
     p.add_argument("--src", required=True, help="the checkpoint to convert (a Paddle model directory with --to torch)")
-    p.add_argument("--out", required=True, help="output model directory (an output .pth file with --to torch)")
+    p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2, an "
+                   "fla checkpoint directory for hgrn2)")
     p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
     p.add_argument("--vocab", help="the original's vocab.json, stored with the converted model (rwkv2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -5,7 +5,7 @@ import os
 import shutil
 import tempfile
 
-FAMILIES = ("rwkv2",)
+FAMILIES = ("rwkv2", "hgrn2")
 
 
 def converter(family):
@@ -18,8 +18,9 @@ def converter(family):
 def convert(family, src, out, *, to="paddle", vocab=None, overwrite=False, log=print):
     """What tools/convert.py does. to="paddle": read the original checkpoint `src` and write a model directory `out`
     (config.json, model.safetensors, and the vocabulary if `vocab` names one). to="torch": read the model directory
-    `src` and write the original's checkpoint file `out`. Everything is read and checked before anything is
-    written, and the output appears whole or not at all; an existing output is kept unless overwrite=True."""
+    `src` and write the original's checkpoint `out` (a file for rwkv2, a directory for hgrn2). Everything is read
+    and checked before anything is written, and the output appears whole or not at all; an existing output is kept
+    unless overwrite=True."""
     from ..models import AutoModelForCausalLM
 
     module = converter(family)

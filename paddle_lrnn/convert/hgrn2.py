@@ -1,0 +1,201 @@
+"""flash-linear-attention / Hugging Face HGRN2 checkpoints (fla's HGRN2ForCausalLM) <-> HGRN2ForCausalLM.
+
+from_torch(src): src is a checkpoint directory holding config.json (model_type "hgrn2") and the weights as
+model.safetensors (read without torch), a sharded index (model.safetensors.index.json or
+pytorch_model.bin.index.json) or pytorch_model.bin (read with the safe torch.save reader: nothing in it is run);
+or the path of one of those weight files inside such a directory. Names map one to one; Linear weights are
+transposed ([out, in] -> [in, out]), conv weights [C, 1, W] -> [C, W]; a tied model's lm_head.weight, if the file
+has one, must equal model.embeddings.weight and is dropped. Every config.json field is kept (fields fla has are
+HGRN2Config's, the rest such as "architectures", "dtype", "transformers_version" ride along in config.extra), so
+the converted model's config.json holds the original's fields.
+
+to_torch(model, out_dir): writes out_dir/config.json and out_dir/model.safetensors (metadata format "pt") that fla's
+HGRN2ForCausalLM.from_pretrained loads: fla's names and layouts, no lm_head.weight when tied (as save_pretrained
+writes it). Tensors are written in the config's "dtype" (or "torch_dtype") when that is bfloat16 or float16 and the
+values are exactly representable in it, else float32, so a checkpoint converted and written back is bit-identical.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..io import (BFloat16, CheckpointError, load_safetensors, load_sharded_checkpoint, load_torch_checkpoint,
+                  safetensors_metadata)
+from ..io.atomic import atomic_write
+from ..io.safetensors import save_safetensors
+from ..models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
+from ..models.modeling_utils import CONFIG_NAME, ModelFileError, linear_weight_names, read_config
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+UNSUPPORTED_FIELDS = ("attnres_block_size",)  # fla options that add layers paddle_lrnn does not have
+
+
+def _locate(src):
+    """(directory, weights path) of a checkpoint given as a directory or as a weight file inside one."""
+    src = os.fspath(src)
+    if os.path.isdir(src):
+        directory = src
+        for name in WEIGHT_FILES:
+            if os.path.isfile(os.path.join(src, name)):
+                return directory, os.path.join(src, name)
+        if not os.path.isfile(os.path.join(src, CONFIG_NAME)):
+            raise ModelFileError(f"{src} is not an HGRN2 checkpoint directory: it has no {CONFIG_NAME} and no "
+                                 f"weights ({', '.join(WEIGHT_FILES)})")
+        raise ModelFileError(f"{src} has a {CONFIG_NAME} but no weights: expected one of {', '.join(WEIGHT_FILES)}")
+    if not os.path.isfile(src):
+        raise ModelFileError(f"{src} does not exist")
+    return os.path.dirname(os.path.abspath(src)), src
+
+
+def _read_weights(path):
+    name = os.path.basename(path)
+    if name.endswith(".index.json"):
+        arrays = load_sharded_checkpoint(path)
+    elif name.endswith(".safetensors"):
+        if (safetensors_metadata(path) or {}).get("format") == "paddle":
+            raise ModelFileError(f"{path} is a paddle_lrnn model directory (written by save_pretrained), not an fla "
+                                 f"checkpoint; load it with from_pretrained, or convert it with --to torch")
+        arrays = load_safetensors(path)
+    else:
+        arrays = load_torch_checkpoint(path)
+        if isinstance(arrays, dict) and "state_dict" in arrays and isinstance(arrays["state_dict"], dict):
+            arrays = arrays["state_dict"]
+        if not isinstance(arrays, dict) or not all(isinstance(v, np.ndarray) for v in arrays.values()):
+            raise ModelFileError(f"{path} is not an HGRN2 checkpoint: expected a state dict of tensors")
+    for key, value in arrays.items():
+        if value.dtype.kind != "f":
+            raise ModelFileError(f"{path}: weight {key} has dtype {value.dtype}, expected a floating-point tensor")
+    return arrays
+
+
+def read_hgrn2_config(directory):
+    """HGRN2Config of a checkpoint directory (every field of its config.json kept); ModelFileError otherwise."""
+    data = read_config(directory)
+    path = os.path.join(directory, CONFIG_NAME)
+    if data.get("model_type") != "hgrn2":
+        raise ModelFileError(f"{path} has model_type {data.get('model_type')!r}, not 'hgrn2': this is not an "
+                             f"HGRN2 checkpoint")
+    for key in UNSUPPORTED_FIELDS:
+        if data.get(key) is not None:
+            raise ModelFileError(f"{path} sets {key}={data[key]!r}, an fla option paddle_lrnn does not support")
+    try:
+        return HGRN2Config.from_dict(data, path)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: {err}") from None
+
+
+def torch_layout(model):
+    """{name: (shape in fla's layout, kind)} for every tensor fla's state dict holds for this model; kind is
+    "linear" (transposed), "conv" ([C, 1, W] in fla, [C, W] here) or "plain"."""
+    linear = linear_weight_names(model)
+    out = {}
+    for name, param in model.named_parameters():
+        shape = list(param.shape)
+        if name in linear:
+            out[name] = (shape[::-1], "linear")
+        elif "_conv1d." in name:
+            out[name] = ([shape[0], 1, shape[1]], "conv")
+        else:
+            out[name] = (shape, "plain")
+    return out
+
+
+def from_torch(src):
+    """An HGRN2ForCausalLM holding the weights of an fla / Hugging Face HGRN2 checkpoint (see the module docstring)."""
+    directory, weights = _locate(src)
+    config = read_hgrn2_config(directory)
+    try:
+        arrays = _read_weights(weights)
+    except CheckpointError as err:
+        raise ModelFileError(str(err)) from None
+    model = HGRN2ForCausalLM(config)
+    layout = torch_layout(model)
+    if config.tie_word_embeddings and "lm_head.weight" in arrays:
+        head, emb = arrays.pop("lm_head.weight"), arrays.get("model.embeddings.weight")
+        if emb is not None and (head.shape != emb.shape or not np.array_equal(head, emb)):
+            raise ModelFileError(f"{weights}: tie_word_embeddings is true in {CONFIG_NAME} but lm_head.weight differs "
+                                 f"from model.embeddings.weight")
+    missing = [k for k in layout if k not in arrays]
+    if missing:
+        raise ModelFileError(f"{weights} lacks {len(missing)} weight(s) this config needs: {', '.join(missing[:4])}"
+                             + (", ..." if len(missing) > 4 else ""))
+    unexpected = [k for k in arrays if k not in layout]
+    if unexpected:
+        raise ModelFileError(f"{weights} has {len(unexpected)} weight(s) an HGRN2 model with this config does not "
+                             f"have: {', '.join(unexpected[:4])}" + (", ..." if len(unexpected) > 4 else "")
+                             + " (does config.json match the weights?)")
+    params = dict(model.named_parameters())
+    converted = {}
+    for name, (shape, kind) in layout.items():
+        value = arrays[name]
+        if list(value.shape) != shape:
+            raise ModelFileError(f"{weights}: weight {name} has shape {list(value.shape)}, but the config in "
+                                 f"{CONFIG_NAME} needs {shape}")
+        if kind == "linear":
+            value = value.T
+        elif kind == "conv":
+            value = value[:, 0, :]
+        converted[name] = np.ascontiguousarray(value, dtype=np.float32)
+    for name, param in params.items():
+        param.set_value(converted[name])
+    model.eval()
+    return model
+
+
+def _storage_dtype(config):
+    declared = config.extra.get("dtype", config.extra.get("torch_dtype"))
+    return declared if declared in ("bfloat16", "float16") else "float32"
+
+
+def _as_stored(value, dtype):
+    """value in `dtype` if that holds it exactly, else float32."""
+    if dtype == "bfloat16":
+        packed = BFloat16(value)
+        if np.array_equal(packed.to_float32(), value, equal_nan=True):
+            return packed
+    elif dtype == "float16":
+        half = value.astype(np.float16)
+        if np.array_equal(half.astype(np.float32), value, equal_nan=True):
+            return half
+    return value
+
+
+def to_torch(model, out_dir):
+    """Writes `model` as an fla-loadable checkpoint directory (config.json + model.safetensors), atomically: the
+    directory appears complete or not at all, replacing an existing one."""
+    if not isinstance(model, HGRN2ForCausalLM):
+        raise TypeError(f"to_torch needs an HGRN2ForCausalLM, got {type(model).__name__}")
+    dtype = _storage_dtype(model.config)
+    tensors, params = {}, dict(model.named_parameters())
+    for name, (shape, kind) in torch_layout(model).items():
+        value = params[name].numpy().astype(np.float32)
+        if kind == "linear":
+            value = value.T
+        elif kind == "conv":
+            value = value[:, None, :]
+        tensors[name] = _as_stored(np.ascontiguousarray(value), dtype)
+    config = model.config.to_dict()
+    if dtype != "float32" and any(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in tensors.values()):
+        # some values are not representable in the declared dtype: they are kept in float32
+        config["dtype" if "dtype" in config else "torch_dtype"] = "float32"
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".to-torch-", dir=parent)
+    try:
+        with atomic_write(os.path.join(staging, CONFIG_NAME), "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
+        save_safetensors(os.path.join(staging, "model.safetensors"), tensors, metadata={"format": "pt"})
+        if os.path.exists(out_dir):
+            if os.path.isdir(out_dir):
+                shutil.rmtree(out_dir)
+            else:
+                os.remove(out_dir)
+        os.rename(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
