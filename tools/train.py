@@ -19,7 +19,12 @@ from paddle_lrnn.cli import run_cli  # noqa: E402
 RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
     "max_steps": int, "batch_size": int, "ctx_len": int, "n_layer": int, "n_embd": int, "lr": float,
     "lr_final": float, "warmup_steps": int, "eval_interval": int, "eval_iters": int, "seed": int,
-    "sample_length": int, "vocab": str,
+    "sample_length": int, "vocab": str, "tokenizer": str, "grad_accum": int,
+}
+HELP = {
+    "batch_size": "sequences per update", "grad_accum": "micro-batches per update (memory only; default 1)",
+    "vocab": "bytes, chars, words or gpt2", "tokenizer": "directory with the vocabulary files: GPT-2's vocab.json "
+    "and merges.txt for --vocab gpt2 (or a vocabulary a paddle_lrnn run saved)",
 }
 
 
@@ -37,8 +42,24 @@ def parse(argv):
     p.add_argument("--model-dir", help="with --eval-only: the model to evaluate")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, typ in RECIPE_FLAGS.items():
-        p.add_argument("--" + flag.replace("_", "-"), type=typ)
+        p.add_argument("--" + flag.replace("_", "-"), type=typ, help=HELP.get(flag))
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of the family's model config (VALUE read as JSON, else as a string), e.g. "
+                        "expand_ratio=2 or use_short_conv=true for hgrn2; repeatable")
     return p.parse_args(argv)
+
+
+def model_options(pairs):
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-option needs KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def default_device():
@@ -64,6 +85,8 @@ def main(argv=None):
     given = {k: getattr(args, k) for k in [*RECIPE_FLAGS, "model", "preset", "data", "layout", "device"]}
     explicit = {k: v for k, v in given.items() if v is not None}
     explicit["out"] = args.out
+    if args.model_option:
+        explicit["model_options"] = model_options(args.model_option)
     if args.skip_nonfinite:
         explicit["skip_nonfinite"] = True
     if args.resume:  # the run's own settings, with what was given again checked against them

@@ -15,12 +15,14 @@ class TrainConfig:
     preset: Optional[str] = None
     data: Optional[str] = None  # None: the embedded default corpus (Jane Austen's novels)
     vocab: str = "chars"
+    tokenizer: Optional[str] = None  # a directory with the vocabulary's files (GPT-2's vocab.json + merges.txt)
     layout: str = "auto"
     out: str = os.path.join("out", "run")
     device: str = "cpu"
     seed: int = 0
     max_steps: int = 0
-    batch_size: int = 0
+    batch_size: int = 0  # sequences per update
+    grad_accum: int = 1  # micro-batches per update (batch_size / grad_accum sequences each)
     ctx_len: int = 0
     n_layer: int = 0
     n_embd: int = 0
@@ -91,7 +93,9 @@ def resolve(explicit):
             known = ", ".join(sorted(recipe["presets"])) or "none"
             raise ValueError(f"unknown --preset {preset!r} for {family}; known: {known}")
         values.update(recipe["presets"][preset])
+    options = {**values.get("model_options", {}), **explicit.get("model_options", {})}  # merged, not replaced
     values.update(explicit)
+    values["model_options"] = options
     known_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known_fields)
     if unknown:
@@ -102,7 +106,8 @@ def resolve(explicit):
 
 
 def validate(cfg):
-    positive = ("max_steps", "batch_size", "ctx_len", "n_layer", "n_embd", "eval_interval", "eval_iters")
+    positive = ("max_steps", "batch_size", "grad_accum", "ctx_len", "n_layer", "n_embd", "eval_interval",
+                "eval_iters")
     for name in positive:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -119,5 +124,13 @@ def validate(cfg):
         raise ValueError(f"--device must be cpu or gpu, got {cfg.device!r}")
     if cfg.optimizer not in ("adam", "adamw"):
         raise ValueError(f"optimizer must be adam or adamw, got {cfg.optimizer!r}")
+    if cfg.batch_size % cfg.grad_accum:
+        raise ValueError(f"--batch-size {cfg.batch_size} (sequences per update) is not divisible by --grad-accum "
+                         f"{cfg.grad_accum} (micro-batches per update)")
+    if str(cfg.vocab).lower() in ("gpt2", "bpe") and not cfg.tokenizer:
+        raise ValueError("--vocab gpt2 needs the GPT-2 tokenizer files: pass --tokenizer DIR (a directory with "
+                         "vocab.json and merges.txt), or choose --vocab words")
+    if not isinstance(cfg.model_options, dict):
+        raise ValueError(f"model_options must be a dict, got {cfg.model_options!r}")
     if cfg.sample_length < 0:
         raise ValueError(f"sample_length must be >= 0, got {cfg.sample_length}")

@@ -2,6 +2,10 @@
 clipping and a step-indexed learning-rate schedule, periodic evaluation into metrics.jsonl, crash-safe checkpoints,
 exact resume, a loss-curve PNG, and a generated sample at the end.
 
+Gradient accumulation: batch_size is the number of sequences per update; with grad_accum = k each update runs the
+batch as k micro-batches of batch_size / k sequences (mean losses scaled by 1/k, gradients summed), so k changes the
+memory needed, not what is trained: the same windows, the same update up to float rounding (fairseq's update-freq).
+
     out/metrics.jsonl   one JSON object per evaluation
     out/loss.png        the loss curve
     out/checkpoints/    see checkpoint.py
@@ -25,7 +29,8 @@ from .recipes import DEFAULT_CORPUS, model_config
 from .schedule import lr_at
 
 # Settings that may differ when resuming: they do not change what the finished steps computed.
-RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device"}
+RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device",
+                     "grad_accum"}
 
 
 class TrainingError(ValueError):
@@ -83,7 +88,7 @@ class Trainer:
         paddle.set_device(cfg.device)
         paddle.seed(cfg.seed)
         data = cfg.data or DEFAULT_CORPUS
-        self.corpus = load_corpus(data, vocab=cfg.vocab, layout=cfg.layout, ctx_len=cfg.ctx_len)
+        self.corpus = load_corpus(data, vocab=training_vocab(cfg), layout=cfg.layout, ctx_len=cfg.ctx_len)
         self.log(self.corpus.summary())
         self.model = AutoModelForCausalLM.from_config(model_config(cfg, self.corpus.vocab_size))
         self.model.train()
@@ -93,7 +98,9 @@ class Trainer:
         self.state = dict(step=0, tokens=0, elapsed_s=0.0, loss_sum=0.0, loss_steps=0, skipped=0,
                           config=cfg.to_dict())
         self.log(f"model: {type(self.model).__name__}, {self.model.num_parameters():,} parameters; "
-                 f"{cfg.max_steps:,} steps of {cfg.batch_size} x {cfg.ctx_len} tokens on {cfg.device}")
+                 f"{cfg.max_steps:,} steps of {cfg.batch_size} x {cfg.ctx_len} tokens on {cfg.device}"
+                 + (f" ({cfg.grad_accum} micro-batches of {cfg.batch_size // cfg.grad_accum})"
+                    if cfg.grad_accum > 1 else ""))
 
     def _resume(self):
         path = checkpoint.find_checkpoint(self.cfg.out, log=self.log)
@@ -146,26 +153,23 @@ class Trainer:
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps)
             self.optimizer.set_lr(lr)
             batch = self.sampler.next_batch()
-            x, y = paddle.to_tensor(batch.x), paddle.to_tensor(batch.y)
-            logits = self.model(x).logits
-            loss = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), y.reshape([-1]))
-            loss_value = float(loss)
+            loss_value = self._accumulate_gradients(batch.x, batch.y)
             if not math.isfinite(loss_value):
                 self._nonfinite(loss_value)
                 continue
-            loss.backward()
             self.optimizer.step()
             self.optimizer.clear_grad()
+            n_tokens = batch.x.size
             st["step"] += 1
-            st["tokens"] += x.size
+            st["tokens"] += n_tokens
             st["loss_sum"] += loss_value
             st["loss_steps"] += 1
             dt = time.perf_counter() - t0
-            since_eval_tokens += x.size
+            since_eval_tokens += n_tokens
             since_eval_time += dt
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{x.size / dt:,.0f}")
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_tokens / dt:,.0f}")
             if st["step"] % cfg.eval_interval == 0 or st["step"] == cfg.max_steps:
                 self._evaluate_and_save(lr, since_eval_tokens / max(since_eval_time, 1e-9))
                 since_eval_tokens, since_eval_time = 0, 0.0
@@ -175,6 +179,24 @@ class Trainer:
             self._save()
             self.log(f"stopped by {self.stop_signal} at step {st['step']:,}; checkpoint saved. Continue with the "
                      f"same command and --resume.")
+
+    def _accumulate_gradients(self, x, y):
+        """Forward and backward over the batch (numpy int64 [batch_size, ctx_len]) in cfg.grad_accum micro-batches;
+        leaves the summed gradients of the batch's mean loss in the parameters. Returns the batch's mean loss; a
+        non-finite one stops at the micro-batch that made it (the caller then discards the gradients)."""
+        k = self.cfg.grad_accum
+        rows = x.shape[0] // k
+        total = 0.0
+        for i in range(k):
+            xs, ys = paddle.to_tensor(x[i * rows:(i + 1) * rows]), paddle.to_tensor(y[i * rows:(i + 1) * rows])
+            logits = self.model(xs).logits
+            loss = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), ys.reshape([-1]))
+            value = float(loss)
+            if not math.isfinite(value):
+                return value
+            (loss / k if k > 1 else loss).backward()
+            total += value
+        return total / k
 
     def _nonfinite(self, loss_value):
         st = self.state
@@ -190,11 +212,14 @@ class Trainer:
     def _evaluate_and_save(self, lr, tokens_per_s):
         cfg, st = self.cfg, self.state
         st["elapsed_s"] = self.wall_base + time.perf_counter() - self.wall_start
-        val_loss = evaluate(self.model, self.corpus.valid, cfg.batch_size, cfg.ctx_len, cfg.eval_iters)
+        # eval_iters batches of batch_size windows, run as micro-batches (the same windows whatever grad_accum is)
+        val_loss = evaluate(self.model, self.corpus.valid, cfg.batch_size // cfg.grad_accum, cfg.ctx_len,
+                            cfg.eval_iters * cfg.grad_accum)
         unit = "char" if self.corpus.unit == "char" else "byte"
         record = dict(step=st["step"], tokens=st["tokens"], train_loss=st["loss_sum"] / max(st["loss_steps"], 1),
                       val_loss=val_loss, val_bpc=self.corpus.bits_per("valid", val_loss, per=unit), bpc_unit=unit,
-                      val_ppl=math.exp(min(val_loss, 700.0)), tokenization=self.corpus.vocab.kind, lr=lr,
+                      val_ppl=math.exp(min(val_loss, 700.0)), ppl_unit=self.corpus.vocab.unit,
+                      tokenization=self.corpus.vocab.kind, lr=lr,
                       tokens_per_s=tokens_per_s, elapsed_s=st["elapsed_s"])
         metrics.append_record(self.metrics_path, record)
         self.log(f"step {st['step']:,}: train loss {record['train_loss']:.4f}, val loss {val_loss:.4f}, "
@@ -229,21 +254,40 @@ def evaluate_model_dir(model_dir, data, split="test", batch_size=8, max_batches=
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
-    model_ctx = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None) or 1024
-    if ctx_len is not None and ctx_len > model_ctx:
-        raise ValueError(f"--ctx-len {ctx_len} exceeds the model's context length {model_ctx}")
-    ctx_len = ctx_len or model_ctx
+    # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without
+    # one (HGRN2) are evaluated on windows of --ctx-len tokens, 1024 by default
+    limit = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None)
+    if ctx_len is not None and limit and ctx_len > limit:
+        raise ValueError(f"--ctx-len {ctx_len} exceeds the model's context length {limit}")
+    ctx_len = ctx_len or limit or 1024
     corpus = load_corpus(data, vocab=vocab, layout=layout, ctx_len=ctx_len)
     tokens = corpus[split]
     if tokens is None:
         raise ValueError(f"{data} has no {split} split ({corpus.layout} layout)")
     loss = evaluate(model, tokens, batch_size, ctx_len, max_batches)
     unit = "char" if corpus.unit == "char" else "byte"
-    result = dict(split=split, loss=loss, bpc=corpus.bits_per(split, loss, per=unit), bpc_unit=unit,
-                  ppl=math.exp(min(loss, 700.0)), tokenization=vocab.kind)
+    ppl = math.exp(min(loss, 700.0))
+    result = dict(split=split, loss=loss, bpc=corpus.bits_per(split, loss, per=unit), bpc_unit=unit, ppl=ppl,
+                  ppl_unit=vocab.unit, tokenization=vocab.kind, ctx_len=ctx_len, tokens=int(len(tokens)))
+    result[f"{split}_loss"], result[f"{split}_ppl"] = loss, ppl
     log(f"{split}: loss {loss:.4f} nats/token, {result['bpc']:.4f} bits per {unit}, perplexity {result['ppl']:.3f} "
         f"per {vocab.unit}")
     return result
+
+
+def training_vocab(cfg):
+    """What load_corpus gets as the vocabulary of a run: cfg.vocab (a kind), or with cfg.tokenizer the vocabulary
+    saved in that directory (GPT-2's vocab.json + merges.txt, or one a paddle_lrnn run saved), which must be of
+    kind cfg.vocab."""
+    if not cfg.tokenizer:
+        return cfg.vocab
+    from ..data import load_vocab
+    from ..data.corpus import VOCAB_KINDS
+
+    vocab = load_vocab(cfg.tokenizer)
+    if vocab.kind != VOCAB_KINDS.get(cfg.vocab.lower(), cfg.vocab):
+        raise ValueError(f"--tokenizer {cfg.tokenizer} holds a {vocab.kind} vocabulary, but --vocab is {cfg.vocab}")
+    return vocab
 
 
 def sample_text(model, corpus, length, seed):
