@@ -73,6 +73,8 @@ def generate_text(model_dir, prompt, length, **sampling):
         raise ValueError("the prompt is empty after encoding; give at least one character")
     yield prompt
     decoder = vocab.decoder()
+    decoder.decode(ids)  # the decoder continues after the prompt (a word vocabulary then puts a space before the
+    decoder.flush()      # first new word unless the prompt ended a line)
     for token in generate_ids(model, ids, length, **sampling):
         yield decoder.decode([token])
     yield decoder.flush()
