@@ -4,6 +4,10 @@
   python tools/train.py --data enwik8 --preset enwik8 --device gpu --out out/enwik8
   python tools/train.py --out out/enwik8 --resume         # continue exactly where it stopped
   python tools/train.py --eval-only --model-dir out/enwik8 --data enwik8
+  python tools/train.py --model hgrn2                     # HGRN2 on the embedded corpus, CPU-sized
+  python tools/train.py --model hgrn2 --preset wt103 --data wikitext-103-raw --vocab gpt2 --tokenizer GPT2_DIR \\
+      --device gpu --out out/hgrn2-wt103                  # the HGRN2 WikiText-103 recipe (see README)
+  python tools/train.py --eval-only --model-dir out/hgrn2-wt103 --data wikitext-103-raw --ctx-len 512
 
 Unset hyper-parameters come from the family's recipe: the original's on --device gpu, scaled down on cpu.
 """
