@@ -94,3 +94,17 @@ def test_eval_window_limit_only_for_models_with_a_context_limit(corpus_file, tmp
         evaluate_model_dir(str(tmp_path / "rwkv2"), corpus_file, ctx_len=32, log=lambda *_: None)
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "rwkv2"))
     assert model.config.ctx_len == 16
+
+
+def test_resume_may_change_grad_accum(corpus_file, tmp_path):
+    from paddle_lrnn.training.trainer import resume_config
+
+    # a constant learning rate: the schedule then does not depend on max_steps, which the resume changes
+    _, straight = train(tiny(corpus_file, tmp_path / "straight", max_steps=4, eval_interval=2, schedule="constant"))
+    train(tiny(corpus_file, tmp_path / "split", max_steps=2, eval_interval=2, schedule="constant"))
+    cfg = resume_config(str(tmp_path / "split"), dict(max_steps=4, grad_accum=4, out=str(tmp_path / "split")),
+                        log=lambda *_: None)
+    t = Trainer(cfg, log=lambda *_: None, progress=False)
+    assert t.train(resume=True)["step"] == 4
+    for (name, p), (_, q) in zip(straight.model.named_parameters(), t.model.named_parameters()):
+        np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=2e-5, atol=2e-6, err_msg=name)
