@@ -37,7 +37,9 @@ def cuda_arch_flags():
 
 with_cuda = paddle.is_compiled_with_cuda() and os.environ.get("PADDLE_LRNN_CPU_ONLY") != "1"
 sources = sorted(glob.glob("custom_ops/paddle/*.cc"))
-cxx_flags = ["-O3", "-fopenmp", "-std=c++17"]
+# -fno-trapping-math lets gcc if-convert float comparisons, which the vectorised CPU loops need (IEEE results are
+# unchanged; only floating-point exception flags could differ). -fno-math-errno likewise for math calls.
+cxx_flags = ["-O3", "-fopenmp", "-std=c++17", "-fno-trapping-math", "-fno-math-errno"]
 if os.environ.get("PADDLE_LRNN_PORTABLE") != "1":
     cxx_flags.append("-march=native")
 extra = {"cxx": cxx_flags}

@@ -19,8 +19,10 @@ def token_shift(x, prev):
 
 
 def mix(x, prev, time_mix):
-    """v2's single token-shift mix: x * mu + x[t-1] * (1 - mu)."""
-    return x * time_mix + token_shift(x, prev) * (1 - time_mix)
+    """v2's single token-shift mix: x * mu + x[t-1] * (1 - mu), written with one product. mu is broadcast as a [C]
+    vector: Paddle's CPU kernels broadcast a [1, 1, C] operand several times slower."""
+    shifted = token_shift(x, prev)
+    return shifted + (x - shifted) * time_mix.reshape([-1])
 
 
 class RWKV2TimeMix(nn.Layer):
