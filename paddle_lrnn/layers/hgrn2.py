@@ -114,8 +114,8 @@ def bounded_log_forget_gate(f, lower_bound=None):
     g = log_sigmoid(f.astype("float32"))
     if lower_bound is None:
         return g
-    beta = paddle.expand(lower_bound.astype("float32"), g.shape)
-    return logaddexp(paddle.log(beta), paddle.log1p(-beta) + g)
+    beta = lower_bound.astype("float32")
+    return logaddexp(paddle.expand(paddle.log(beta), g.shape), paddle.log1p(-beta) + g)
 
 
 class HGRN2Attention(nn.Layer):
