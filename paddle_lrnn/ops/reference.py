@@ -43,3 +43,19 @@ def timex(w, x, *, eps=0.0):
     kernel = w[:, w.shape[1] - T:].astype(x.dtype).unsqueeze(1)  # [C, 1, T]: index j holds lag T-1-j
     padded = F.pad(x, [T - 1, 0], data_format="NCL")
     return F.conv1d(padded, kernel, groups=C) + eps
+
+
+# ---- MRU scan ---------------------------------------------------------------------------------------------------------
+from . import mru_scan as _mru_scan  # noqa: E402
+
+
+def mru_scan(m, state=None):
+    """Reference of paddle_lrnn.ops.mru_scan: the sequential product, one paddle.matmul per time step."""
+    _mru_scan.check_args(m, state)
+    dtype, acc = m.dtype, _checks.acc_dtype(m.dtype)
+    s = None if state is None else state.astype(acc)
+    prefixes = []
+    for mt in paddle.unbind(m.astype(acc), axis=2):  # unbind, not m[:, :, t]: its backward is one stack
+        s = mt if s is None else paddle.matmul(s, mt)
+        prefixes.append(s)
+    return paddle.stack(prefixes, axis=2).astype(dtype), s
