@@ -167,6 +167,23 @@ def test_incoming_gradients_are_not_modified():
     np.testing.assert_array_equal(gs.numpy(), gs_before)
 
 
+def scan_for_to_static(m, state):
+    return mru_scan(m, state)
+
+
+def test_to_static_matches_eager():
+    m = near_identity((3, 2, 5, 4, 4), 12)
+    state = random_state(3, 2, 4, 12)
+    cot = cotangents(3, 2, 5, 4, 12)
+    spec = [paddle.static.InputSpec([None, 2, None, 4, 4], "float32"), paddle.static.InputSpec([None, 2, 4, 4],
+                                                                                             "float32")]
+    out_e, g_e = run_with_grads(mru_scan, [m, state], cot)  # eager first: it loads the operator library
+    static_fn = paddle.jit.to_static(scan_for_to_static, input_spec=spec)
+    out_s, g_s = run_with_grads(static_fn, [m, state], cot)
+    for name, a, b in zip(["prefix", "state", "grad m", "grad state"], out_s + g_s, out_e + g_e):
+        assert_close(a, b, 1e-6, 1e-7, name)
+
+
 def fd_loss(cot):
     return lambda out: float((out[0].numpy() * cot[0]).sum() + (out[1].numpy() * cot[1]).sum())
 

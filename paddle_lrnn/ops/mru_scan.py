@@ -6,7 +6,7 @@ from . import _checks
 from ._library import library
 
 OP = "paddle_lrnn.ops.mru_scan"
-MAX_CUDA_D = 32  # the CUDA kernels keep a d x d matrix in one warp's registers
+MAX_CUDA_D = 32  # the CUDA kernels keep a d x d matrix in one warp's registers (the operator checks it)
 
 
 def check_args(m, state):
@@ -15,8 +15,6 @@ def check_args(m, state):
     if d != d2:
         raise ValueError(f"{OP}: the matrices of m must be square, got m of shape {list(m.shape)}; expected "
                          f"[B, H, T, d, d]")
-    if not m.place.is_cpu_place() and d > MAX_CUDA_D:
-        raise ValueError(f"{OP}: the CUDA kernels support d <= {MAX_CUDA_D}, got m of shape {list(m.shape)}")
     if state is not None:
         _checks.tensor(OP, "state", state, "[B, H, d, d]")
         _checks.shape(OP, "state", state, [B, H, d, d], f" ([B, H, d, d] for m of shape {list(m.shape)})")
