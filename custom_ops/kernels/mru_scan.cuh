@@ -32,7 +32,9 @@ constexpr int kMruChunk = 16;             // most steps per warp and round
 constexpr int kMruSmemBytes = 48 * 1024;  // static shared memory per block
 constexpr unsigned kMruFullMask = 0xffffffffu;
 
-// Warp layout of a D x D matrix, D in {4, 8, 16, 32} (smaller d run padded in D = 4): lane q (of ACTIVE lanes)
+// A d x d matrix runs in the top-left corner of a D x D frame (D = 4, 8, 16, 32: the next one >= d), zeros
+// elsewhere: block-diagonal zero padding is closed under products, so nothing leaks into the d x d block.
+// Warp layout of the D x D matrix: lane q (of ACTIVE lanes)
 // holds row i = q / R, columns [j0, j0 + E) with j0 = (q % R) E; R lanes share a row. For D = 4 only 16 lanes hold
 // distinct elements; lanes 16..31 mirror lanes 0..15 (they compute the same values and never store).
 template <int D>

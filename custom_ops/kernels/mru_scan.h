@@ -30,13 +30,6 @@ LRNN_HD void mru_axpy(A* __restrict__ out, A a, const A* __restrict__ row) {
   for (int j = 0; j < N; ++j) out[j] += a * row[j];
 }
 
-// Element (r, c) of a d x d matrix stored in a D x D frame: zero outside the d x d block. Block-diagonal padding
-// with zeros is closed under products, so a kernel for D computes the d x d result in its top-left block.
-template <typename A, typename T>
-LRNN_HD A mru_padded(const T* mat, int d, int r, int c) {
-  return (r < d && c < d) ? static_cast<A>(mat[r * d + c]) : A(0);
-}
-
 #ifndef __CUDA_ARCH__
 namespace mru_cpu {
 
