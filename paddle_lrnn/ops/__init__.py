@@ -4,10 +4,12 @@
     timex             RWKV-v2's original causal depthwise convolution (O(T^2))
     depthwise_conv1d  the same kernel with a short filter (HGRN2's short convolution)
     gla               gated outer-product recurrence (HGRN2)
+    mru_scan          cumulative matrix product along time (MRU)
 """
 from . import reference
 from .gla import gla
+from .mru_scan import mru_scan
 from .timex import depthwise_conv1d, timex
 from .wkv import wkv
 
-__all__ = ["depthwise_conv1d", "gla", "reference", "timex", "wkv"]
+__all__ = ["depthwise_conv1d", "gla", "mru_scan", "reference", "timex", "wkv"]

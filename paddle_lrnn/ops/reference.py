@@ -8,6 +8,7 @@ import paddle.nn.functional as F
 
 from ._checks import acc_dtype
 from .gla import check_args as check_gla_args, default_scale as gla_default_scale
+from .mru_scan import check_args as check_mru_args
 from .timex import check_args as check_timex_args
 from .wkv import check_args as check_wkv_args, initial_state as wkv_initial_state
 
@@ -71,3 +72,15 @@ def gla(q, k, v, g, state=None, *, scale=None):
         S = paddle.exp(g[:, t]).unsqueeze(-1) * S + k[:, t].unsqueeze(-1) * v[:, t].unsqueeze(-2)
         outs.append(scale * paddle.matmul(q[:, t].unsqueeze(-2), S).squeeze(-2))
     return paddle.stack(outs, axis=1).astype(dtype), S
+
+
+def mru_scan(m, state=None):
+    """Reference of paddle_lrnn.ops.mru_scan: the sequential product, one paddle.matmul per time step."""
+    check_mru_args(m, state)
+    dtype, acc = m.dtype, acc_dtype(m.dtype)
+    s = None if state is None else state.astype(acc)
+    prefixes = []
+    for mt in paddle.unbind(m.astype(acc), axis=2):  # unbind, not m[:, :, t]: its backward is one stack
+        s = mt if s is None else paddle.matmul(s, mt)
+        prefixes.append(s)
+    return paddle.stack(prefixes, axis=2).astype(dtype), s
