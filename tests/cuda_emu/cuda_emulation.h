@@ -218,6 +218,7 @@ inline std::map<const void*, int>& func_smem_limits() {
 
 // ----- per-block synchronisation ------------------------------------------------------------------------------------
 enum WarpOp : int { kSyncwarp = 1, kShfl, kBallot, kReduceAddU, kReduceMinU, kReduceMaxU, kReduceMinI, kReduceMaxI };
+enum SyncResult : int { kCount, kAnd, kOr };
 enum Blocked : uint8_t { kRunning = 0, kAtBlockBarrier = 1, kAtWarpBarrier = 2 };
 
 struct WarpPhase {
@@ -244,7 +245,7 @@ struct Block {
   std::vector<std::unique_ptr<std::condition_variable>> turn;  // serial schedules: one per thread
   std::vector<std::unique_ptr<Warp>> warps;
   // block barrier phase
-  int arrived = 0, count = 0, result = 0;
+  int arrived = 0, count = 0, result = 0, result_all = 0;
   const char* file = nullptr;
   int line = 0;
   bool broken = false;
@@ -346,6 +347,7 @@ struct Block {
 
   void release_block() {
     result = count;
+    result_all = count == arrived;
     arrived = count = 0;
     file = nullptr;
     for (int t = 0; t < n; ++t)
@@ -426,8 +428,8 @@ struct Block {
     }
   }
 
-  // __syncthreads and friends. Returns the number of threads that passed pred != 0.
-  int sync_block(int t, const char* f, int l, int pred) {
+  // __syncthreads and friends: returns how many threads passed pred != 0 (kCount), whether all did (kAnd) or any.
+  int sync_block(int t, const char* f, int l, int pred, SyncResult what) {
     std::unique_lock<std::mutex> lk(m);
     if (broken) return 0;
     if (arrived == 0) {
@@ -449,7 +451,8 @@ struct Block {
       check_deadlock();
       wait(lk, t, cv);
     }
-    return broken ? 0 : result;
+    if (broken) return 0;
+    return what == kCount ? result : what == kAnd ? result_all : result > 0;
   }
 
   // Every warp-level intrinsic: lane t offers `value` (and a source lane for shuffles) and gets its result.
@@ -851,14 +854,12 @@ cudaError_t cudaMemcpyToSymbol(T& symbol, const void* src, size_t n, size_t offs
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Synchronisation and warp intrinsics
-#define __syncthreads() ::lrnn_emu::detail::block().sync_block(::lrnn_emu::detail::tl_tid, __FILE__, __LINE__, 0)
-#define __syncthreads_count(pred) \
-  ::lrnn_emu::detail::block().sync_block(::lrnn_emu::detail::tl_tid, __FILE__, __LINE__, (pred) != 0)
-#define __syncthreads_and(pred)                                                                                \
-  (::lrnn_emu::detail::block().sync_block(::lrnn_emu::detail::tl_tid, __FILE__, __LINE__, (pred) != 0) == \
-   ::lrnn_emu::detail::block().live)
-#define __syncthreads_or(pred) \
-  (::lrnn_emu::detail::block().sync_block(::lrnn_emu::detail::tl_tid, __FILE__, __LINE__, (pred) != 0) != 0)
+#define LRNN_EMU_SYNC(pred, what) \
+  ::lrnn_emu::detail::block().sync_block(::lrnn_emu::detail::tl_tid, __FILE__, __LINE__, (pred) != 0, what)
+#define __syncthreads() (void)LRNN_EMU_SYNC(0, ::lrnn_emu::detail::kCount)
+#define __syncthreads_count(pred) LRNN_EMU_SYNC(pred, ::lrnn_emu::detail::kCount)
+#define __syncthreads_and(pred) LRNN_EMU_SYNC(pred, ::lrnn_emu::detail::kAnd)
+#define __syncthreads_or(pred) LRNN_EMU_SYNC(pred, ::lrnn_emu::detail::kOr)
 
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   ::lrnn_emu::detail::block().warp_op(::lrnn_emu::detail::tl_tid, ::lrnn_emu::detail::kSyncwarp, mask, 0, 0, nullptr);
