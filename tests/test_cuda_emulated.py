@@ -263,6 +263,21 @@ def test_timex_other_dtypes_match_cpu_kernel(emu, dtype, B, C, T, L):
         compare(got, ref, TIMEX_NAMES, (3 * TOL[dtype][0], 3 * TOL[dtype][1]), f"{dtype} vs CPU float32")
 
 
+def test_empty_batch_launches_nothing_and_sums_to_zero(emu):
+    # The Paddle binding accepts B = 0 (it checks T > 0 and C > 0), and the CPU kernels return empty outputs and
+    # zero weight gradients; a CUDA grid of 0 blocks would be a launch error.
+    w, u = np.linspace(0.1, 1, 3), np.zeros(3)
+    k = v = np.zeros((0, 5, 3))
+    s0 = np.zeros((0, 3, 3))
+    exp = wkv_cpu([w, u, k, v, s0], 0.0, "float32", k, s0)
+    got = wkv_emulated(emu["wkv"], [w, u, k, v, s0], 0.0, "float32", k, s0)
+    for a, b in zip(got[0] + got[1], exp[0] + exp[1]):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    wt, x = np.ones((2, 6)), np.zeros((0, 2, 4))
+    np.testing.assert_array_equal(timex_emulated(emu["timex"], wt, x, x, 0.0, "float32")[1], np.zeros((2, 6)))
+
+
 # ----- every schedule gives the same bits -----------------------------------------------------------------------------
 @pytest.mark.parametrize("schedule", ["forward", "reverse", "random"])
 def test_serial_schedules_agree_bit_for_bit(emu, schedule):
