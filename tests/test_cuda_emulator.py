@@ -15,14 +15,14 @@ SCHEDULES = ["parallel", "forward", "reverse", "random"]
 def lib():
     lib = build.load("selftest")
     yield lib
-    lib.set_schedule("parallel")
+    lib.set_schedule()
 
 
 @pytest.fixture(params=SCHEDULES)
 def scheduled(request, lib):
     lib.set_schedule(request.param, seed=3)
     yield lib
-    lib.set_schedule("parallel")
+    lib.set_schedule()
 
 
 def test_builtin_indices(scheduled):
@@ -128,7 +128,7 @@ def test_serial_schedules_expose_a_missing_barrier(lib):
             lib.call("selftest_neighbour", blocks, threads, seed + 10, 0, out)
             results[schedule] = out.copy()
     finally:
-        lib.set_schedule("parallel")
+        lib.set_schedule()
     # Without the barrier, thread order decides what is read: both serial orders get stale values somewhere.
     for schedule in ["forward", "reverse"]:
         assert np.any(results[schedule] != np.stack([want(SCHEDULES.index(schedule) + 11)] * blocks)), schedule
@@ -143,7 +143,7 @@ def test_serial_schedules_expose_a_dependency_between_blocks(lib):
             lib.call("selftest_chain", 8, data)
             results[schedule] = data
     finally:
-        lib.set_schedule("parallel")
+        lib.set_schedule()
     np.testing.assert_array_equal(results["forward"], np.arange(9))
     assert not np.array_equal(results["reverse"], np.arange(9))
 

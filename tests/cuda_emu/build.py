@@ -12,6 +12,7 @@ Environment:
   LRNN_EMU_SANITIZE       e.g. "undefined" or "address,undefined": adds -fsanitize=... (for address, the test
                           process needs LD_PRELOAD=$(g++ -print-file-name=libasan.so); see tests/cuda_emu/README.md)
   LRNN_EMU_BUILD_DIR      where libraries are cached (default: <tempdir>/lrnn_cuda_emu-<uid>)
+  LRNN_EMU_SCHEDULE       the schedule libraries start with (default parallel; see Library.set_schedule)
 """
 import ctypes
 import glob
@@ -125,6 +126,8 @@ class Library:
         self._lib.lrnn_emu_last_message.argtypes = [ctypes.c_char_p, ctypes.c_int64]
         self._lib.lrnn_emu_last_message.restype = ctypes.c_int64
         self._fns = {}
+        self.default_schedule = os.environ.get("LRNN_EMU_SCHEDULE", "parallel")
+        self.set_schedule(self.default_schedule)
 
     def function(self, name):
         """The exported function `name` as a ctypes function with its prototype."""
@@ -162,8 +165,11 @@ class Library:
         if err != 0:
             raise EmulationError(f"{name} returned CUDA error {err}: {self.last_message()}")
 
-    def set_schedule(self, schedule="parallel", seed=0):
-        self._lib.lrnn_emu_set_schedule(SCHEDULES[schedule], seed)
+    def set_schedule(self, schedule=None, seed=0):
+        """parallel: a block's threads run concurrently (OS threads); forward / reverse / random: one thread at a
+        time (fibers), switching at synchronisation points, lowest / highest / a random thread first, blocks in the
+        same order. None: the library's default (LRNN_EMU_SCHEDULE or parallel)."""
+        self._lib.lrnn_emu_set_schedule(SCHEDULES[schedule or self.default_schedule], seed)
 
     def last_message(self):
         buf = ctypes.create_string_buffer(4096)
