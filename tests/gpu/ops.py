@@ -3,7 +3,9 @@ extension (ext.py), a float64 reference written in torch, and the bytes and flop
 
 Adding an operator (HGRN2's gated outer-product recurrence, MRU's scan): bind its CPU and CUDA kernels in
 torch_ops.cpp / launchers.h / torch_ops_cuda.cu, then add a class here with the same methods as Wkv and put an
-instance in OPS. check.py and bench.py need no change. The benchmark shapes to use then:
+instance in OPS. check.py and bench.py need no change. Conventions: inputs() returns a dict in the order of
+input_names, and grad_names follow that order; cotangents() returns a dict in the order of the outputs (None for a
+dropped one); reference() returns the first ref_outs outputs, differentiable w.r.t. every input. The benchmark shapes to use then:
   HGRN2  B=4 T=4096 H=16 K=V=128      MRU  B=8 H=8 T=2048 d=16
 """
 import math

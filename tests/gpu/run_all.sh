@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU harness does, in one call of the device tool (tests/gpu/README.md): build the torch extension,
-# check.py (every op, dtype and shape), compute-sanitizer (memcheck on all ops, racecheck and synccheck on the
-# kernels that use shared memory and barriers), then bench.py. Each step has its own time limit so that the whole
+# check.py (every op, dtype and shape), bench.py, then compute-sanitizer (memcheck on all ops, racecheck and
+# synccheck on the kernels that use shared memory and barriers). Each step has its own time limit so that the whole
 # stays under the tool's 600 s; each writes its full log to $OUT (what the tool brings back; ./gpu-out elsewhere)
 # and prints only its tail. Exit status: non-zero if any step failed.
 # Needs: python3 with a CUDA build of torch, nvcc, ninja, compute-sanitizer. No Paddle, no network.
@@ -22,7 +22,7 @@ step() {
   shift 3
   echo "=== $name: $*" | tee -a "$OUT/$name.log"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" >>"$OUT/$name.log" 2>&1
+  timeout --kill-after=5 "$limit" "$@" >>"$OUT/$name.log" 2>&1
   local rc=$?
   grep -E "$filter" "$OUT/$name.log" | grep -v "^=== " | tail -n 40
   tail -n 3 "$OUT/$name.log"
@@ -41,22 +41,22 @@ step() {
 # 1. Build + check: CUDA kernels against the CPU kernels and the float64 torch reference.
 step check 270 '^(FAIL|#)' "$PY" tests/gpu/check.py --json "$OUT/check.json"
 
-# 2. memcheck: out-of-bounds and misaligned accesses. Without torch's caching allocator every tensor is its own
+# 2. Timings at the benchmark shapes (a markdown table for BENCHMARKS.md), before the slow sanitizer runs.
+step bench 90 '^(\||#|\()' "$PY" tests/gpu/bench.py --json "$OUT/bench.json"
+
+# 3. memcheck: out-of-bounds and misaligned accesses. Without torch's caching allocator every tensor is its own
 #    cudaMalloc, so an access past a tensor is past an allocation.
-PYTORCH_NO_CUDA_MEMORY_CACHING=1 step memcheck 110 'ERROR SUMMARY|Invalid|^(FAIL|#)' \
+PYTORCH_NO_CUDA_MEMORY_CACHING=1 step memcheck 120 'ERROR SUMMARY|Invalid|^(FAIL|#)' \
   "$SAN" --tool memcheck --error-exitcode 9 --print-limit 20 \
   "$PY" tests/gpu/check.py --quick --no-reference --dtypes float32,bfloat16
 
-# 3. racecheck and synccheck on the kernels with shared memory and __syncthreads (TimeX).
+# 4. racecheck and synccheck on the kernels with shared memory and __syncthreads (TimeX).
 step racecheck 60 'ERROR SUMMARY|RACECHECK SUMMARY|hazard|^(FAIL|#)' \
   "$SAN" --tool racecheck --racecheck-report hazard --error-exitcode 9 --print-limit 20 \
   "$PY" tests/gpu/check.py --quick --no-reference --dtypes float32 --ops timex
-step synccheck 45 'ERROR SUMMARY|^(FAIL|#)' \
+step synccheck 40 'ERROR SUMMARY|^(FAIL|#)' \
   "$SAN" --tool synccheck --error-exitcode 9 --print-limit 20 \
   "$PY" tests/gpu/check.py --quick --no-reference --dtypes float32 --ops timex
-
-# 4. Timings at the benchmark shapes (a markdown table for BENCHMARKS.md).
-step bench 90 '^(\||#|\()' "$PY" tests/gpu/bench.py --json "$OUT/bench.json"
 
 echo "=== summary:$summary (logs and JSON in $OUT)"
 exit $failed
