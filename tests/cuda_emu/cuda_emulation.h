@@ -16,11 +16,11 @@
 //     the launching thread, about ten times faster; as OS threads taking turns in sanitizer builds). A kernel
 //     without races gives bit-identical results under all of them; comparing them finds races and inter-block
 //     dependencies deterministically;
-//   - deadlocks (a barrier some live thread never reaches) are detected exactly, not by timeout; __syncthreads() reached
-//     from different source lines in one phase, warp intrinsics whose lanes disagree on the mask or the intrinsic, and
-//     lanes that call with a mask not naming themselves are reported. Such errors, and invalid launch configurations
-//     (block > 1024 threads, grid.y/z > 65535, dynamic shared memory over its limit), make cudaGetLastError() return
-//     an error; the message is in lrnn_emu::last_message();
+//   - deadlocks (a barrier some live thread never reaches) are detected exactly, not by timeout; __syncthreads()
+//     reached from different source lines in one phase, warp intrinsics whose lanes disagree on the mask or the
+//     intrinsic, and lanes that call with a mask not naming themselves are reported. Such errors, and invalid launch
+//     configurations (block > 1024 threads, grid.y/z > 65535, dynamic shared memory over its limit), make
+//     cudaGetLastError() return an error; the message is in lrnn_emu::last_message();
 //   - dynamic shared memory is filled with 0xFF bytes (NaN for floating types) before every block; reading a lane
 //     that takes no part in a shuffle gives the same poison.
 //
@@ -1073,7 +1073,9 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __nanosleep(unsigned) { std::this_thread::yield(); }
-inline long long clock64() { return static_cast<long long>(std::chrono::steady_clock::now().time_since_epoch().count()); }
+inline long long clock64() {
+  return static_cast<long long>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
 inline void __trap() {
   std::fprintf(stderr, "[cuda_emu] __trap() called in a kernel\n");
   std::abort();

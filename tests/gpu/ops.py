@@ -5,7 +5,8 @@ Adding an operator (HGRN2's gated outer-product recurrence, MRU's scan): bind it
 torch_ops.cpp / launchers.h / torch_ops_cuda.cu, then add a class here with the same methods as Wkv and put an
 instance in OPS. check.py and bench.py need no change. Conventions: inputs() returns a dict in the order of
 input_names, and grad_names follow that order; cotangents() returns a dict in the order of the outputs (None for a
-dropped one); reference() returns the first ref_outs outputs, differentiable w.r.t. every input. The benchmark shapes to use then:
+dropped one); reference() returns the first ref_outs outputs, differentiable w.r.t. every input.
+The benchmark shapes to use then:
   HGRN2  B=4 T=4096 H=16 K=V=128      MRU  B=8 H=8 T=2048 d=16
 """
 import math
@@ -90,8 +91,8 @@ class Wkv:
             k[-1, 5] = -60.0
             k[-1, 6:9] = 88.0
         if case.variant in ("state", "tiny decay", "large decay"):
-            s0 = torch.stack([randn((B, C), gen, acc), uniform((B, C), gen, 0.2, 3.0, acc), randn((B, C), gen, acc, 2.0)],
-                             dim=1)
+            aa, bb = randn((B, C), gen, acc), uniform((B, C), gen, 0.2, 3.0, acc)
+            s0 = torch.stack([aa, bb, randn((B, C), gen, acc, 2.0)], dim=1)
         else:
             s0 = torch.cat([torch.zeros(B, 2, C, dtype=acc), torch.full((B, 1, C), -1e38, dtype=acc)], dim=1)
         return dict(w=w, u=u, k=k, v=v, s0=s0)
