@@ -14,10 +14,14 @@
 
 // kernel<<<grid, block, smem, stream>>>(args) written so that the CPU emulation can run it too:
 //   LRNN_LAUNCH(grid, block, smem, stream, kernel<T>)(args...)
+// Dynamic shared memory (the launch's smem bytes), likewise: LRNN_DYNAMIC_SHARED(float, buf); declares float* buf.
 #ifdef LRNN_CUDA_EMULATION
-#define LRNN_LAUNCH(grid, block, smem, stream, ...) ::lrnn_emu::launch(grid, block, smem, __VA_ARGS__)
+#define LRNN_LAUNCH(grid, block, smem, stream, ...) ::lrnn_emu::launch(grid, block, smem, __VA_ARGS__, #__VA_ARGS__)
 #else
 #define LRNN_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define LRNN_DYNAMIC_SHARED(type, name)                       \
+  extern __shared__ __align__(16) unsigned char lrnn_smem_[]; \
+  type* name = reinterpret_cast<type*>(lrnn_smem_)
 #endif
 
 namespace lrnn {

@@ -133,6 +133,7 @@ __global__ void __launch_bounds__(kTimexThreads)
 template <typename scalar_t>
 cudaError_t timex_forward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x,
                                acc_t<scalar_t> eps, scalar_t* out, cudaStream_t stream) {
+  if (B * C * T == 0) return cudaSuccess;  // nothing to compute, and a grid of 0 blocks is a launch error
   const dim3 grid(static_cast<unsigned>(B * C), static_cast<unsigned>(ceil_div(T, kTimexTile)));
   LRNN_LAUNCH(grid, kTimexThreads, 0, stream, timex_forward_kernel<scalar_t>)(C, T, L, w, x, eps, out);
   return cudaGetLastError();
@@ -141,8 +142,11 @@ cudaError_t timex_forward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const
 template <typename scalar_t>
 cudaError_t timex_backward_cuda(int64_t B, int64_t C, int64_t T, int64_t L, const scalar_t* w, const scalar_t* x,
                                 const scalar_t* g, scalar_t* gw, scalar_t* gx, cudaStream_t stream) {
-  const dim3 grid_x(static_cast<unsigned>(B * C), static_cast<unsigned>(ceil_div(T, kTimexTile)));
-  LRNN_LAUNCH(grid_x, kTimexThreads, 0, stream, timex_backward_x_kernel<scalar_t>)(C, T, L, w, g, gx);
+  if (C * L == 0) return cudaSuccess;
+  if (B * T > 0) {  // with an empty batch gx is empty and gw is all zeros (the kernel below writes them)
+    const dim3 grid_x(static_cast<unsigned>(B * C), static_cast<unsigned>(ceil_div(T, kTimexTile)));
+    LRNN_LAUNCH(grid_x, kTimexThreads, 0, stream, timex_backward_x_kernel<scalar_t>)(C, T, L, w, g, gx);
+  }
   const dim3 grid_w(static_cast<unsigned>(C), static_cast<unsigned>(ceil_div(L, kTimexTile)));
   LRNN_LAUNCH(grid_w, kTimexThreads, 0, stream, timex_backward_w_kernel<scalar_t>)(B, C, T, L, x, g, gw);
   return cudaGetLastError();

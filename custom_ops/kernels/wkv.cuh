@@ -138,6 +138,7 @@ cudaError_t wkv_forward_cuda(int64_t B, int64_t T, int64_t C, const acc_t<scalar
                              const scalar_t* k, const scalar_t* v, const acc_t<scalar_t>* s0, acc_t<scalar_t> eps,
                              scalar_t* y, acc_t<scalar_t>* s1, acc_t<scalar_t>* ckpt, cudaStream_t stream) {
   const int threads = 128;
+  if (B * C == 0) return cudaSuccess;  // an empty batch: nothing to do, and a grid of 0 blocks is a launch error
   LRNN_LAUNCH(ceil_div(B * C, threads), threads, 0, stream, wkv_forward_kernel<scalar_t>)(B, T, C, w, u, k, v, s0, eps,
                                                                                           y, s1, ckpt);
   return cudaGetLastError();
@@ -152,8 +153,11 @@ cudaError_t wkv_backward_cuda(int64_t B, int64_t T, int64_t C, const acc_t<scala
                               acc_t<scalar_t>* gw, acc_t<scalar_t>* gu, acc_t<scalar_t>* gs0, acc_t<scalar_t>* part,
                               cudaStream_t stream) {
   const int threads = 128;
-  LRNN_LAUNCH(ceil_div(B * C, threads), threads, 0, stream, wkv_backward_kernel<scalar_t>)(
-      B, T, C, w, u, k, v, s0, s1, ckpt, eps, gy, gs1, gk, gv, part, gs0);
+  if (C == 0) return cudaSuccess;
+  if (B > 0) {  // with an empty batch only the (zero) sums over it remain
+    LRNN_LAUNCH(ceil_div(B * C, threads), threads, 0, stream, wkv_backward_kernel<scalar_t>)(
+        B, T, C, w, u, k, v, s0, s1, ckpt, eps, gy, gs1, gk, gv, part, gs0);
+  }
   LRNN_LAUNCH(ceil_div(C, threads), threads, 0, stream, wkv_sum_batch_kernel<acc_t<scalar_t>>)(B, C, part, gw, gu);
   return cudaGetLastError();
 }

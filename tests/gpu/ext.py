@@ -1,0 +1,63 @@
+"""Builds and loads the torch extension of the harness (torch_ops.cpp + the CUDA side) with
+torch.utils.cpp_extension.load.
+
+Backends:
+  cuda      torch_ops.cpp (g++) + torch_ops_cuda.cu (nvcc, -gencode for sm_90 by default; LRNN_CUDA_ARCH="90;100"
+            to change): the real thing, on a GPU machine.
+  emulated  torch_ops.cpp + torch_ops_emulated.cpp (the same .cu compiled by g++ under tests/cuda_emu's emulation):
+            "device" tensors are CPU tensors, so the whole harness runs without a GPU (small shapes: it is slow).
+  cpu       torch_ops.cpp alone: CPU kernels only.
+The build goes to $LRNN_TORCH_EXT_DIR (default: torch's extension cache); set MAX_JOBS to bound the compile jobs.
+"""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def cuda_arch_flags():
+    archs = [a.strip().replace(".", "") for a in os.environ.get("LRNN_CUDA_ARCH", "90").split(";") if a.strip()]
+    flags = []
+    for a in archs:
+        flags += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+    return archs, flags
+
+
+def load(backend="cuda", verbose=False):
+    import torch
+    from torch.utils import cpp_extension
+
+    sources = [os.path.join(HERE, "torch_ops.cpp")]
+    cflags = ["-O3", "-fopenmp"]  # torch picks the C++ standard its headers need
+    includes = [os.path.join(ROOT, "custom_ops"), HERE]
+    kwargs = {}
+    if backend == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("backend 'cuda' needs a CUDA device and a CUDA build of torch")
+        archs, arch_flags = cuda_arch_flags()
+        # torch adds -gencode flags of its own from TORCH_CUDA_ARCH_LIST: keep them to ours.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(f"{a[:-1]}.{a[-1]}" for a in archs)
+        sources.append(os.path.join(HERE, "torch_ops_cuda.cu"))
+        cflags.append("-DLRNN_WITH_CUDA")
+        kwargs["extra_cuda_cflags"] = ["-O3", "-std=c++17", "-lineinfo", "--expt-relaxed-constexpr", *arch_flags]
+    elif backend == "emulated":
+        sources.append(os.path.join(HERE, "torch_ops_emulated.cpp"))
+        cflags += ["-DLRNN_WITH_CUDA", "-DLRNN_TORCH_EMULATION", "-DLRNN_CUDA_EMULATION", "-Wno-unknown-pragmas",
+                   "-fno-strict-aliasing"]
+        includes.append(os.path.join(ROOT, "tests", "cuda_emu"))
+    elif backend != "cpu":
+        raise ValueError(f"unknown backend {backend!r}: cuda, emulated or cpu")
+    build_dir = os.environ.get("LRNN_TORCH_EXT_DIR")
+    if build_dir:
+        build_dir = os.path.join(build_dir, backend)
+        os.makedirs(build_dir, exist_ok=True)
+        kwargs["build_directory"] = build_dir
+    return cpp_extension.load(
+        name=f"lrnn_torch_ops_{backend}",
+        sources=sources,
+        extra_cflags=cflags,
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=includes,
+        verbose=verbose,
+        **kwargs,
+    )
