@@ -53,7 +53,7 @@ RECIPES = {
         "gpu": dict(n_layer=6, n_embd=512, ctx_len=1024, batch_size=12, lr=6e-4, lr_final=1e-5, warmup_steps=0,
                     schedule="cosine", optimizer="adam", beta1=0.9, beta2=0.99, eps=4e-9, weight_decay=0.0,
                     grad_clip=1.0, max_steps=417_000, eval_interval=1000, eval_iters=100, vocab="chars"),
-        "cpu": dict(n_layer=4, n_embd=192, ctx_len=128, batch_size=16, max_steps=600, lr=2e-3, lr_final=1e-4,
+        "cpu": dict(n_layer=4, n_embd=128, ctx_len=128, batch_size=16, max_steps=400, lr=2e-3, lr_final=1e-4,
                     eval_interval=100, eval_iters=10),
         # RWKV-v2's enwik8 run: 500 "mini-epochs" of 10,000 samples of 1024 characters at batch 12.
         "presets": {"enwik8": dict(n_layer=6, n_embd=512, ctx_len=1024, batch_size=12, lr=6e-4, lr_final=1e-5,
