@@ -5,7 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifdef __CUDACC__
 #define LRNN_HD __host__ __device__ __forceinline__
@@ -88,11 +93,27 @@ inline void store(double* p, int64_t i, A x) {
   p[i] = static_cast<double>(x);
 }
 
-// Runs fn(i) for i in [0, n) on the OpenMP threads when the library is built with OpenMP (serially otherwise).
+// Threads for the CPU kernels: PADDLE_LRNN_NUM_THREADS if set, else every processor this process may use.
+// Paddle sets OMP_NUM_THREADS=1 at import for its own operators; the recurrences here parallelise over
+// independent sequences and channels, so they take the cores unless told otherwise.
+inline int num_threads() {
+  static const int n = [] {
+    const char* env = std::getenv("PADDLE_LRNN_NUM_THREADS");
+    const int requested = env ? std::atoi(env) : 0;
+#ifdef _OPENMP
+    return requested > 0 ? requested : omp_get_num_procs();
+#else
+    return requested > 0 ? requested : 1;
+#endif
+  }();
+  return n;
+}
+
+// Runs fn(i) for i in [0, n) on num_threads() OpenMP threads (serially without OpenMP).
 template <typename F>
 inline void parallel_for(int64_t n, F fn) {
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads()) if (n > 1)
 #endif
   for (int64_t i = 0; i < n; ++i) fn(i);
 }
