@@ -116,11 +116,16 @@ class MRU(nn.Layer):
     def forward(self, x, state=None):
         B, T, _ = x.shape
         h, o = self.n_state_heads, self.order
-        a = self.dropout(self.state_matrices_up(x)).reshape([B, T, h, o * o])
-        m = ldu_step_matrices(a, o)  # [B, T, h, o, o]
+        # state_matrices_up(x), produced directly in the scan's layout [B, h, T, o*o] (a strided copy of
+        # [B, T, h, o, o] costs Paddle on CPU about as much as the rest of the layer)
+        w = self.state_matrices_up.weight.reshape([self.embedding_size, h, o * o])
+        a = self.dropout(paddle.einsum("bte,ehk->bhtk", x, w))
+        m = ldu_step_matrices(a, o)  # [B, h, T, o, o]
         dtype = m.dtype
         scan_dtype = dtype if dtype in (paddle.float32, paddle.float64) else paddle.float32
-        m = m.astype(scan_dtype).transpose([0, 2, 1, 3, 4]).contiguous()  # [B, h, T, o, o]
+        m = m.astype(scan_dtype)
+        if not m.is_contiguous():
+            m = m.contiguous()
         prefix, new_state = mru_scan(m, state)
         # readout per head, back to [B, T, h, o, c] (an einsum: Paddle's broadcasting matmul cannot differentiate
         # a [h, o, c] right operand against a 5-D left one)
