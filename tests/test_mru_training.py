@@ -302,8 +302,11 @@ def test_gpt2_bpe_trains_and_missing_files_are_named(corpus_file, tiny_bpe, tmp_
     with pytest.raises(ValueError, match="--vocab gpt2 needs the GPT-2 tokenizer files: pass --tokenizer DIR"):
         tiny(corpus_file, tmp_path / "x", vocab="gpt2")
     (tiny_bpe / "merges.txt").unlink()
-    with pytest.raises(DataError, match="no vocabulary found .*GPT-2's vocab.json \\+ merges.txt"):
+    with pytest.raises(DataError, match="lacks merges.txt: --vocab gpt2 reads GPT-2's vocab.json and merges.txt"):
         run(tiny(corpus_file, tmp_path / "y", vocab="gpt2", tokenizer=str(tiny_bpe)))
+    result = tool("train", "--model", "mru", "--vocab", "gpt2", "--tokenizer", tmp_path / "nowhere", "--data",
+                  corpus_file, "--out", tmp_path / "z", "--max-steps", 1, "--warmup-steps", 0, "--device", "cpu")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "nowhere" in result.stderr
 
 
 # ------------------------------------------------------------------------------------------------ generation

@@ -316,11 +316,19 @@ def training_vocab(cfg):
     kind cfg.vocab."""
     if not cfg.tokenizer:
         return cfg.vocab
-    from ..data import load_vocab
+    from ..data import DataError, load_vocab
     from ..data.corpus import VOCAB_KINDS
+    from ..data.vocab import CONFIG_NAME
 
+    kind = VOCAB_KINDS.get(cfg.vocab.lower(), cfg.vocab)
+    if kind == "gpt2" and os.path.isdir(cfg.tokenizer) \
+            and not os.path.isfile(os.path.join(cfg.tokenizer, CONFIG_NAME)):
+        missing = [n for n in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(cfg.tokenizer, n))]
+        if missing:
+            raise DataError(f"--tokenizer {cfg.tokenizer} lacks {' and '.join(missing)}: --vocab gpt2 reads GPT-2's "
+                            f"vocab.json and merges.txt from that directory")
     vocab = load_vocab(cfg.tokenizer)
-    if vocab.kind != VOCAB_KINDS.get(cfg.vocab.lower(), cfg.vocab):
+    if vocab.kind != kind:
         raise ValueError(f"--tokenizer {cfg.tokenizer} holds a {vocab.kind} vocabulary, but --vocab is {cfg.vocab}")
     return vocab
 
