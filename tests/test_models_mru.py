@@ -9,6 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
+from helpers import finite_difference
 from paddle_lrnn.layers.mru import MRU, XPos, ldu_step_matrices, mru_dims, rotate_every_two, xpos_tables
 from paddle_lrnn.models import AutoConfig, AutoModelForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
@@ -218,6 +219,46 @@ def test_ldu_step_matrices_have_determinant_one_and_are_the_identity_at_zero():
     np.testing.assert_allclose(np.linalg.det(m), 1.0, rtol=1e-10)
     zero = ldu_step_matrices(paddle.zeros([2, 9]), 3).numpy()
     np.testing.assert_array_equal(zero, np.broadcast_to(np.eye(3), (2, 3, 3)))
+
+
+def test_ldu_and_mru_gradients_match_finite_differences():
+    """float64 central differences: the LDU step matrices (the diagonal's exp/sqrt path included: paddle.diag_embed
+    passes no gradient, which once silently dropped it) and the whole MRU layer w.r.t. state_matrices_up, x and the
+    previous state."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 0.5, (2, 9))
+    G = rng.normal(size=(2, 3, 3))
+    x = paddle.to_tensor(a, stop_gradient=False)
+    (ldu_step_matrices(x, 3) * paddle.to_tensor(G)).sum().backward()
+    want = finite_difference(lambda t: ldu_step_matrices(t, 3), [a.copy()], lambda m: float((m.numpy() * G).sum()), 0)
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6, atol=1e-8)
+
+    paddle.seed(5)
+    layer = MRU(8, 2, 8)  # o = 2, c = 2
+    layer.to(dtype="float64")
+    up = rng.normal(0, 0.3, (8, 8))
+    xs = rng.normal(size=(2, 5, 8))
+    s0 = np.eye(2) + rng.normal(0, 0.2, (2, 2, 2, 2))
+    Gy, Gs = rng.normal(size=(2, 5, 8)), rng.normal(size=(2, 2, 2, 2))
+
+    def loss(w, x_, s_):
+        layer.state_matrices_up.weight.set_value(w)
+        y, s = layer(x_, s_)
+        return y, s
+
+    def scalar(out):
+        return float((out[0].numpy() * Gy).sum() + (out[1].numpy() * Gs).sum())
+
+    w = paddle.to_tensor(up, stop_gradient=False)
+    tx, ts = paddle.to_tensor(xs, stop_gradient=False), paddle.to_tensor(s0, stop_gradient=False)
+    layer.state_matrices_up.weight.set_value(up)
+    y, s = layer(tx, ts)
+    ((y * paddle.to_tensor(Gy)).sum() + (s * paddle.to_tensor(Gs)).sum()).backward()
+    got = {"up": layer.state_matrices_up.weight.grad.numpy(), "x": tx.grad.numpy(), "state": ts.grad.numpy()}
+    inputs = [up.copy(), xs.copy(), s0.copy()]
+    for i, name in enumerate(["up", "x", "state"]):
+        want = finite_difference(lambda *t: loss(t[0].numpy(), t[1], t[2]), inputs, scalar, i)
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_mru_layer_with_a_previous_state_is_the_original_s_prepending():

@@ -86,7 +86,8 @@ def ldu_step_matrices(a, order):
     A = a.reshape([*a.shape[:-1], order, order])
     diag = paddle.diagonal(A, axis1=-2, axis2=-1)
     d = paddle.sqrt(paddle.exp(diag - diag.mean(axis=-1, keepdim=True)))
-    D = paddle.diag_embed(d)
+    # D = diag(d) as a broadcast product with the identity: paddle.diag_embed passes no gradient back (Paddle 3.3)
+    D = paddle.eye(order, dtype=A.dtype) * d.unsqueeze(-2)
     return paddle.matmul(paddle.tril(A, -1) + D, paddle.triu(A, 1) + D)
 
 
