@@ -2,6 +2,7 @@
 parallel, recurrent and chunked modes, float64, and the final state; the way back to an mru-lm train folder,
 bit-exact (the xPos buffers: see test_xpos_buffers_are_recomputed); torch.compile's key prefix; model.json forms;
 tools/convert.py; bad input, one clear line each."""
+import importlib.util
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import paddle
 import pytest
 
 from paddle_lrnn.convert import convert
-from paddle_lrnn.convert.mru import from_torch, to_torch
+from paddle_lrnn.convert.mru import from_torch, xpos_buffers
 from paddle_lrnn.io import load_torch_checkpoint, save_torch_checkpoint
 from paddle_lrnn.layers.mru import xpos_tables
 from paddle_lrnn.models import AutoModelForCausalLM, ModelFileError
@@ -115,9 +116,10 @@ def test_round_trip_is_bit_exact(tmp_path, original):
     assert list(back) == ["step", "model_state_dict"] and back["step"] == 100
     sd, want = back["model_state_dict"], original["model_state_dict"]
     assert isinstance(sd, OrderedDict) and list(sd) == list(want)  # the original's keys, in its order
+    torch_present = importlib.util.find_spec("torch") is not None
     for key, value in want.items():
         assert sd[key].dtype == value.dtype and sd[key].shape == value.shape, key
-        if key != "position_embedding.c":
+        if key != "position_embedding.c" or torch_present:  # see test_xpos_buffers_are_recomputed
             assert sd[key].tobytes() == value.tobytes(), key
     assert sd["lm_head.weight"] is sd["wte.weight"]  # one storage in the file: tied, as torch saves it
     # and back again: the same parameters
@@ -126,16 +128,35 @@ def test_round_trip_is_bit_exact(tmp_path, original):
         assert p.numpy().tobytes() == q.numpy().tobytes(), n
 
 
+def test_written_checkpoint_loads_in_torch(model, tmp_path):
+    """torch.load (weights_only) reads the train folder's checkpoint, lm_head.weight sharing wte.weight's storage."""
+    torch = pytest.importorskip("torch")
+    from paddle_lrnn.convert.mru import to_torch
+
+    path = to_torch(model, str(tmp_path / "run"))
+    ckpt = torch.load(path, weights_only=True)
+    sd = ckpt["model_state_dict"]
+    assert ckpt["step"] == 100 and sd["lm_head.weight"].data_ptr() == sd["wte.weight"].data_ptr()
+    assert np.array_equal(sd["layers.0.mru_out.weight"].numpy(), model.layers[0].mru_out.weight.numpy().T)
+
+
 def test_xpos_buffers_are_recomputed(original):
-    """s, t and invt bit-identical to the original's buffers; c within one unit in the last place: torch computes
-    cos with MKL's vsCos, which is not correctly rounded (40 of 1024 entries here differ by 1 ulp)."""
+    """Without torch: s, t and invt bit-identical to the original's buffers, c within one unit in the last place
+    (torch computes cos with MKL's vsCos, which is not correctly rounded: 40 of the 1024 entries differ by 1 ulp).
+    With torch: all four bit-identical (torch computes them as the original does)."""
     sd = original["model_state_dict"]
-    c, s, t, invt = xpos_tables(16, 0, 64, 64)
-    for name, table in zip("s t invt".split(), (s, t, invt)):
-        assert table.tobytes() == sd[f"position_embedding.{name}"].tobytes(), name
-    ref_c = sd["position_embedding.c"]
+    tables = xpos_buffers(16, 64, use_torch=False)
+    assert tables.keys() == {f"position_embedding.{n}" for n in ("c", "s", "t", "invt")}
+    np.testing.assert_array_equal(tables["position_embedding.c"], xpos_tables(16, 0, 64, 64)[0])
+    for name in ("s", "t", "invt"):
+        key = f"position_embedding.{name}"
+        assert tables[key].tobytes() == sd[key].tobytes(), name
+    c, ref_c = tables["position_embedding.c"], sd["position_embedding.c"]
     ulp = np.abs(c.view(np.int32).astype(np.int64) - ref_c.view(np.int32).astype(np.int64))
     assert ulp.max() <= 1 and 0 < (ulp > 0).sum() <= 64
+    if importlib.util.find_spec("torch") is not None:
+        for key, table in xpos_buffers(16, 64, use_torch=True).items():
+            assert table.tobytes() == sd[key].tobytes(), key
 
 
 def test_compiled_model_keys_and_a_model_json_without_vocab_size(tmp_path, original, ref, model):
@@ -214,7 +235,8 @@ def write_case(d, original, config=None, tensors=None, drop_state=False):
     (dict(config=dict(vocab_size=60)), "says vocab_size 60 but the checkpoint's wte.weight has 59 rows"),
     (dict(config=dict(n_layers=4)), "has field\\(s\\) mru-lm's model.json does not have: n_layers"),
     (dict(config=dict(layers=None)), "lacks the field\\(s\\) layers"),
-    (dict(config=dict(layers=["mru", "mlp"])), r"has 7 weight\(s\) a model with .* does not have: layers.2.state_matrices_down"),
+    (dict(config=dict(layers=["mru", "mlp"])),
+     r"has 7 weight\(s\) a model with .* does not have: layers.2.state_matrices_down"),
     (dict(tensors={"layers.0.mru_out.weight": None}), r"lacks 1 weight\(s\) that .* needs: layers.0.mru_out.weight"),
     (dict(tensors={"lm_head.weight": np.zeros((59, 32), np.float32)}), "lm_head.weight differs from wte.weight"),
 ])

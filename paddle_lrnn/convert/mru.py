@@ -16,10 +16,10 @@ to_torch(model, out_dir): writes an mru-lm train folder, out_dir/model.json (the
 order, as main.py writes it: one line of json.dumps) and out_dir/checkpoints/checkpoint-step-<step>.pt holding
 {'step': step, 'model_state_dict': ...} (step: the config's checkpoint_step, 0 for a model trained here) with the
 original's keys in the original's order, lm_head.weight stored as the same storage as wte.weight (tied, as
-torch.save writes it), and the xPos buffers recomputed: s, t and invt are bit-identical to the original's; c
-differs by one unit in the last place in about 4 % of its entries (torch computes cos with Intel MKL's vsCos,
-which is not correctly rounded; ours is), which no forward pass notices. Every parameter written back is
-bit-identical to what was read. The state dict's `_metadata` (module versions, unused by these modules) is not
+torch.save writes it), and the xPos buffers recomputed (see xpos_buffers: bit-identical to the original's when
+torch is importable, which only this direction uses, and then only for these four tables; without torch c differs
+by one unit in the last place in about 4 % of its entries, which no forward pass notices). Every parameter written
+back is bit-identical to what was read. The state dict's `_metadata` (module versions, unused by these modules) is not
 written; torch's load_state_dict does not need it.
 """
 import json
@@ -192,11 +192,37 @@ def from_torch(src, config=None):
     return model
 
 
+def xpos_buffers(key_head_size, max_sequence_length, use_torch=None):
+    """The original's xPos buffers {position_embedding.c/s/t/invt: float32 [L, 1, k]}. With torch importable (or
+    use_torch=True) they are computed by torch, as the original computes them, so they are bit-identical to what the
+    original code gives on this machine (torch's CPU cos is Intel MKL's vsCos, which is not correctly rounded);
+    without torch, by paddle_lrnn.layers.mru.xpos_tables: s, t and invt are the same, c may differ by one unit in
+    the last place (in 40 of the fixture's 1024 entries)."""
+    if use_torch is None:
+        import importlib.util
+
+        use_torch = importlib.util.find_spec("torch") is not None
+    if not use_torch:
+        return dict(zip(XPOS_KEYS, xpos_tables(key_head_size, 0, max_sequence_length, max_sequence_length)))
+    import torch
+
+    k, L = int(key_head_size), int(max_sequence_length)
+    pairs = torch.arange(2, k + 2, 2, dtype=torch.float32)
+    theta = torch.pow(1 / 10000, pairs / k).repeat_interleave(2)
+    alpha = 0.4 * k
+    zeta = ((pairs / (k / 2) + alpha) / (1 + alpha)).repeat_interleave(2)
+    u = torch.arange(-(L // 2), L - L // 2, dtype=torch.float32).view(-1, 1, 1) / 512
+    angle = u * theta.view(1, 1, -1)
+    t = zeta.view(1, 1, -1) ** u
+    tables = (torch.cos(angle), torch.sin(angle), t, 1 / t)
+    return {key: np.ascontiguousarray(x.numpy(), dtype=np.float32) for key, x in zip(XPOS_KEYS, tables)}
+
+
 def torch_state_dict(model):
     """The original's state dict (OrderedDict of numpy arrays, original order) for `model`."""
     cfg = model.config
     sd = OrderedDict()
-    xpos = dict(zip(XPOS_KEYS, xpos_tables(cfg.key_head_size, 0, cfg.max_sequence_length, cfg.max_sequence_length)))
+    xpos = xpos_buffers(cfg.key_head_size, cfg.max_sequence_length)
     params = dict(model.named_parameters())
     for name, (_, transposed) in torch_layout(model).items():
         if name == "wte.weight":

@@ -62,8 +62,9 @@ MRU_SHAKESPEARE = dict(
     n_layer=6, n_embd=384, ctx_len=256, batch_size=64, grad_accum=1, max_steps=5000, lr=1e-3, lr_start=1e-4,
     lr_final=1e-4, warmup_steps=100, decay_steps=5000, schedule_interval=10, schedule="cosine", optimizer="adamw",
     beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, grad_clip=1.0, eval_interval=200, eval_iters=1000,
-    sample_length=192, vocab="chars", model_options=dict(n_state_heads=6, state_size=384, n_attn_heads=6, key_size=384, value_size=384,
-                                      max_sequence_length=1024, dropout_rate=0.2))
+    sample_length=192, vocab="chars",
+    model_options=dict(n_state_heads=6, state_size=384, n_attn_heads=6, key_size=384, value_size=384,
+                       max_sequence_length=1024, dropout_rate=0.2))
 
 # Per family: "gpu" holds the original recipe (as far as the reference establishes it), "cpu" overrides it to
 # train in minutes on two cores, "presets" name complete recipes for known corpora.

@@ -99,7 +99,8 @@ class MRUForCausalLM(PretrainedModel):
         position = 0
         if "attn_position" in state:
             if list(state["attn_position"].shape) != [1]:
-                raise ValueError(f"state['attn_position'] must have shape [1], got {list(state['attn_position'].shape)}")
+                raise ValueError(f"state['attn_position'] must have shape [1], got "
+                                 f"{list(state['attn_position'].shape)}")
             position = int(state["attn_position"].item())
             expected = self.initial_state_shapes(batch_size, position)
         for key, shape in expected.items():
