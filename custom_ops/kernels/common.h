@@ -117,8 +117,10 @@ inline int num_threads() {
 
 // A pool of num_threads() - 1 workers that sleep on a condition variable between jobs. OpenMP's default of
 // spinning at barriers made a busy two-core machine run the kernels 3-5x slower with two threads than with one;
-// sleeping workers cost a wake-up (tens of microseconds) instead. One job at a time; a call made while the pool
-// is busy, from inside a job, or in a forked child runs serially.
+// sleeping workers cost a wake-up (tens of microseconds) instead. The caller takes tasks too and waits only for
+// tasks a worker has begun, never for a worker to wake: on a loaded machine a worker may not run for milliseconds,
+// and the caller then simply does the whole job. One job at a time; a call made while the pool is busy, from inside
+// a job, or in a forked child runs serially.
 class ThreadPool {
  public:
   static ThreadPool& instance() {
@@ -128,23 +130,23 @@ class ThreadPool {
 
   void run(int64_t n, const std::function<void(int64_t)>& fn) {
     std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
-    if (workers_.empty() || n < 2 || in_worker() || getpid() != pid_ || !busy.owns_lock()) {
+    if (workers_.empty() || n < 2 || n > kIndexMask || in_worker() || getpid() != pid_ || !busy.owns_lock()) {
       for (int64_t i = 0; i < n; ++i) fn(i);
       return;
     }
+    uint64_t tag;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &fn;
       n_ = n;
-      next_ = 0;
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      finished_.store(0);
+      tag = (++generation_ & kTagMask) << kIndexBits;
+      next_.store(tag);
     }
     wake_.notify_all();
-    drain();
+    drain(tag, &fn, n);
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
-    job_ = nullptr;
+    done_.wait(lock, [&] { return finished_.load() == n; });
   }
 
   ~ThreadPool() {
@@ -157,6 +159,12 @@ class ThreadPool {
   }
 
  private:
+  // next_ holds the job's tag (its generation) above the index of the next unclaimed task, so that a worker that
+  // wakes after its job has ended fails to claim anything from the next one.
+  static constexpr int kIndexBits = 32;
+  static constexpr int64_t kIndexMask = (int64_t(1) << kIndexBits) - 1;
+  static constexpr uint64_t kTagMask = (uint64_t(1) << (64 - kIndexBits)) - 1;
+
   explicit ThreadPool(int threads) : pid_(getpid()) {
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
   }
@@ -166,23 +174,38 @@ class ThreadPool {
     return flag;
   }
 
-  void drain() {
-    for (int64_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*job_)(i);
+  // Claims and runs tasks of the job tagged `tag` until none is left. *fn is only touched after a claim succeeds:
+  // the job cannot end, nor *fn go away, while a claimed task has not finished.
+  void drain(uint64_t tag, const std::function<void(int64_t)>* fn, int64_t n) {
+    uint64_t cur = next_.load();
+    while ((cur & ~uint64_t(kIndexMask)) == tag && static_cast<int64_t>(cur & kIndexMask) < n) {
+      if (!next_.compare_exchange_weak(cur, cur + 1)) continue;
+      (*fn)(static_cast<int64_t>(cur & kIndexMask));
+      if (finished_.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_all();
+      }
+      cur = next_.load();
+    }
   }
 
   void work() {
     in_worker() = true;
     uint64_t seen = 0;
     for (;;) {
+      const std::function<void(int64_t)>* job;
+      int64_t n;
+      uint64_t tag;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
+        job = job_;
+        n = n_;
+        tag = (seen & kTagMask) << kIndexBits;
       }
-      drain();
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      drain(tag, job, n);
     }
   }
 
@@ -192,8 +215,8 @@ class ThreadPool {
   std::condition_variable wake_, done_;
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t n_ = 0;
-  std::atomic<int64_t> next_{0};
-  int pending_ = 0;
+  std::atomic<uint64_t> next_{0};
+  std::atomic<int64_t> finished_{0};
   uint64_t generation_ = 0;
   bool stop_ = false;
 };

@@ -7,6 +7,10 @@ state dict (Linear weights stored [in, out], Paddle's layout).
 State (use_cache=True), a dict of tensors: "wkv" [L, B, 3, C] float32 (time-mix sums), "att_shift" and
 "ffn_shift" [L, B, C] (the previous token's normalised input of each sub-layer), "head_keys" [B, M, 256] and
 "head_ids" [B, M] (the copy head's memory of the last M < ctx_len tokens).
+
+Decoding one token at a time on CPU in float32 without gradients (T == 1, use_cache, paddle.no_grad()) runs the
+whole network as one fused operator (ops.rwkv2_step); everything else, and any step with fused_step = False, runs
+the layers one by one. Both give the same numbers (within float32 rounding) and the same state.
 """
 import math
 
@@ -14,7 +18,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ...layers.rwkv2 import RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
+from ...layers.rwkv2 import K_CLAMP, K_EPS, RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
+from ...ops.rwkv2_step import rwkv2_step, weight_names
 from ...ops.wkv import initial_state
 from ..modeling_utils import CausalLMOutput, PretrainedModel
 from .configuration import RWKV2Config
@@ -44,6 +49,10 @@ class RWKV2Block(nn.Layer):
 
 class RWKV2ForCausalLM(PretrainedModel):
     config_class = RWKV2Config
+    # Single-token steps on CPU/float32 without gradients go through the fused operator; False (on the class or an
+    # instance) runs the layers one by one instead. The operator reads the parameter tensors collected on its first
+    # use: after assigning new Parameter or sub-layer objects (set_value and .to() are fine), reset _fused_weights.
+    fused_step = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -55,6 +64,7 @@ class RWKV2ForCausalLM(PretrainedModel):
         self.head_q = nn.Linear(C, config.head_qk_dim, bias_attr=False)
         self.head_k = nn.Linear(C, config.head_qk_dim, bias_attr=False)
         self._init_weights()
+        self._fused_weights = None
 
     def _init_weights(self):
         """RWKV_Init and the time-mix/channel-mix constructors of the original, with gains computed from PyTorch's
@@ -95,11 +105,17 @@ class RWKV2ForCausalLM(PretrainedModel):
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
-        B, T = _check_ids(input_ids, self.config.vocab_size)
+        B, T = _check_ids(input_ids)
         if state is None:
             state = self.initial_state(B)
         elif state["wkv"].shape[1] != B:
             raise ValueError(f"state is for batch size {state['wkv'].shape[1]}, input_ids has batch size {B}")
+        if T == 1 and use_cache and self._fusable(input_ids, state):
+            logits, state = rwkv2_step(self._fused_step_weights(), input_ids, state, ctx_len=self.config.ctx_len,
+                                       ffn_pre=self.config.variant == "RWKV-ffnPre", k_clamp=K_CLAMP, eps=K_EPS,
+                                       ln_eps=self.ln_out._epsilon)
+            return CausalLMOutput(logits=logits, state=state)
+        _check_id_range(input_ids, self.config.vocab_size)  # the fused step checks its ids itself, without a sync
         x = self.emb(input_ids)
         wkv, att_shift, ffn_shift = [], [], []
         for i, block in enumerate(self.blocks):
@@ -120,8 +136,22 @@ class RWKV2ForCausalLM(PretrainedModel):
             new_state["head_keys"], new_state["head_ids"] = memory
         return CausalLMOutput(logits=logits, state=new_state)
 
+    def _fusable(self, input_ids, state):
+        """Whether this step can run as ops.rwkv2_step: CPU, float32, int64 ids, no gradients."""
+        weight = self.emb.weight
+        return (self.fused_step and not paddle.is_grad_enabled() and weight.dtype == paddle.float32
+                and weight.place.is_cpu_place() and input_ids.dtype == paddle.int64
+                and state.get("head_ids", input_ids).dtype == paddle.int64)
 
-def _check_ids(input_ids, vocab_size):
+    def _fused_step_weights(self):
+        if self._fused_weights is None:
+            params = dict(self.named_parameters())
+            self._fused_weights = [params[n] for n in weight_names(self.config.n_layer,
+                                                                   self.config.variant == "RWKV-ffnPre")]
+        return self._fused_weights
+
+
+def _check_ids(input_ids):
     if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2:
         raise ValueError(f"input_ids must be a 2-D paddle.Tensor [batch, time], got "
                          f"{list(input_ids.shape) if isinstance(input_ids, paddle.Tensor) else type(input_ids).__name__}")
@@ -130,10 +160,13 @@ def _check_ids(input_ids, vocab_size):
     B, T = input_ids.shape
     if B < 1 or T < 1:
         raise ValueError(f"input_ids is empty (shape {[B, T]}); batch and time must be at least 1")
+    return B, T
+
+
+def _check_id_range(input_ids, vocab_size):
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab_size:
         raise ValueError(f"token id {high if high >= vocab_size else low} is outside the vocabulary [0, {vocab_size})")
-    return B, T
 
 
 def _decay_curve(layer_id, n_layer, n_embd):

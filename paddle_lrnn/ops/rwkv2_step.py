@@ -1,0 +1,70 @@
+"""The fused RWKV-v2 decoding step: one operator call per generated token (kernel in
+custom_ops/kernels/rwkv2_step.h). CPU and float32 only, inference only (no gradient)."""
+import paddle
+
+from ._library import library
+
+OP = "paddle_lrnn.ops.rwkv2_step"
+TIME_MIX = ("time_decay", "time_first", "time_mix", "key.weight", "value.weight", "receptance.weight",
+            "output.weight")
+CHANNEL_MIX = ("time_mix", "key.weight", "receptance.weight", "value.weight")
+
+
+def weight_names(n_layer, ffn_pre=False):
+    """The parameter names of RWKV2ForCausalLM (the original's state-dict keys) in the order rwkv2_step takes the
+    weights. ffn_pre: the "RWKV-ffnPre" variant, whose block 0 has a channel-mix `ffnPre` instead of `att`."""
+    names = ["emb.weight", "ln_out.weight", "ln_out.bias", "head.weight", "head_q.weight", "head_k.weight"]
+    for i in range(n_layer):
+        block = f"blocks.{i}."
+        names += [block + n for n in ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")]
+        if ffn_pre and i == 0:
+            names += [block + "ffnPre." + n for n in CHANNEL_MIX]
+        else:
+            names += [block + "att." + n for n in TIME_MIX]
+        names += [block + "ffn." + n for n in CHANNEL_MIX]
+    return names
+
+
+def rwkv2_step(weights, input_ids, state, *, ctx_len, ffn_pre, k_clamp, eps, ln_eps):
+    """One token of RWKV-v2 for every batch row, the whole network in one CPU operator call.
+
+    It computes what RWKV2ForCausalLM's eager forward does for T = 1 with use_cache (that path is its
+    specification and the tests compare the two): embedding, the blocks with their token shifts and the WKV update
+    (wkv.h's step), the final norm, the head and the copy-head bonus over the last ctx_len tokens. The matrix-vector
+    products stream each weight once, shared over the operator library's threads (PADDLE_LRNN_NUM_THREADS).
+
+    Inference only: there is no backward, so call it under paddle.no_grad() (it refuses weights that require
+    gradients while gradients are enabled). CPU and float32 only; on other devices or dtypes use the model's normal
+    step path.
+
+    Args:
+        weights: float32 CPU tensors in the order of weight_names(n_layer, ffn_pre).
+        input_ids: [B, 1] int64, the current token of each row.
+        state: RWKV2ForCausalLM's state dict: "wkv" [L, B, 3, C], "att_shift" and "ffn_shift" [L, B, C], and
+            optionally the copy head's memory "head_keys" [B, M, D] with "head_ids" [B, M] int64.
+        ctx_len: the copy head's window (the memory keeps the last ctx_len - 1 tokens).
+        ffn_pre: the "RWKV-ffnPre" variant. k_clamp, eps: RWKV-v2's K clamp and denominator epsilon. ln_eps: the
+            LayerNorms' epsilon.
+
+    Returns:
+        (logits [B, 1, V] float32, the state after this token, in the same layout).
+    """
+    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != 1:
+        raise ValueError(f"{OP}: input_ids must be a paddle.Tensor [B, 1] (one token per row)")
+    missing = {"wkv", "att_shift", "ffn_shift"} - set(state)
+    if missing:
+        raise ValueError(f"{OP}: the state lacks {sorted(missing)}")
+    if ("head_keys" in state) != ("head_ids" in state):
+        raise ValueError(f"{OP}: the state must hold both head_keys and head_ids, or neither")
+    if paddle.is_grad_enabled() and any(not w.stop_gradient for w in weights):
+        raise ValueError(f"{OP} is inference only (no backward): call it under paddle.no_grad()")
+    try:
+        logits, wkv, att_shift, ffn_shift, keys, ids = library().lrnn_rwkv2_step(
+            input_ids, weights, state["wkv"], state["att_shift"], state["ffn_shift"], state.get("head_keys"),
+            state.get("head_ids"), bool(ffn_pre), int(ctx_len), float(k_clamp), float(eps), float(ln_eps))
+    except OSError as err:  # the operator's checks (Paddle raises them as OSError, with the C++ source line after)
+        raise ValueError(str(err).strip().splitlines()[0]) from None
+    new_state = {"wkv": wkv, "att_shift": att_shift, "ffn_shift": ffn_shift}
+    if ctx_len > 1:
+        new_state["head_keys"], new_state["head_ids"] = keys, ids
+    return logits, new_state

@@ -1,0 +1,146 @@
+"""The fused RWKV-v2 decoding step (ops.rwkv2_step): equal to the model's eager step (logits and every state
+tensor) for both variants, batches of 1 and 3, widths that are no multiple of 8, several matrix tiles, a copy-head
+memory that slides past ctx_len, and the converted fixture against the original runner; and bad input."""
+import os
+from unittest import mock
+
+import numpy as np
+import paddle
+import pytest
+from helpers import assert_close
+
+from paddle_lrnn.convert import converter
+from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+from paddle_lrnn.models.rwkv2 import modeling
+from paddle_lrnn.ops.rwkv2_step import rwkv2_step
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "rwkv2")
+
+
+def without_orthogonal_init():
+    """Skips the orthogonal matrices of the initialisation, overwritten here anyway: numpy's QR takes about a second
+    per matrix once Paddle is imported (its threaded OpenBLAS path; OPENBLAS_NUM_THREADS=1 avoids that)."""
+    return mock.patch.object(modeling, "_orthogonal", lambda *args, **kwargs: None)
+
+
+def perturbed_model(seed, **config):
+    """A random model off its initialisation (zero matrices and uniform mixes would hide mistakes)."""
+    paddle.seed(seed)
+    with without_orthogonal_init():
+        model = RWKV2ForCausalLM(RWKV2Config(**{**dict(vocab_size=37, n_embd=40, n_layer=3, ctx_len=6), **config}))
+    for p in model.parameters():
+        p.set_value(p + paddle.randn(p.shape) * 0.2)
+    model.eval()
+    return model
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the model's calls of the fused operator (so a test knows which path ran)."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return rwkv2_step(*args, **kwargs)
+
+    monkeypatch.setattr(modeling, "rwkv2_step", counted)
+    return calls
+
+
+def run_steps(model, ids, state, fused):
+    """Feeds ids [B, T] one token at a time from `state`; returns the logits [B, T, V] and every state on the way."""
+    model.fused_step = fused
+    logits, states = [], []
+    with paddle.no_grad():
+        for t in range(ids.shape[1]):
+            out = model(ids[:, t:t + 1], state=state, use_cache=True)
+            state = out.state
+            logits.append(out.logits.numpy())
+            states.append({k: v.numpy() for k, v in state.items()})
+    return np.concatenate(logits, axis=1), states
+
+
+def assert_same_steps(model, ids, state=None):
+    """Fused and eager steps agree within 1e-5 of each tensor's magnitude (float32 sums in another order); the wkv
+    state per layer and per part (aa, bb, pp), since pp of an untouched layer is the -1e38 marker."""
+    fused_logits, fused_states = run_steps(model, ids, state, True)
+    eager_logits, eager_states = run_steps(model, ids, state, False)
+    assert_close(fused_logits, eager_logits, 1e-5, 1e-5, "logits")
+    for t, (f, e) in enumerate(zip(fused_states, eager_states)):
+        assert sorted(f) == sorted(e), f"step {t}: state keys {sorted(f)} vs {sorted(e)}"
+        for key in e:
+            assert f[key].shape == e[key].shape and f[key].dtype == e[key].dtype, f"step {t}: {key}"
+            if key == "head_ids":
+                np.testing.assert_array_equal(f[key], e[key])
+            elif key == "wkv":
+                for layer in range(e[key].shape[0]):
+                    for part in range(3):
+                        assert_close(f[key][layer, :, part], e[key][layer, :, part], 1e-5, 1e-5,
+                                     f"step {t}: wkv layer {layer} part {part}")
+            else:
+                assert_close(f[key], e[key], 1e-5, 1e-5, f"step {t}: {key}")
+
+
+@pytest.mark.parametrize("B,config", [
+    (1, dict()),
+    (3, dict(variant="RWKV-ffnPre")),
+    (2, dict(n_embd=72, vocab_size=1100, n_layer=2, ctx_len=3)),  # 2 row blocks, 2 column tiles, threads
+    (3, dict(ctx_len=1)),  # no copy-head memory at all
+])
+def test_fused_step_equals_the_eager_step(B, config, fused_calls):
+    model = perturbed_model(0, **config)
+    V = model.config.vocab_size
+    ids = paddle.randint(0, V, [B, 9])
+    with paddle.no_grad():
+        prompt = model(paddle.randint(0, V, [B, 4]), use_cache=True).state  # memory of 4 > ctx_len - 1 slides
+    assert_same_steps(model, ids, prompt)
+    assert_same_steps(model, ids[:, :3], None)  # from a fresh state: no memory before the first token
+    assert len(fused_calls) == 12
+
+
+def test_fused_step_reproduces_the_original_runner():
+    with without_orthogonal_init():
+        model = converter("rwkv2").from_torch(os.path.join(FIXTURE, "rwkv2-small.pth"))
+    reference = np.load(os.path.join(FIXTURE, "rwkv2-small-ref.npz"))
+    tokens = paddle.to_tensor(reference["tokens"][None])
+    logits, _ = run_steps(model, tokens, None, True)
+    assert np.abs(logits[0] - reference["logits"]).max() <= 1e-4
+    assert_same_steps(model, tokens[:, :12])
+
+
+def test_gradients_or_other_dtypes_take_the_eager_path(fused_calls):
+    model = perturbed_model(1)
+    ids = paddle.to_tensor([[3]])
+    model(ids, use_cache=True)  # gradients enabled
+    with paddle.no_grad():
+        model(ids)  # no state wanted
+        model(paddle.to_tensor([[3, 4]]), use_cache=True)  # two tokens
+        model(paddle.to_tensor([[3]], dtype="int32"), use_cache=True)
+    assert fused_calls == []
+
+
+def test_bad_input_is_one_clear_error():
+    model = perturbed_model(2)
+    weights = model._fused_step_weights()
+    with paddle.no_grad():
+        state = model(paddle.to_tensor([[1, 2]]), use_cache=True).state
+        with pytest.raises(ValueError, match=r"token id 37 is outside the vocabulary \[0, 37\)"):
+            model(paddle.to_tensor([[37]]), state=state, use_cache=True)
+        kw = dict(ctx_len=6, ffn_pre=False, k_clamp=60.0, eps=1e-16, ln_eps=1e-5)
+        ids = paddle.to_tensor([[1]])
+        with pytest.raises(ValueError, match=r"att_shift state has shape \[3, 1, 41\], expected \[3, 1, 40\]"):
+            rwkv2_step(weights, ids, {**state, "att_shift": paddle.zeros([3, 1, 41])}, **kw)
+        with pytest.raises(ValueError, match=r"too few weights \(50\), missing blocks.2.ffn.value.weight"):
+            rwkv2_step(weights[:-1], ids, state, **kw)
+        swapped = list(weights)
+        swapped[13] = model.blocks[0].ffn.key.weight  # where blocks.0.att.key.weight belongs
+        with pytest.raises(ValueError, match=r"blocks.0.att.key.weight has shape \[40, 160\], expected \[40, 40\]"):
+            rwkv2_step(swapped, ids, state, **kw)
+        with pytest.raises(ValueError, match="wkv state has the wrong dtype"):
+            rwkv2_step(weights, ids, {**state, "wkv": state["wkv"].astype("float64")}, **kw)
+        with pytest.raises(ValueError, match="both head_keys and head_ids"):
+            rwkv2_step(weights, ids, {k: v for k, v in state.items() if k != "head_ids"}, **kw)
+        with pytest.raises(ValueError, match=r"ids must be a paddle.Tensor \[B, 1\]"):
+            rwkv2_step(weights, paddle.to_tensor([[1, 2]]), state, **kw)
+    with pytest.raises(ValueError, match="inference only"):
+        rwkv2_step(weights, ids, state, **kw)
