@@ -12,6 +12,9 @@
   python tools/train.py --model mru --preset shakespeare-char --data input.txt --device gpu --out out/mru
                                                           # mru-lm's default run on tiny-shakespeare (see docs/mru.md)
   python tools/train.py --eval-only --model-dir out/mru --data input.txt --layout shakespeare-char   # valid split
+  python tools/train.py --device gpu --amp bf16 ...       # mixed precision (bf16 or fp16 with loss scaling)
+  python -m paddle.distributed.launch --gpus 0,1,2,3 tools/train.py --device gpu ...
+                                                          # data parallel: --batch-size is the global batch
 
 Unset hyper-parameters come from the family's recipe: the original's on --device gpu, scaled down on cpu.
 """
@@ -51,6 +54,11 @@ def parse(argv):
     p.add_argument("--split", choices=["test", "valid"], help="with --eval-only: the split to evaluate (default: "
                    "test, or valid for a layout without one, e.g. shakespeare-char)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], help="mixed precision on GPU (default off): bf16, or "
+                   "fp16 with dynamic loss scaling; parameters and optimizer state stay float32")
+    p.add_argument("--sharding", action=argparse.BooleanOptionalAction, default=None,
+                   help="under paddle.distributed.launch: each process keeps the optimizer state of its share of the "
+                        "parameters only (ZeRO stage 1)")
     for flag, typ in RECIPE_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=typ, help=HELP.get(flag))
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
@@ -92,7 +100,8 @@ def main(argv=None):
     from paddle_lrnn.training.recipes import resolve
     from paddle_lrnn.training.trainer import Trainer, resume_config
 
-    given = {k: getattr(args, k) for k in [*RECIPE_FLAGS, "model", "preset", "data", "layout", "device"]}
+    given = {k: getattr(args, k) for k in [*RECIPE_FLAGS, "model", "preset", "data", "layout", "device", "amp",
+                                           "sharding"]}
     explicit = {k: v for k, v in given.items() if v is not None}
     explicit["out"] = args.out
     if args.model_option:

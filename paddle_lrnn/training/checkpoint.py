@@ -63,9 +63,10 @@ def _param_names(model):
     return {p.name: n for n, p in model.named_parameters()}
 
 
-def _optimizer_arrays(optimizer, model):
+def optimizer_arrays(optimizer, model):
     """The optimizer state keyed by structured parameter names ("blocks.0.att.key.weight@moment1_0"), so that it
-    loads into a model built in another process, whose internal names differ."""
+    loads into a model built in another process, whose internal names differ. Under optimizer-state sharding each
+    rank's optimizer gives its own parameters' entries; their union is the unsharded optimizer's state."""
     names = _param_names(model)
     by_length = sorted(names, key=len, reverse=True)
 
@@ -86,27 +87,45 @@ def _optimizer_arrays(optimizer, model):
     return arrays
 
 
-def _set_optimizer_arrays(optimizer, model, arrays):
-    internal = {n: p.name for n, p in model.named_parameters()}
+def _optimizer_parameters(optimizer):
+    """The parameters an optimizer updates (Paddle keeps a list of them, or of parameter-group dicts)."""
+    items = list(optimizer._parameter_list or [])
+    if items and isinstance(items[0], dict):
+        return [p for group in items for p in group["params"]]
+    return items
 
-    def key_of(structured):
-        name, _, suffix = structured.partition("@")
+
+def _set_optimizer_arrays(optimizer, model, arrays):
+    """Loads the entries of the parameters the optimizer updates (all of them, or this rank's share under
+    optimizer-state sharding, which is how a checkpoint resumes with any number of processes)."""
+    internal = {n: p.name for n, p in model.named_parameters()}
+    held = {p.name for p in _optimizer_parameters(optimizer)}
+
+    def parameter_of(structured):
+        name = structured.partition("@")[0]
         if name not in internal:
             raise ResumeError(f"the checkpoint's optimizer state names parameter {name!r}, which the model lacks")
-        return internal[name] + ("_" + suffix if suffix else "")
+        return internal[name]
 
     state = {}
     for key, array in arrays.items():
         group, sep, rest = key.partition("/")
+        structured = rest if sep else key
+        param = parameter_of(structured)
+        if param not in held:
+            continue
+        suffix = structured.partition("@")[2]
+        entry = param + ("_" + suffix if suffix else "")
         if sep:
-            state.setdefault(group, {})[key_of(rest)] = paddle.to_tensor(array)
+            state.setdefault(group, {})[entry] = paddle.to_tensor(array)
         else:
-            state[key_of(key)] = paddle.to_tensor(array)
+            state[entry] = paddle.to_tensor(array)
     optimizer.set_state_dict(state)
 
 
 def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
-    """Writes checkpoint `step` (see the module docstring) and returns its directory."""
+    """Writes checkpoint `step` (see the module docstring) and returns its directory. optimizer: a Paddle optimizer,
+    or the dict optimizer_arrays() makes (merged from the ranks under optimizer-state sharding)."""
     root = os.path.join(out_dir, "checkpoints")
     os.makedirs(root, exist_ok=True)
     name = f"step-{step:08d}"
@@ -114,7 +133,8 @@ def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
-    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer, model))
+    arrays = optimizer if isinstance(optimizer, dict) else optimizer_arrays(optimizer, model)
+    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), arrays)
     with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
         json.dump({"step": step, **trainer_state}, f)
     files = sorted(os.listdir(tmp))
