@@ -30,7 +30,7 @@ from .schedule import lr_at
 
 # Settings that may differ when resuming: they do not change what the finished steps computed.
 RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device",
-                     "grad_accum"}
+                     "grad_accum", "deterministic"}
 
 
 class TrainingError(ValueError):
@@ -75,6 +75,15 @@ def evaluate(model, tokens, batch_size, ctx_len, max_batches):
     return total / count
 
 
+def set_deterministic():
+    """--deterministic: on a GPU, Paddle's kernels that add with atomics in an order that varies from run to run
+    switch to fixed-order ones where Paddle has them (embedding gradients; cuDNN), and RWKV-v2's copy head, which
+    follows FLAGS_cudnn_deterministic, adds with a one-hot matrix product instead of a scatter. Our own kernels need
+    nothing: they use no atomics. CPU runs are deterministic without it."""
+    if paddle.is_compiled_with_cuda():
+        paddle.set_flags({"FLAGS_cudnn_deterministic": True, "FLAGS_embedding_deterministic": 1})
+
+
 def make_optimizer(cfg, model):
     """Adam or AdamW over the model's parameters with one global-norm clip, unless the model's family defines
     parameter groups (a `parameter_groups(weight_decay, sequence_length, grad_clip)` method returning dicts with
@@ -112,6 +121,8 @@ class Trainer:
     def _setup(self):
         cfg = self.cfg
         paddle.set_device(cfg.device)
+        if cfg.deterministic:
+            set_deterministic()
         paddle.seed(cfg.seed)
         data = cfg.data or DEFAULT_CORPUS
         self.corpus = load_corpus(data, vocab=training_vocab(cfg), layout=cfg.layout, ctx_len=cfg.ctx_len)
@@ -128,6 +139,7 @@ class Trainer:
         self.metrics_path = os.path.join(cfg.out, "metrics.jsonl")
         self.state = dict(step=0, tokens=0, elapsed_s=0.0, loss_sum=0.0, loss_steps=0, skipped=0,
                           config=cfg.to_dict())
+        self.saved_step = None  # the step of the newest checkpoint this run wrote or resumed from
         self.log(f"model: {type(self.model).__name__}, {self.model.num_parameters():,} parameters; "
                  f"{cfg.max_steps:,} steps of {cfg.batch_size} x {cfg.ctx_len} tokens on {cfg.device}"
                  + (f" ({cfg.grad_accum} micro-batches of {cfg.batch_size // cfg.grad_accum})"
@@ -146,6 +158,7 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])
         state["config"] = now
         self.state = {k: v for k, v in state.items() if k not in ("sampler", "rng")}
+        self.saved_step = self.state["step"]
         metrics.truncate_after(self.metrics_path, self.state["step"])
         self.log(f"resumed from {path} at step {self.state['step']:,}")
 
@@ -153,9 +166,15 @@ class Trainer:
     def train(self, resume=False):
         cfg = self.cfg
         os.makedirs(cfg.out, exist_ok=True)
+        if not resume and checkpoint.checkpoint_names(cfg.out):
+            # a second run would mix its metrics and checkpoints with the first one's
+            raise TrainingError(f"{cfg.out} holds another run's checkpoints: continue it with --resume, or train "
+                                f"into a new --out")
         self._setup()
         if resume:
             self._resume()
+        elif os.path.exists(self.metrics_path):  # the records of a run killed before its first checkpoint
+            metrics.truncate_after(self.metrics_path, 0)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop()
@@ -208,7 +227,8 @@ class Trainer:
         if bar is not None:
             bar.close()
         if self.stop_signal is not None:
-            self._save()
+            if self.saved_step != st["step"]:
+                self._save()
             self.log(f"stopped by {self.stop_signal} at step {st['step']:,}; checkpoint saved. Continue with the "
                      f"same command and --resume.")
 
@@ -247,6 +267,8 @@ class Trainer:
         # eval_iters batches of batch_size windows, run as micro-batches (the same windows whatever grad_accum is)
         val_loss = evaluate(self.model, self.corpus.valid, cfg.batch_size // cfg.grad_accum, cfg.ctx_len,
                             cfg.eval_iters * cfg.grad_accum)
+        if not math.isfinite(val_loss):
+            self._stop_unsaved(f"the validation loss is {val_loss} after step {st['step']}")
         unit = "char" if self.corpus.unit == "char" else "byte"
         record = dict(step=st["step"], tokens=st["tokens"], train_loss=st["loss_sum"] / max(st["loss_steps"], 1),
                       val_loss=val_loss, val_bpc=self.corpus.bits_per("valid", val_loss, per=unit), bpc_unit=unit,
@@ -260,9 +282,20 @@ class Trainer:
         self._save()
 
     def _save(self):
+        step = self.state["step"]
+        # a finite loss does not make finite weights (an infinite gradient does not show in the loss of its step)
+        bad = next((n for n, p in self.model.named_parameters() if not bool(paddle.isfinite(p).all())), None)
+        if bad is not None:
+            self._stop_unsaved(f"the weights are not finite after step {step} ({bad})")
         self.state["elapsed_s"] = self.wall_base + time.perf_counter() - self.wall_start
         state = dict(self.state, sampler=self.sampler.state_dict(), rng=checkpoint.rng_state())
-        checkpoint.save_checkpoint(self.cfg.out, self.state["step"], self.model, self.optimizer, state)
+        checkpoint.save_checkpoint(self.cfg.out, step, self.model, self.optimizer, state)
+        self.saved_step = step
+
+    def _stop_unsaved(self, problem):
+        raise TrainingError(f"{problem}; training stopped without saving this state. The last good checkpoint in "
+                            f"{os.path.join(self.cfg.out, 'checkpoints')} is kept: resume from it with --resume "
+                            f"(perhaps with a lower --lr).")
 
     def _finish(self):
         cfg = self.cfg
