@@ -42,6 +42,7 @@ class TrainConfig:
     eval_interval: int = 0
     eval_iters: int = 0
     skip_nonfinite: bool = False
+    deterministic: bool = False  # fixed-order GPU kernels where Paddle has them (see trainer.set_deterministic)
     sample_length: int = 300
     model_options: dict = field(default_factory=dict)  # family-specific config fields
 
