@@ -49,6 +49,8 @@ def parse(argv):
     p.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu if Paddle has CUDA and a GPU, else cpu")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN or inf")
+    p.add_argument("--deterministic", action="store_true", help="on a GPU: fixed-order kernels where Paddle has "
+                   "them, so that a run repeats bit for bit (CPU runs always do)")
     p.add_argument("--eval-only", action="store_true", help="evaluate --model-dir on the test split of --data")
     p.add_argument("--model-dir", help="with --eval-only: the model to evaluate")
     p.add_argument("--split", choices=["test", "valid"], help="with --eval-only: the split to evaluate (default: "
@@ -106,10 +108,11 @@ def main(argv=None):
     explicit["out"] = args.out
     if args.model_option:
         explicit["model_options"] = model_options(args.model_option)
-    if args.skip_nonfinite:
-        explicit["skip_nonfinite"] = True
+    for flag in ("skip_nonfinite", "deterministic"):
+        if getattr(args, flag):
+            explicit[flag] = True
     if args.resume:  # the run's own settings, with what was given again checked against them
-        cfg = resume_config(args.out, explicit)
+        cfg = resume_config(args.out, explicit, log=lambda *_: None)  # the trainer reports skipped checkpoints
     else:
         explicit.setdefault("device", default_device())
         cfg = resolve(explicit)

@@ -44,6 +44,7 @@ class TrainConfig:
     eval_interval: int = 0
     eval_iters: int = 0
     skip_nonfinite: bool = False
+    deterministic: bool = False  # fixed-order GPU kernels where Paddle has them (see trainer.set_deterministic)
     sample_length: int = 300
     amp: str = "off"  # mixed precision: off, bf16 or fp16 (see amp.py)
     sharding: bool = False  # shard the optimizer state over the data-parallel ranks (see distributed.py)

@@ -37,7 +37,7 @@ from .schedule import lr_at
 
 # Settings that may differ when resuming: they do not change what the finished steps computed.
 RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device",
-                     "grad_accum", "amp", "sharding"}
+                     "grad_accum", "deterministic", "amp", "sharding"}
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -92,6 +92,15 @@ def evaluate(model, tokens, batch_size, ctx_len, max_batches, parallel=None, pre
     model.train()
     total, count = parallel.all_reduce_sum([total, count])
     return total / count
+
+
+def set_deterministic():
+    """--deterministic: on a GPU, Paddle's kernels that add with atomics in an order that varies from run to run
+    switch to fixed-order ones where Paddle has them (embedding gradients; cuDNN), and RWKV-v2's copy head, which
+    follows FLAGS_cudnn_deterministic, adds with a one-hot matrix product instead of a scatter. Our own kernels need
+    nothing: they use no atomics. CPU runs are deterministic without it."""
+    if paddle.is_compiled_with_cuda():
+        paddle.set_flags({"FLAGS_cudnn_deterministic": True, "FLAGS_embedding_deterministic": 1})
 
 
 def make_optimizer(cfg, model, owned=None):
@@ -172,6 +181,8 @@ class Trainer:
                                 "has one: start it with python -m paddle.distributed.launch --gpus 0,1,... "
                                 "tools/train.py ..., or drop --sharding")
         self.precision = MixedPrecision(cfg.amp)
+        if cfg.deterministic:
+            set_deterministic()
         paddle.seed(cfg.seed)
         data = cfg.data or DEFAULT_CORPUS
         self.corpus = load_corpus(data, vocab=training_vocab(cfg), layout=cfg.layout, ctx_len=cfg.ctx_len)
@@ -199,6 +210,7 @@ class Trainer:
         self.metrics_path = os.path.join(cfg.out, "metrics.jsonl")
         self.state = dict(step=0, tokens=0, elapsed_s=0.0, loss_sum=0.0, loss_steps=0, skipped=0,
                           world_size=par.world_size, config=cfg.to_dict())
+        self.saved_step = None  # the step of the newest checkpoint this run wrote or resumed from
         per_rank = cfg.batch_size // par.world_size
         self.log(f"model: {type(self.model).__name__}, {self.model.num_parameters():,} parameters; "
                  f"{cfg.max_steps:,} steps of {cfg.batch_size} x {cfg.ctx_len} tokens on {cfg.device}"
@@ -228,6 +240,7 @@ class Trainer:
         self.precision.load_state_dict(state.get("amp"))
         state["config"], state["world_size"] = now, par.world_size
         self.state = {k: v for k, v in state.items() if k not in ("sampler", "rng", "rank_rng", "amp")}
+        self.saved_step = self.state["step"]
         if par.is_main:
             metrics.truncate_after(self.metrics_path, self.state["step"])
         self.log(f"resumed from {path} at step {self.state['step']:,}"
@@ -238,9 +251,15 @@ class Trainer:
     def train(self, resume=False):
         cfg = self.cfg
         os.makedirs(cfg.out, exist_ok=True)
+        if not resume and checkpoint.checkpoint_names(cfg.out):
+            # a second run would mix its metrics and checkpoints with the first one's
+            raise TrainingError(f"{cfg.out} holds another run's checkpoints: continue it with --resume, or train "
+                                f"into a new --out")
         self._setup()
         if resume:
             self._resume()
+        elif self.parallel.is_main and os.path.exists(self.metrics_path):  # a run killed before its first checkpoint
+            metrics.truncate_after(self.metrics_path, 0)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop()
@@ -292,7 +311,8 @@ class Trainer:
         if bar is not None:
             bar.close()
         if self.stopped_by is not None:
-            self._save()
+            if self.saved_step != st["step"]:
+                self._save()
             self.log(f"stopped by {self.stopped_by} at step {st['step']:,}; checkpoint saved. Continue with the "
                      f"same command and --resume.")
 
@@ -363,6 +383,8 @@ class Trainer:
         # eval_iters batches of batch_size windows, run as micro-batches (the same windows whatever grad_accum is)
         val_loss = evaluate(self.model, self.corpus.valid, cfg.batch_size // cfg.grad_accum, cfg.ctx_len,
                             cfg.eval_iters * cfg.grad_accum, self.parallel, self.precision)
+        if not math.isfinite(val_loss):  # the same on every rank (all-reduced): all stop
+            self._stop_unsaved(f"the validation loss is {val_loss} after step {st['step']}")
         unit = "char" if self.corpus.unit == "char" else "byte"
         record = dict(step=st["step"], tokens=st["tokens"], train_loss=st["loss_sum"] / max(st["loss_steps"], 1),
                       val_loss=val_loss, val_bpc=self.corpus.bits_per("valid", val_loss, per=unit), bpc_unit=unit,
@@ -381,7 +403,12 @@ class Trainer:
     def _save(self):
         """Every rank takes part (their random states, and under --sharding their optimizer shards, go to rank 0);
         rank 0 writes."""
-        par = self.parallel
+        par, step = self.parallel, self.state["step"]
+        # a finite loss does not make finite weights (an infinite gradient does not show in the loss of its step);
+        # the weights are the same on every rank, so all stop
+        bad = next((n for n, p in self.model.named_parameters() if not bool(paddle.isfinite(p).all())), None)
+        if bad is not None:
+            self._stop_unsaved(f"the weights are not finite after step {step} ({bad})")
         self.state["elapsed_s"] = self.wall_base + time.perf_counter() - self.wall_start
         rngs = par.gather(checkpoint.rng_state())
         optimizer = self.optimizer
@@ -391,8 +418,14 @@ class Trainer:
         if par.is_main:
             state = dict(self.state, sampler=self.sampler.state_dict(), rng=rngs[0], rank_rng=rngs[1:],
                          amp=self.precision.state_dict())
-            checkpoint.save_checkpoint(self.cfg.out, self.state["step"], self.model, optimizer, state)
+            checkpoint.save_checkpoint(self.cfg.out, step, self.model, optimizer, state)
         par.barrier()
+        self.saved_step = step
+
+    def _stop_unsaved(self, problem):
+        raise TrainingError(f"{problem}; training stopped without saving this state. The last good checkpoint in "
+                            f"{os.path.join(self.cfg.out, 'checkpoints')} is kept: resume from it with --resume "
+                            f"(perhaps with a lower --lr).")
 
     def _finish(self):
         cfg = self.cfg
