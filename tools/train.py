@@ -26,6 +26,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.training.amp import AMP_MODES  # noqa: E402  (no paddle import)
 
 RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
     "max_steps": int, "batch_size": int, "ctx_len": int, "n_layer": int, "n_embd": int, "lr": float,
@@ -56,7 +57,7 @@ def parse(argv):
     p.add_argument("--split", choices=["test", "valid"], help="with --eval-only: the split to evaluate (default: "
                    "test, or valid for a layout without one, e.g. shakespeare-char)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--amp", choices=["off", "bf16", "fp16"], help="mixed precision on GPU (default off): bf16, or "
+    p.add_argument("--amp", choices=AMP_MODES, help="mixed precision on GPU (default off): bf16, or "
                    "fp16 with dynamic loss scaling; parameters and optimizer state stay float32")
     p.add_argument("--sharding", action=argparse.BooleanOptionalAction, default=None,
                    help="under paddle.distributed.launch: each process keeps the optimizer state of its share of the "
