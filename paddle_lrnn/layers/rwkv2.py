@@ -103,7 +103,10 @@ class RWKV2ChannelMix(nn.Layer):
 
 
 def deterministic_gpu(x):
-    """True for a GPU tensor while Paddle's FLAGS_cudnn_deterministic is set (train.py --deterministic sets it)."""
+    """True for a GPU tensor while Paddle's FLAGS_cudnn_deterministic is set (train.py --deterministic sets it).
+    False in a traced program (paddle_lrnn.export), whose values have no place: it keeps the scatter-add."""
+    if not paddle.in_dynamic_mode():
+        return False
     return x.place.is_gpu_place() and bool(paddle.get_flags(["FLAGS_cudnn_deterministic"])["FLAGS_cudnn_deterministic"])
 
 
