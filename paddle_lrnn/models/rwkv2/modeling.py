@@ -19,9 +19,11 @@ import paddle
 import paddle.nn as nn
 
 from ...layers.rwkv2 import K_CLAMP, K_EPS, RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
+from ...ops._checks import dims_match
 from ...ops.rwkv2_step import rwkv2_step, weight_names
-from ...ops.wkv import initial_state
-from ..modeling_utils import CausalLMOutput, PretrainedModel
+# renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
+from ...ops.wkv import initial_state as initial_wkv_state
+from ..modeling_utils import CausalLMOutput, PretrainedModel, check_id_range, check_input_ids
 from .configuration import RWKV2Config
 
 
@@ -100,22 +102,23 @@ class RWKV2ForCausalLM(PretrainedModel):
     def initial_state(self, batch_size):
         L, C = self.config.n_layer, self.config.n_embd
         zeros = paddle.zeros([L, batch_size, C], self.emb.weight.dtype)
-        return {"wkv": paddle.stack([initial_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
+        return {"wkv": paddle.stack([initial_wkv_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
 
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
-        B, T = _check_ids(input_ids)
+        check_input_ids(input_ids)  # the id range below: the fused step checks it itself, without a sync
+        B, T = input_ids.shape
         if state is None:
             state = self.initial_state(B)
-        elif state["wkv"].shape[1] != B:
+        elif not dims_match([state["wkv"].shape[1]], [B]):
             raise ValueError(f"state is for batch size {state['wkv'].shape[1]}, input_ids has batch size {B}")
         if T == 1 and use_cache and self._fusable(input_ids, state):
             logits, state = rwkv2_step(self._fused_step_weights(), input_ids, state, ctx_len=self.config.ctx_len,
                                        ffn_pre=self.config.variant == "RWKV-ffnPre", k_clamp=K_CLAMP, eps=K_EPS,
                                        ln_eps=self.ln_out._epsilon)
             return CausalLMOutput(logits=logits, state=state)
-        _check_id_range(input_ids, self.config.vocab_size)  # the fused step checks its ids itself, without a sync
+        check_id_range(input_ids, self.config.vocab_size)
         x = self.emb(input_ids)
         wkv, att_shift, ffn_shift = [], [], []
         for i, block in enumerate(self.blocks):
@@ -137,11 +140,11 @@ class RWKV2ForCausalLM(PretrainedModel):
         return CausalLMOutput(logits=logits, state=new_state)
 
     def _fusable(self, input_ids, state):
-        """Whether this step can run as ops.rwkv2_step: CPU, float32, int64 ids, no gradients."""
+        """Whether this step can run as ops.rwkv2_step: CPU, float32, int64 ids, no gradients, not traced."""
         weight = self.emb.weight
-        return (self.fused_step and not paddle.is_grad_enabled() and weight.dtype == paddle.float32
-                and weight.place.is_cpu_place() and input_ids.dtype == paddle.int64
-                and state.get("head_ids", input_ids).dtype == paddle.int64)
+        return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
+                and weight.dtype == paddle.float32 and weight.place.is_cpu_place()
+                and input_ids.dtype == paddle.int64 and state.get("head_ids", input_ids).dtype == paddle.int64)
 
     def _fused_step_weights(self):
         if self._fused_weights is None:
@@ -149,24 +152,6 @@ class RWKV2ForCausalLM(PretrainedModel):
             self._fused_weights = [params[n] for n in weight_names(self.config.n_layer,
                                                                    self.config.variant == "RWKV-ffnPre")]
         return self._fused_weights
-
-
-def _check_ids(input_ids):
-    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2:
-        raise ValueError(f"input_ids must be a 2-D paddle.Tensor [batch, time], got "
-                         f"{list(input_ids.shape) if isinstance(input_ids, paddle.Tensor) else type(input_ids).__name__}")
-    if input_ids.dtype not in (paddle.int64, paddle.int32):
-        raise TypeError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
-    B, T = input_ids.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"input_ids is empty (shape {[B, T]}); batch and time must be at least 1")
-    return B, T
-
-
-def _check_id_range(input_ids, vocab_size):
-    low, high = int(input_ids.min()), int(input_ids.max())
-    if low < 0 or high >= vocab_size:
-        raise ValueError(f"token id {high if high >= vocab_size else low} is outside the vocabulary [0, {vocab_size})")
 
 
 def _decay_curve(layer_id, n_layer, n_embd):
