@@ -85,17 +85,28 @@ def assert_same_steps(model, ids, state=None):
     (1, dict()),
     (3, dict(variant="RWKV-ffnPre")),
     (2, dict(n_embd=72, vocab_size=1100, n_layer=2, ctx_len=3)),  # 2 row blocks, 2 column tiles, threads
+    (1, dict(n_layer=1, ctx_len=70)),  # the copy head's scores in several tasks
     (3, dict(ctx_len=1)),  # no copy-head memory at all
 ])
 def test_fused_step_equals_the_eager_step(B, config, fused_calls):
     model = perturbed_model(0, **config)
-    V = model.config.vocab_size
+    V, ctx_len = model.config.vocab_size, model.config.ctx_len
     ids = paddle.randint(0, V, [B, 9])
-    with paddle.no_grad():
-        prompt = model(paddle.randint(0, V, [B, 4]), use_cache=True).state  # memory of 4 > ctx_len - 1 slides
+    with paddle.no_grad():  # a full copy-head memory (ctx_len - 1 tokens), which then slides
+        prompt = model(paddle.randint(0, V, [B, ctx_len + 1]), use_cache=True).state
     assert_same_steps(model, ids, prompt)
     assert_same_steps(model, ids[:, :3], None)  # from a fresh state: no memory before the first token
     assert len(fused_calls) == 12
+
+
+def test_memory_longer_than_the_window(fused_calls):
+    model = perturbed_model(3, ctx_len=20)
+    with paddle.no_grad():
+        state = model(paddle.randint(0, 37, [2, 30]), use_cache=True).state
+    assert state["head_keys"].shape[1] == 19
+    model.config.ctx_len = 6  # the memory now reaches further back than the copy head sees: only 5 entries count
+    assert_same_steps(model, paddle.randint(0, 37, [2, 3]), state)
+    assert len(fused_calls) == 3
 
 
 def test_fused_step_reproduces_the_original_runner():

@@ -149,11 +149,14 @@ def bench_generation(args):
     n = args.tokens
     prompt = list(range(1, 33))
 
-    def ours():
-        for _ in generate_ids(model, prompt, n, seed=0):
-            pass
+    def ours(fused):
+        def generate():
+            model.fused_step = fused  # the fused CPU step operator, or the layers one by one
+            for _ in generate_ids(model, prompt, n, seed=0):
+                pass
+        return generate
 
-    runs = [("paddle_lrnn (step mode, fp32)", ours, n)]
+    runs = [("paddle_lrnn (fused step, fp32)", ours(True), n), ("paddle_lrnn (layer by layer, fp32)", ours(False), n)]
     if args.original_rwkv2:
         import torch
 

@@ -119,8 +119,7 @@ inline void step_gemvs(std::initializer_list<StepGemv> gemvs, int64_t B, std::ve
   }
 }
 
-inline void step_layer_norm(int64_t B, int64_t C, const float* x, const float* w, const float* b, float eps,
-                            float* y) {
+inline void step_layer_norm(int64_t B, int64_t C, const float* x, const float* w, const float* b, float eps, float* y) {
   for (int64_t r = 0; r < B; ++r, x += C, y += C) {
     double mean = 0, var = 0;
     for (int64_t c = 0; c < C; ++c) mean += x[c];
@@ -153,8 +152,7 @@ struct Rwkv2StepScratch {
 inline void step_channel_mix(const Rwkv2ChannelMixWeights& f, int64_t B, int64_t C, const float* x, const float* prev,
                              float* acc, Rwkv2StepScratch& s) {
   step_mix(B, C, x, prev, f.mix, s.xx.data());
-  step_gemvs({{f.key, C, 4 * C, s.xx.data(), s.h.data()}, {f.receptance, C, C, s.xx.data(), s.r.data()}}, B,
-             s.partial);
+  step_gemvs({{f.key, C, 4 * C, s.xx.data(), s.h.data()}, {f.receptance, C, C, s.xx.data(), s.r.data()}}, B, s.partial);
   for (int64_t i = 0; i < 4 * B * C; ++i) s.h[i] = s.h[i] > 0 ? s.h[i] * s.h[i] : 0.0f;
   step_gemvs({{f.value, 4 * C, C, s.h.data(), s.v.data()}}, B, s.partial);
   for (int64_t i = 0; i < B * C; ++i) acc[i] += step_sigmoid(s.r[i]) * s.v[i];
@@ -216,23 +214,28 @@ inline void rwkv2_step_cpu(const Rwkv2StepWeights& m, int64_t B, const int64_t* 
     step_channel_mix(blk.ffn, B, C, ffn_new, ffn_in + l * B * C, cur.data(), s);
   }
   step_layer_norm(B, C, cur.data(), m.ln_out_w, m.ln_out_b, m.ln_eps, s.x.data());
-  step_gemvs({{m.head, C, V, s.x.data(), logits}, {m.head_q, C, D, s.x.data(), s.q.data()},
+  step_gemvs({{m.head, C, V, s.x.data(), logits},
+              {m.head_q, C, D, s.x.data(), s.q.data()},
               {m.head_k, C, D, s.x.data(), s.hk.data()}},
              B, s.partial);
   // Copy head: memory entry j is M - j tokens back, visible while that is below ctx_len; this token always is.
-  const int64_t first = std::max<int64_t>(0, M - (m.ctx_len - 1));
+  const int64_t first = std::max<int64_t>(0, M - (m.ctx_len - 1)), visible = M + 1 - first;
+  constexpr int64_t kKeysPerTask = 64;
+  const int64_t chunks = (visible + kKeysPerTask - 1) / kKeysPerTask;
   parallel_for(
-      B * (M + 1 - first),
+      B * chunks,
       [&](int64_t t) {
-        const int64_t b = t / (M + 1 - first), j = first + t % (M + 1 - first);
-        const float* key = j < M ? mem_keys + (b * M + j) * D : s.hk.data() + b * D;
+        const int64_t b = t / chunks, j0 = first + (t % chunks) * kKeysPerTask;
         const float* q = s.q.data() + b * D;
-        float dot = 0;
+        for (int64_t j = j0; j < std::min(j0 + kKeysPerTask, M + 1); ++j) {
+          const float* key = j < M ? mem_keys + (b * M + j) * D : s.hk.data() + b * D;
+          float dot = 0;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t d = 0; d < D; ++d) dot += q[d] * key[d];
-        s.scores[b * (M + 1) + j] = dot / static_cast<float>(D);
+          for (int64_t d = 0; d < D; ++d) dot += q[d] * key[d];
+          s.scores[b * (M + 1) + j] = dot / static_cast<float>(D);
+        }
       },
-      2.0 * B * (M + 1 - first) * D);
+      2.0 * B * visible * D);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = first; j <= M; ++j)
       logits[b * V + (j < M ? mem_ids[b * M + j] : ids[b])] += s.scores[b * (M + 1) + j];

@@ -50,8 +50,8 @@ int64_t memory_after(int64_t M, int64_t ctx_len) { return std::min(M + 1, ctx_le
 std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor>& weights, const Tensor& wkv,
                                      const Tensor& att_shift, const Tensor& ffn_shift,
                                      const paddle::optional<Tensor>& head_keys,
-                                     const paddle::optional<Tensor>& head_ids, bool ffn_pre, int ctx_len,
-                                     float k_clamp, float eps, float ln_eps) {
+                                     const paddle::optional<Tensor>& head_ids, bool ffn_pre, int ctx_len, float k_clamp,
+                                     float eps, float ln_eps) {
   PD_CHECK(ids.shape().size() == 2 && ids.shape()[1] == 1, kOp, ": ids must be [B, 1]");
   PD_CHECK(wkv.shape().size() == 4, kOp, ": the wkv state must be [L, B, 3, C]");
   PD_CHECK(!weights.empty() && weights[0].shape().size() == 2, kOp, ": the first weight must be emb.weight [V, C]");
@@ -135,10 +135,9 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
   Tensor ffn_out = paddle::empty({L, B, C}, paddle::DataType::FLOAT32, ids.place());
   Tensor keys_out = paddle::empty({B, M_out, m.D}, paddle::DataType::FLOAT32, ids.place());
   Tensor ids_out = paddle::empty({B, M_out}, paddle::DataType::INT64, ids.place());
-  lrnn::rwkv2_step_cpu(m, B, ids.data<int64_t>(), wkv.data<float>(), att_shift.data<float>(),
-                       ffn_shift.data<float>(), M, mem_keys, mem_ids, M_out, logits.data<float>(),
-                       wkv_out.data<float>(), att_out.data<float>(), ffn_out.data<float>(), keys_out.data<float>(),
-                       ids_out.data<int64_t>());
+  lrnn::rwkv2_step_cpu(m, B, ids.data<int64_t>(), wkv.data<float>(), att_shift.data<float>(), ffn_shift.data<float>(),
+                       M, mem_keys, mem_ids, M_out, logits.data<float>(), wkv_out.data<float>(), att_out.data<float>(),
+                       ffn_out.data<float>(), keys_out.data<float>(), ids_out.data<int64_t>());
   return {logits, wkv_out, att_out, ffn_out, keys_out, ids_out};
 }
 
