@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 
 RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
     "max_steps": int, "batch_size": int, "ctx_len": int, "n_layer": int, "n_embd": int, "lr": float,
@@ -37,7 +37,7 @@ HELP = {
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model family (default rwkv2)")
     p.add_argument("--preset", help="a named recipe, e.g. enwik8 for rwkv2")
     p.add_argument("--data", help="a text file (enwik8 is one) or a wikitext directory; default: the embedded corpus")

@@ -11,13 +11,24 @@ umask; or the existing file's permissions when ``path`` already exists), then re
 (after a hard crash a ``.<name>.*.tmp`` file may remain; it is never mistaken for the target).
 
 If ``path`` is a symbolic link, the link itself is replaced by a regular file (its target is not written through).
+
+    with atomic_directory("out/model") as staging:
+        ...write files into staging...
+
+does the same for a whole directory (see `atomic_directory`), and
+
+    with atomic_files("out/run") as staging:
+        ...write config.json, model.safetensors... into staging
+
+replaces several files of a directory together: none of them unless all were written (see `atomic_files`).
 """
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "atomic_directory", "atomic_files"]
 
 _TEXT_MODES = ("w", "wt")
 _BINARY_MODES = ("wb",)
@@ -92,3 +103,66 @@ def atomic_write(path, mode="wb", **open_kwargs):
                     os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Context manager yielding an empty staging directory beside ``path`` that takes the place of ``path`` when the
+    block exits normally; if the block raises, the staging directory is removed and ``path`` is left as it was.
+
+    An existing ``path`` (directory or file) is first renamed aside, the staging directory renamed in, and only then
+    the old one deleted: a failure in between puts the old one back. Raises OSError naming ``path`` if its parent
+    directory cannot be created or written."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except FileExistsError as err:  # a file where a directory of the path belongs
+        raise NotADirectoryError(f"cannot create {path}: {err.filename} is not a directory") from None
+    except OSError as err:
+        raise type(err)(f"cannot create {path}: cannot create {parent} ({err.strerror})") from None
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    except OSError as err:
+        raise type(err)(f"cannot create {path}: cannot write into {parent} ({err.strerror})") from None
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_current_umask())  # as os.mkdir would have made it (mkdtemp's is 0o700)
+        old = None
+        if os.path.lexists(path):
+            old = staging + ".old"
+            os.rename(path, old)
+        try:
+            os.rename(staging, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)
+            raise
+        staging = None
+        _fsync_directory(parent)
+        if old is not None:
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.unlink(old)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_files(directory):
+    """Context manager yielding an empty staging directory inside ``directory`` (created if needed). When the block
+    exits normally, every file written into the staging directory replaces its namesake in ``directory`` (one
+    rename each, after all of them are complete); if the block raises, the staging directory is removed and no file
+    of ``directory`` has changed. For files that belong together, such as a model's config and weights."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=directory)
+    try:
+        yield staging
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(directory, name))
+        _fsync_directory(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

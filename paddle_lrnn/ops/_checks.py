@@ -1,4 +1,7 @@
 """Argument checks shared by the public operators: one clear error before any kernel sees a bad tensor."""
+import math
+import numbers
+
 import paddle
 
 FLOATING = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
@@ -39,6 +42,16 @@ def same_place(op, names, tensors):
     if len(set(places)) > 1:
         found = ", ".join(f"{n} on {p}" for n, p in zip(names, places))
         raise ValueError(f"{op}: inputs must be on one device, got {found}")
+
+
+def number(op, name, value, minimum=None):
+    """Checks that a scalar argument (eps, scale) is a finite real number, >= minimum if given; returns it as float."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{op}: {name} must be a finite number{bound}, got {value!r}")
+    return float(value)
 
 
 def acc_dtype(dtype):

@@ -8,7 +8,7 @@ from ._library import library
 OP = "paddle_lrnn.ops.gla"
 
 
-def check_args(q, k, v, g, state):
+def check_args(q, k, v, g, state, scale=None):
     """One clear error for a bad argument: rank, dtype, shapes of q/k/v/g/state, empty dimensions, devices."""
     _checks.tensor(OP, "q", q, "[B, T, H, K]")
     _checks.tensor(OP, "k", k, "[B, T, H, K]")
@@ -28,6 +28,8 @@ def check_args(q, k, v, g, state):
         tensors.append(state)
         names.append("state")
     _checks.same_place(OP, names, tensors)
+    if scale is not None:
+        _checks.number(OP, "scale", scale)
 
 
 def default_scale(q):
@@ -55,7 +57,7 @@ def gla(q, k, v, g, state=None, *, scale=None):
         (o [B, T, H, V] in the inputs' dtype, final state [B, H, K, V] in float32, float64 for float64 inputs).
         Both are differentiable w.r.t. q, k, v, g and the initial state.
     """
-    check_args(q, k, v, g, state)
+    check_args(q, k, v, g, state, scale)
     acc = _checks.acc_dtype(q.dtype)
     B, T, H, K = q.shape
     if state is None:

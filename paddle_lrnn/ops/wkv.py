@@ -15,7 +15,7 @@ def initial_state(batch, channels, dtype=paddle.float32):
     )
 
 
-def check_args(w, u, k, v, state):
+def check_args(w, u, k, v, state, eps=0.0):
     _checks.tensor(OP, "k", k, "[B, T, C]")
     _checks.tensor(OP, "v", v, "[B, T, C]")
     _checks.tensor(OP, "w", w, "[C]")
@@ -33,6 +33,7 @@ def check_args(w, u, k, v, state):
         tensors.append(state)
         names.append("state")
     _checks.same_place(OP, names, tensors)
+    _checks.number(OP, "eps", eps, minimum=0.0)
 
 
 def wkv(w, u, k, v, state=None, *, eps=0.0):
@@ -54,7 +55,7 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
     Returns:
         (y [B, T, C] in k's dtype, state [B, 3, C]). Both are differentiable, including w.r.t. the input state.
     """
-    check_args(w, u, k, v, state)
+    check_args(w, u, k, v, state, eps)
     acc = _checks.acc_dtype(k.dtype)
     if state is None:
         state = initial_state(k.shape[0], k.shape[2], acc)

@@ -23,6 +23,7 @@ import paddle.nn.functional as F
 
 from ..data import BatchSampler, eval_batches, load_corpus
 from ..generation import generate_ids
+from ..io.atomic import atomic_files
 from ..models import AutoModelForCausalLM
 from . import checkpoint, metrics
 from .recipes import DEFAULT_CORPUS, model_config
@@ -51,6 +52,15 @@ def resume_config(out_dir, explicit, log=print):
         raise TrainingError(f"cannot resume {path}: the run was started with other settings ({detail}); "
                             f"drop those flags or train into a new --out")
     return TrainConfig(**{**saved, **explicit})
+
+
+def refuse_earlier_run(out_dir):
+    """A new run would mix its checkpoints and metrics with those of a run already in out_dir (and prune that run's
+    checkpoints by step number): refused, naming what is there."""
+    found = [n for n in ("checkpoints", "metrics.jsonl", "config.json") if os.path.exists(os.path.join(out_dir, n))]
+    if found:
+        raise TrainingError(f"--out {out_dir} already holds a training run or model ({', '.join(found)}); continue "
+                            f"it with --resume, or choose another --out")
 
 
 def _with_defaults(saved):
@@ -152,8 +162,10 @@ class Trainer:
     # --------------------------------------------------------------------------------------------- the loop
     def train(self, resume=False):
         cfg = self.cfg
-        os.makedirs(cfg.out, exist_ok=True)
+        if not resume:
+            refuse_earlier_run(cfg.out)
         self._setup()
+        os.makedirs(cfg.out, exist_ok=True)  # after the set-up: bad data or settings leave no empty directory behind
         if resume:
             self._resume()
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -270,8 +282,9 @@ class Trainer:
         if records:
             metrics.plot_losses(records, os.path.join(cfg.out, "loss.png"), title=f"{cfg.model} on {self.corpus.name}")
         self.model.eval()
-        self.model.save_pretrained(cfg.out)
-        self.corpus.vocab.save(cfg.out)
+        with atomic_files(cfg.out) as staging:  # the model and its vocabulary replace an earlier pair together
+            self.model.save_pretrained(staging)
+            self.corpus.vocab.save(staging)
         self.log(f"saved the model to {cfg.out}")
         if cfg.sample_length:
             self.log(f"sample:\n{sample_text(self.model, self.corpus, cfg.sample_length, cfg.seed)}")
@@ -285,6 +298,9 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
     split (shakespeare-char)."""
     from ..data import load_vocab
 
+    for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without
