@@ -85,10 +85,15 @@ def atomic_write(path, mode="wb", **open_kwargs):
     f = None
     try:
         f = os.fdopen(fd, mode, **open_kwargs)
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        except OSError as err:
+            if err.filename is None and err.errno is not None:  # a failed write names no file: name the one written
+                raise type(err)(err.errno, err.strerror, path) from None
+            raise
         os.chmod(tmp, perms)
         os.replace(tmp, path)
         tmp = None

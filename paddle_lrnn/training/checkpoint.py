@@ -113,17 +113,21 @@ def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
     final, tmp = os.path.join(root, name), os.path.join(root, f".tmp-{name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
-    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer, model))
-    with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
-        json.dump({"step": step, **trainer_state}, f)
-    files = sorted(os.listdir(tmp))
-    with atomic_write(os.path.join(tmp, MANIFEST), "w") as f:
-        json.dump({"step": step, "sha256": {fn: _sha256(os.path.join(tmp, fn)) for fn in files}}, f, indent=1)
-    _fsync_dir(tmp)
-    if os.path.exists(final):  # a checkpoint of the same step from an interrupted earlier attempt
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    try:
+        save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
+        save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer, model))
+        with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
+            json.dump({"step": step, **trainer_state}, f)
+        files = sorted(os.listdir(tmp))
+        with atomic_write(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump({"step": step, "sha256": {fn: _sha256(os.path.join(tmp, fn)) for fn in files}}, f, indent=1)
+        _fsync_dir(tmp)
+        if os.path.exists(final):  # a checkpoint of the same step from an interrupted earlier attempt
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:  # a full disk, say: nothing half-written stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _fsync_dir(root)
     with atomic_write(os.path.join(root, LATEST), "w") as f:
         f.write(name + "\n")

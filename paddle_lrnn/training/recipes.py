@@ -188,6 +188,8 @@ def validate(cfg):
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if value >= 2 ** 31:  # Paddle takes tensor dimensions as int32
+            raise ValueError(f"--{name.replace('_', '-')} {value} is too large (at most 2**31 - 1)")
     if not isinstance(cfg.schedule_interval, int) or isinstance(cfg.schedule_interval, bool) \
             or cfg.schedule_interval < 1:
         raise ValueError(f"schedule_interval must be a positive integer, got {cfg.schedule_interval!r}")

@@ -29,9 +29,10 @@ from . import checkpoint, metrics
 from .recipes import DEFAULT_CORPUS, model_config
 from .schedule import lr_at
 
-# Settings that may differ when resuming: they do not change what the finished steps computed.
+# Settings that may differ when resuming: they do not change what the finished steps computed (out: the run's
+# directory may have been moved or copied since).
 RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device",
-                     "grad_accum"}
+                     "grad_accum", "out"}
 
 
 class TrainingError(ValueError):
