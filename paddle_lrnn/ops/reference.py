@@ -13,6 +13,9 @@ from .timex import check_args as check_timex_args
 from .wkv import check_args as check_wkv_args, initial_state as wkv_initial_state
 
 
+_MAX_EXP = {paddle.float32: 80.0, paddle.float64: 700.0}  # below the largest x with a finite e^x
+
+
 def wkv(w, u, k, v, state=None, *, eps=0.0):
     """Reference of paddle_lrnn.ops.wkv: the same log-scaled recurrence, one time step per loop iteration."""
     check_wkv_args(w, u, k, v, state, eps)
@@ -29,8 +32,9 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
         p = paddle.maximum(pp, uk)
         e1, e2 = paddle.exp(pp - p), paddle.exp(uk - p)
         den = e1 * bb + e2
-        if eps > 0:
-            den = den + eps * paddle.exp(-p)
+        if eps > 0:  # (e^-p overflows for hugely negative keys; the term then dwarfs the rest of the denominator,
+            # y is 0 either way, and an infinite term would make the gradients NaN (inf * 0): capped)
+            den = den + eps * paddle.exp(paddle.minimum(-p, paddle.full_like(p, _MAX_EXP[acc])))
         ys.append((e1 * aa + e2 * vt) / den)
         decayed = pp - w
         p = paddle.maximum(decayed, kt)

@@ -1,4 +1,5 @@
 """WKV: the RWKV time-mix recurrence as a custom operator (kernels in custom_ops/kernels/wkv.h, .cuh)."""
+import numpy as np
 import paddle
 
 from . import _checks
@@ -59,5 +60,7 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
     acc = _checks.acc_dtype(k.dtype)
     if state is None:
         state = initial_state(k.shape[0], k.shape[2], acc)
-    y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), float(eps))
+    eps_hi = float(np.float32(eps))  # float attributes only: the remainder travels as a second one
+    eps_lo = float(np.float32(eps - eps_hi))
+    y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), eps_hi, eps_lo)
     return y, state
