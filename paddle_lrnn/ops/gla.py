@@ -1,9 +1,8 @@
 """GLA: the gated outer-product recurrence of HGRN2 as a custom operator (kernels in custom_ops/kernels/gla.h, .cuh)."""
-import numpy as np
 import paddle
 
 from . import _checks
-from ._library import library
+from ._library import double_attr, library
 
 OP = "paddle_lrnn.ops.gla"
 
@@ -63,7 +62,5 @@ def gla(q, k, v, g, state=None, *, scale=None):
     if state is None:
         state = paddle.zeros([B, H, K, v.shape[3]], acc)
     scale = default_scale(q) if scale is None else float(scale)
-    scale_hi = float(np.float32(scale))  # float attributes only: the remainder travels as a second one
-    scale_lo = float(np.float32(scale - scale_hi))
-    o, state = library().lrnn_gla(q, k, v, g, state.astype(acc), scale_hi, scale_lo)
+    o, state = library().lrnn_gla(q, k, v, g, state.astype(acc), *double_attr(scale))
     return o, state

@@ -1,9 +1,8 @@
 """WKV: the RWKV time-mix recurrence as a custom operator (kernels in custom_ops/kernels/wkv.h, .cuh)."""
-import numpy as np
 import paddle
 
 from . import _checks
-from ._library import library
+from ._library import double_attr, library
 
 OP = "paddle_lrnn.ops.wkv"
 EMPTY_LOG_SCALE = -1e38  # pp of an empty state: the log-space zero, finite so that differences stay finite
@@ -60,7 +59,5 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
     acc = _checks.acc_dtype(k.dtype)
     if state is None:
         state = initial_state(k.shape[0], k.shape[2], acc)
-    eps_hi = float(np.float32(eps))  # float attributes only: the remainder travels as a second one
-    eps_lo = float(np.float32(eps - eps_hi))
-    y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), eps_hi, eps_lo)
+    y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), *double_attr(eps))
     return y, state
