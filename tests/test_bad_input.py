@@ -123,7 +123,7 @@ def ws(tmp_path_factory):
             TOOLS["train"].main(["--model", family, "--data", w.small_txt, "--out", w.models[family], *OPTIONS[family],
                                  *map(str, TINY)])
         TOOLS["convert"].main(["--model", "hgrn2", "--src", HGRN2_DIR, "--out", w.path("converted-hgrn2")])
-        w.good = digests(root)
+        w.good = {p: d for p, d in digests(root).items() if not p.startswith(w.path("cache"))}
         w.good.update(digests(FIXTURES))
         yield w
 
@@ -132,8 +132,8 @@ def ws(tmp_path_factory):
 # helpers the rows use
 
 def disk_full(pattern):
-    """Every atomic write of a path matching `pattern` fails with ENOSPC after some of its data, as on a full disk
-    (a context manager patching atomic_write wherever paddle_lrnn imported it)."""
+    """Makes every atomic write of a path matching `pattern` fail with ENOSPC after some of its data, as on a full
+    disk, by patching atomic_write wherever paddle_lrnn imported it; returns the MonkeyPatch (undo() restores)."""
 
     class FullFile:
         def __init__(self, f):
@@ -161,9 +161,8 @@ def disk_full(pattern):
 
 
 def hostile(ws, name, case):
-    """A checkpoint whose pickle would create the file <name>.pwned: (path of the file, path of the marker)."""
-    marker = ws.path(f"{name}.pwned")
-    return craft_zip(ws.path(f"{name}.pth"), hostile_pickles(marker)[case][0]), marker
+    """A checkpoint <name>.pth whose pickle would create the file <name>.pwned (see nothing_ran)."""
+    return craft_zip(ws.path(f"{name}.pth"), hostile_pickles(ws.path(f"{name}.pwned"))[case][0])
 
 
 def nothing_ran(name):
@@ -397,7 +396,7 @@ ROWS = [
                          "--out", ws.path("c")],
              r"--vocab .*vocab\.json has \d+ entries but the checkpoint's embedding has 53 rows"),
     tool_row("convert/rwkv2/runs-os-system", "convert",
-             lambda ws: ["--model", "rwkv2", "--src", hostile(ws, "system", "os.system reduce")[0], "--out",
+             lambda ws: ["--model", "rwkv2", "--src", hostile(ws, "system", "os.system reduce"), "--out",
                          ws.path("c")],
              r"refusing to load .*system\.pth: it references (posix|os|nt)\.system, which is not a tensor",
              check=nothing_ran("system")),
@@ -410,7 +409,7 @@ ROWS = [
              check=nothing_ran("eval"),
              process=True),
     tool_row("convert/mru/getattr-chain", "convert",
-             lambda ws: ["--model", "mru", "--src", hostile(ws, "getattr", "getattr chain")[0], "--config", MRU_JSON,
+             lambda ws: ["--model", "mru", "--src", hostile(ws, "getattr", "getattr chain"), "--config", MRU_JSON,
                          "--out", ws.path("c")],
              r"refusing to load .*getattr\.pth: it references builtins\.getattr", check=nothing_ran("getattr")),
     tool_row("convert/mru/zip-bomb", "convert",
@@ -531,6 +530,8 @@ def run_row(row, ws, capsys):
     try:
         if row.target in TOOLS:
             argv = [str(a) for a in target]
+            out_dir = argv[argv.index("--out") + 1] if "--out" in argv else None
+            out_existed = out_dir is not None and os.path.lexists(out_dir)
             with pytest.raises(SystemExit) as exit_info:
                 run_cli(lambda: TOOLS[row.target].main(argv))
             out, err = capsys.readouterr()
@@ -538,6 +539,8 @@ def run_row(row, ws, capsys):
             assert "Traceback" not in err
             lines = err.strip("\n").split("\n")
             assert len(lines) == 1 and lines[0].startswith("error: "), err
+            if out_dir is not None:
+                assert os.path.lexists(out_dir) == out_existed, "a failed run created its --out"
             if row.target == "generate":
                 assert out == "", "generate printed something before failing"
             return lines[0]
