@@ -1213,13 +1213,15 @@ def test_torch_reads_our_big_endian_crafted_file_the_same(tmp_path):
 def test_our_zip_layout_matches_torch_offset_arithmetic(tmp_path, monkeypatch):
     # torch can compute storage offsets itself from miniz's layout; with its debug check on, a layout that
     # differs from what torch.save would write raises.
+    # (config.patch, not monkeypatch.setattr: undoing the latter left torch's load without the setting at all, and
+    # every later torch.load in the session failed with "...calculate_storage_offsets does not exist")
     from torch.utils.serialization import config
     monkeypatch.setenv("TORCH_SERIALIZATION_DEBUG", "1")
-    monkeypatch.setattr(config.load, "calculate_storage_offsets", True)
     obj = {f"t{i}": np.arange(i * 37 + 1, dtype=np.float32) for i in range(6)}
     obj["empty"] = np.zeros(0, np.float32)
     obj["after"] = np.ones(5, np.int64)
     save_torch_checkpoint(tmp_path / "o.pt", obj)
-    back = torch.load(tmp_path / "o.pt", weights_only=True, mmap=True)
+    with config.patch({"load.calculate_storage_offsets": True}):
+        back = torch.load(tmp_path / "o.pt", weights_only=True, mmap=True)
     for k, v in obj.items():
         np.testing.assert_array_equal(back[k].numpy(), v)
