@@ -1,13 +1,19 @@
-"""Hypothesis profiles for the whole suite.
+"""What the whole suite shares.
 
-"ci" (the default) runs a bounded number of examples per property test, derandomized: every run draws the same
-examples, so a failure in CI reproduces on any machine and a pass means the same thing every time (random fuzzing
-belongs to the long mode). "long" draws 1000 examples per operator property, from new random seeds each run, with
-wider shapes: `python -m pytest tests/test_fuzz_ops.py --fuzz-long`, or LRNN_FUZZ=long.
+The test process computes as the command-line tools do: importing paddle_lrnn.cli sets MKL_DEBUG_CPU_TYPE on AMD
+processors before Paddle starts MKL, and that setting changes the rounding of Paddle's matrix products, so a run of
+tools/train.py is bit-identical to one in this process only with it (tests/test_crash_resume.py compares them).
+
+Hypothesis profiles: "ci" (the default) runs a bounded number of examples per property test, derandomized: every run
+draws the same examples, so a failure in CI reproduces on any machine and a pass means the same thing every time
+(random fuzzing belongs to the long mode). "long" draws 1000 examples per operator property, from new random seeds
+each run, with wider shapes: `python -m pytest tests/test_fuzz_ops.py --fuzz-long`, or LRNN_FUZZ=long.
 """
 import os
 
 from hypothesis import settings
+
+import paddle_lrnn.cli  # noqa: F401
 
 CI_EXAMPLES = 100
 LONG_EXAMPLES = 1000

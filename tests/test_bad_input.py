@@ -1,5 +1,5 @@
-"""Every bad input answered: one table of the kinds of bad input for each tool (train, convert, generate, bench), each
-public operator and the models' entry points, across the three families.
+"""Every bad input answered: one table of the kinds of bad input for each tool (train, convert, generate, bench,
+export), each public operator and the models' entry points, across the three families.
 
 A row builds its input in a shared workspace (three tiny trained models, the original checkpoints of tests/fixtures,
 files that are missing, empty, binary, not UTF-8, hostile...), then runs the tool in-process through its
@@ -69,7 +69,7 @@ def load_tool(name):
     return module
 
 
-TOOLS = {name: load_tool(name) for name in ("train", "convert", "generate", "bench")}
+TOOLS = {name: load_tool(name) for name in ("train", "convert", "generate", "bench", "export")}
 
 
 class Workspace:
@@ -294,8 +294,7 @@ ROWS = [
     # ---- train: output
     tool_row("train/rwkv2/out-holds-a-run", "train",
              lambda ws: ["--data", ws.small_txt, "--out", ws.models["rwkv2"], *TINY],
-             r"--out .*rwkv2 already holds a training run or model \(checkpoints, metrics\.jsonl, config\.json\); "
-             r"continue it with --resume"),
+             r"models/rwkv2 holds another run's checkpoints: continue it with --resume, or train into a new --out"),
     tool_row("train/rwkv2/out-through-a-file", "train",
              lambda ws: ["--data", ws.small_txt, "--out", ws.path("a-file", "run"), *TINY],
              r"Not a directory: '.*a-file/run'"),
@@ -454,6 +453,22 @@ ROWS = [
     tool_row("bench/original-without-runner", "bench",
              lambda ws: ["--section", "generation", "--original-rwkv2", ws.path("empty-dir")],
              r"--original-rwkv2 .*empty-dir has no model_run\.py"),
+    # ---- export
+    tool_row("export/missing-model-dir", "export", lambda ws: ["--model-dir", ws.path("nowhere"), "--out",
+                                                               ws.path("e")],
+             r"model directory .*nowhere does not exist"),
+    tool_row("export/hgrn2/out-exists", "export", lambda ws: ["--model-dir", ws.models["hgrn2"], "--out",
+                                                              ws.models["mru"]],
+             r"--out .*models/mru already exists; choose another path or pass --overwrite"),
+    tool_row("export/mru/out-through-a-file", "export",
+             lambda ws: ["--model-dir", ws.models["mru"], "--out", ws.path("a-file", "e")],
+             r"cannot create .*a-file/e: .*a-file is not a directory"),
+    tool_row("export/rwkv2/weights-of-another-model", "export",
+             lambda ws: ["--model-dir", model_dir_with(ws, "mixed-export", "rwkv2", lambda d: shutil.copy(
+                 f"{ws.models['mru']}/model.safetensors", d)), "--out", ws.path("e")],
+             r"mixed-export/model\.safetensors lacks \d+ weight\(s\) the model needs"),
+    tool_row("export/unknown-flag", "export", lambda ws: ["--model-dir", ws.models["rwkv2"], "--onnx"],
+             r"the following arguments are required: --out|unrecognized arguments: --onnx"),
     # ---- operators (rwkv2: wkv, timex; hgrn2: depthwise_conv1d, gla; mru: mru_scan)
     Row("wkv/rank", "wkv", lambda ws: lambda: ops.wkv(t(4), t(4), t(3, 4), t(3, 4)), ValueError,
         r"wkv: k must have 3 dimensions \[B, T, C\], got shape \[3, 4\]"),
@@ -623,8 +638,8 @@ def test_file_size_limit_in_a_real_process(ws):
 
 
 def test_the_table_covers_every_tool_operator_and_family():
-    assert {r.target for r in ROWS} >= {"train", "convert", "generate", "bench", "wkv", "timex", "depthwise_conv1d",
-                                        "gla", "mru_scan", "model"}
+    assert {r.target for r in ROWS} >= {"train", "convert", "generate", "bench", "export", "wkv", "timex",
+                                        "depthwise_conv1d", "gla", "mru_scan", "model"}
     for family in FAMILIES:
         assert sum(f"/{family}/" in f"/{r.id}/" for r in ROWS) >= 10, family
 

@@ -28,7 +28,7 @@ import shutil
 import stat
 import tempfile
 
-__all__ = ["atomic_write", "atomic_directory", "atomic_files"]
+__all__ = ["atomic_directory", "atomic_files", "atomic_write"]
 
 _TEXT_MODES = ("w", "wt")
 _BINARY_MODES = ("wb",)

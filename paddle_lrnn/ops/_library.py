@@ -1,9 +1,11 @@
 """Loads the compiled operator library (paddle_lrnn._C) on first use, never at `import paddle_lrnn`."""
 import numpy as np
+import paddle
 
 _lib = None
 
 
+@paddle.jit.not_to_static  # to_static's AST translation cannot compile the `global` statement below
 def library():
     """The module holding the registered custom operators (lrnn_wkv, lrnn_timex, ...)."""
     global _lib
@@ -19,6 +21,7 @@ def library():
     return _lib
 
 
+@paddle.jit.not_to_static
 def double_attr(value):
     """A float for an operator attribute, as the two float32 attributes (hi, lo) with hi + lo == value in double
     precision: Paddle passes float attributes to custom operators as float32, which would round float64 math."""

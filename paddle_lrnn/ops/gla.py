@@ -7,6 +7,7 @@ from ._library import double_attr, library
 OP = "paddle_lrnn.ops.gla"
 
 
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
 def check_args(q, k, v, g, state, scale=None):
     """One clear error for a bad argument: rank, dtype, shapes of q/k/v/g/state, empty dimensions, devices."""
     _checks.tensor(OP, "q", q, "[B, T, H, K]")
