@@ -39,7 +39,7 @@ with_cuda = paddle.is_compiled_with_cuda() and os.environ.get("PADDLE_LRNN_CPU_O
 sources = sorted(glob.glob("custom_ops/paddle/*.cc"))
 # -fno-trapping-math lets gcc if-convert float comparisons, which the vectorised CPU loops need (IEEE results are
 # unchanged; only floating-point exception flags could differ). -fno-math-errno likewise for math calls.
-cxx_flags = ["-O3", "-fopenmp", "-std=c++17", "-fno-trapping-math", "-fno-math-errno"]
+cxx_flags = ["-O3", "-fopenmp-simd", "-std=c++17", "-fno-trapping-math", "-fno-math-errno", "-pthread"]
 if os.environ.get("PADDLE_LRNN_PORTABLE") != "1":
     cxx_flags.append("-march=native")
 extra = {"cxx": cxx_flags}
@@ -50,7 +50,7 @@ if with_cuda:
     Extension = CUDAExtension
 
 ext = Extension(sources=sources, include_dirs=[os.path.join(ROOT, "custom_ops")], extra_compile_args=extra,
-                extra_link_args=["-fopenmp"])
+                extra_link_args=["-pthread"])
 ext.name = "paddle_lrnn._C"
 
 

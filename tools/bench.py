@@ -156,15 +156,15 @@ def bench_generation(args):
             rnn = RWKV_RNN(name, "cpu", "RWKV", 6, 512, 1024)
         torch.set_num_threads(os.cpu_count())
 
-        def original():
+        def original():  # run.py's loop: feed the prompt, then sample, append, feed the new token
             rnn.clear()
             ctx = list(prompt)
             with torch.no_grad():
                 for t in range(len(prompt)):
-                    rnn.run(ctx[: t + 1])
+                    logits = rnn.run(ctx[: t + 1])
                 for _ in range(n):
+                    ctx.append(int(np.argmax([float(v) for v in logits])))  # copy-head entries are 0-d tensors
                     logits = rnn.run(ctx[-1024:])
-                    ctx.append(int(np.argmax(logits)))
 
         rows.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", (n + len(prompt)) / (timed(original, 3) / 1e3)))
     print("| generator, L6 C512 V6064 | tokens/s | vs original |")

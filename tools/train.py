@@ -8,6 +8,10 @@
   python tools/train.py --model hgrn2 --preset wt103 --data wikitext-103-raw --vocab gpt2 --tokenizer GPT2_DIR \\
       --device gpu --out out/hgrn2-wt103                  # the HGRN2 WikiText-103 recipe (see README)
   python tools/train.py --eval-only --model-dir out/hgrn2-wt103 --data wikitext-103-raw --ctx-len 512
+  python tools/train.py --model mru                       # MRU-LM on the embedded corpus, CPU-sized
+  python tools/train.py --model mru --preset shakespeare-char --data input.txt --device gpu --out out/mru
+                                                          # mru-lm's default run on tiny-shakespeare (see docs/mru.md)
+  python tools/train.py --eval-only --model-dir out/mru --data input.txt --layout shakespeare-char   # valid split
 
 Unset hyper-parameters come from the family's recipe: the original's on --device gpu, scaled down on cpu.
 """
@@ -44,6 +48,8 @@ def parse(argv):
     p.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN or inf")
     p.add_argument("--eval-only", action="store_true", help="evaluate --model-dir on the test split of --data")
     p.add_argument("--model-dir", help="with --eval-only: the model to evaluate")
+    p.add_argument("--split", choices=["test", "valid"], help="with --eval-only: the split to evaluate (default: "
+                   "test, or valid for a layout without one, e.g. shakespeare-char)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, typ in RECIPE_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=typ, help=HELP.get(flag))
@@ -79,8 +85,8 @@ def main(argv=None):
             raise ValueError("--eval-only needs --model-dir and --data")
         from paddle_lrnn.training.trainer import evaluate_model_dir
 
-        result = evaluate_model_dir(args.model_dir, args.data, layout=args.layout or "auto", max_batches=args.eval_iters,
-                                    ctx_len=args.ctx_len)
+        result = evaluate_model_dir(args.model_dir, args.data, split=args.split, layout=args.layout or "auto",
+                                    max_batches=args.eval_iters, ctx_len=args.ctx_len)
         print(json.dumps(result))
         return
     from paddle_lrnn.training.recipes import resolve

@@ -5,7 +5,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+
+#ifndef __CUDA_ARCH__
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+#endif
 
 #ifdef __CUDACC__
 #define LRNN_HD __host__ __device__ __forceinline__
@@ -88,13 +101,112 @@ inline void store(double* p, int64_t i, A x) {
   p[i] = static_cast<double>(x);
 }
 
-// Runs fn(i) for i in [0, n) on the OpenMP threads when the library is built with OpenMP (serially otherwise).
+// Threads for the CPU kernels: PADDLE_LRNN_NUM_THREADS if set, else every processor this process may use.
+// Paddle sets OMP_NUM_THREADS=1 at import for its own operators; the recurrences here parallelise over
+// independent sequences and channels, so they take the cores unless told otherwise.
+inline int num_threads() {
+  static const int n = [] {
+    const char* env = std::getenv("PADDLE_LRNN_NUM_THREADS");
+    const int requested = env ? std::atoi(env) : 0;
+    if (requested > 0) return requested;
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof(set), &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1;
+  }();
+  return n;
+}
+
+// A pool of num_threads() - 1 workers that sleep on a condition variable between jobs. OpenMP's default of
+// spinning at barriers made a busy two-core machine run the kernels 3-5x slower with two threads than with one;
+// sleeping workers cost a wake-up (tens of microseconds) instead. One job at a time; a call made while the pool
+// is busy, from inside a job, or in a forked child runs serially.
+class ThreadPool {
+ public:
+  static ThreadPool& instance() {
+    static ThreadPool pool(num_threads());
+    return pool;
+  }
+
+  void run(int64_t n, const std::function<void(int64_t)>& fn) {
+    std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+    if (workers_.empty() || n < 2 || in_worker() || getpid() != pid_ || !busy.owns_lock()) {
+      for (int64_t i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      n_ = n;
+      next_ = 0;
+      pending_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    drain();
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+ private:
+  explicit ThreadPool(int threads) : pid_(getpid()) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+
+  static bool& in_worker() {
+    static thread_local bool flag = false;
+    return flag;
+  }
+
+  void drain() {
+    for (int64_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*job_)(i);
+  }
+
+  void work() {
+    in_worker() = true;
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+      }
+      drain();
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  const pid_t pid_;
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_, mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t n_ = 0;
+  std::atomic<int64_t> next_{0};
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+// Runs fn(i) for i in [0, n) on the thread pool. `work` is a rough count of the operations the whole loop does:
+// below about 2^16 a wake-up costs more than it saves, so small loops (one decoding step) run on this thread.
 template <typename F>
-inline void parallel_for(int64_t n, F fn) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
-#endif
-  for (int64_t i = 0; i < n; ++i) fn(i);
+inline void parallel_for(int64_t n, F fn, double work = 1e18) {
+  if (work < 65536.0 || n < 2) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  ThreadPool::instance().run(n, std::function<void(int64_t)>(fn));
 }
 #endif
 

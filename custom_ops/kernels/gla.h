@@ -60,37 +60,40 @@ void gla_forward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, cons
                      const scalar_t* v, const scalar_t* g, const acc_t<scalar_t>* s0, acc_t<scalar_t> scale,
                      scalar_t* o, acc_t<scalar_t>* s1) {
   using A = acc_t<scalar_t>;
-  parallel_for(B * H, [&](int64_t task) {
-    const int64_t b = task / H, h = task % H;
-    std::vector<A> buf(K * V + 3 * K + 2 * V);
-    A* __restrict__ S = buf.data();
-    A* __restrict__ qa = S + K * V;
-    A* __restrict__ ka = qa + K;
-    A* __restrict__ da = ka + K;
-    A* __restrict__ va = da + K;
-    A* __restrict__ oa = va + V;
-    std::copy(s0 + task * K * V, s0 + (task + 1) * K * V, S);
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
-      gla_cpu::load_row(qa, q, rk, K, scale);
-      gla_cpu::load_row(ka, k, rk, K);
-      gla_cpu::load_row(da, g, rk, K);
-      for (int64_t i = 0; i < K; ++i) da[i] = lrnn_exp(da[i]);
-      gla_cpu::load_row(va, v, rv, V);
-      for (int64_t j = 0; j < V; ++j) oa[j] = A(0);
-      for (int64_t i = 0; i < K; ++i) {
-        A* __restrict__ srow = S + i * V;
-        const A d = da[i], kk = ka[i], qq = qa[i];
-        for (int64_t j = 0; j < V; ++j) {
-          const A s = gla_update(srow[j], d, kk, va[j]);
-          srow[j] = s;
-          oa[j] += qq * s;
+  parallel_for(
+      B * H,
+      [&](int64_t task) {
+        const int64_t b = task / H, h = task % H;
+        std::vector<A> buf(K * V + 3 * K + 2 * V);
+        A* __restrict__ S = buf.data();
+        A* __restrict__ qa = S + K * V;
+        A* __restrict__ ka = qa + K;
+        A* __restrict__ da = ka + K;
+        A* __restrict__ va = da + K;
+        A* __restrict__ oa = va + V;
+        std::copy(s0 + task * K * V, s0 + (task + 1) * K * V, S);
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
+          gla_cpu::load_row(qa, q, rk, K, scale);
+          gla_cpu::load_row(ka, k, rk, K);
+          gla_cpu::load_row(da, g, rk, K);
+          for (int64_t i = 0; i < K; ++i) da[i] = lrnn_exp(da[i]);
+          gla_cpu::load_row(va, v, rv, V);
+          for (int64_t j = 0; j < V; ++j) oa[j] = A(0);
+          for (int64_t i = 0; i < K; ++i) {
+            A* __restrict__ srow = S + i * V;
+            const A d = da[i], kk = ka[i], qq = qa[i];
+            for (int64_t j = 0; j < V; ++j) {
+              const A s = gla_update(srow[j], d, kk, va[j]);
+              srow[j] = s;
+              oa[j] += qq * s;
+            }
+          }
+          for (int64_t j = 0; j < V; ++j) store(o, rv + j, oa[j]);
         }
-      }
-      for (int64_t j = 0; j < V; ++j) store(o, rv + j, oa[j]);
-    }
-    std::copy(S, S + K * V, s1 + task * K * V);
-  });
+        std::copy(S, S + K * V, s1 + task * K * V);
+      },
+      4.0 * B * H * T * K * V);
 }
 
 // go and gs1 may be null (that output does not reach the loss): they count as zeros.
@@ -100,106 +103,109 @@ void gla_backward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, con
                       const scalar_t* go, const acc_t<scalar_t>* gs1, scalar_t* gq, scalar_t* gk, scalar_t* gv,
                       scalar_t* gg, acc_t<scalar_t>* gs0) {
   using A = acc_t<scalar_t>;
-  parallel_for(B * H, [&](int64_t task) {
-    const int64_t b = task / H, h = task % H;
-    std::vector<A> buf(2 * K * V + 7 * K + 3 * V + T * K);
-    A* __restrict__ S = buf.data();
-    A* __restrict__ dS = S + K * V;
-    A* __restrict__ qa = dS + K * V;
-    A* __restrict__ ka = qa + K;
-    A* __restrict__ da = ka + K;
-    A* __restrict__ dn = da + K;  // exp(g) of the token after the current one
-    A* __restrict__ dqa = dn + K;
-    A* __restrict__ dka = dqa + K;
-    A* __restrict__ r = dka + K;  // reverse running sum that becomes dg
-    A* __restrict__ va = r + K;
-    A* __restrict__ doa = va + V;
-    A* __restrict__ dva = doa + V;
-    A* __restrict__ qdq = dva + V;  // q_t * dq_t for every token, [T, K]
-    // Forward re-sweep: S_t and dq_t = scale do_t S_t^T.
-    std::copy(s0 + task * K * V, s0 + (task + 1) * K * V, S);
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
-      gla_cpu::load_row(ka, k, rk, K);
-      gla_cpu::load_row(da, g, rk, K);
-      for (int64_t i = 0; i < K; ++i) da[i] = lrnn_exp(da[i]);
-      gla_cpu::load_row(va, v, rv, V);
-      if (go) {
-        gla_cpu::load_row(doa, go, rv, V, scale);
-      } else {
-        for (int64_t j = 0; j < V; ++j) doa[j] = A(0);
-      }
-      for (int64_t i = 0; i < K; ++i) {
-        A* __restrict__ srow = S + i * V;
-        const A d = da[i], kk = ka[i];
-        A acc = 0;
+  parallel_for(
+      B * H,
+      [&](int64_t task) {
+        const int64_t b = task / H, h = task % H;
+        std::vector<A> buf(2 * K * V + 7 * K + 3 * V + T * K);
+        A* __restrict__ S = buf.data();
+        A* __restrict__ dS = S + K * V;
+        A* __restrict__ qa = dS + K * V;
+        A* __restrict__ ka = qa + K;
+        A* __restrict__ da = ka + K;
+        A* __restrict__ dn = da + K;  // exp(g) of the token after the current one
+        A* __restrict__ dqa = dn + K;
+        A* __restrict__ dka = dqa + K;
+        A* __restrict__ r = dka + K;  // reverse running sum that becomes dg
+        A* __restrict__ va = r + K;
+        A* __restrict__ doa = va + V;
+        A* __restrict__ dva = doa + V;
+        A* __restrict__ qdq = dva + V;  // q_t * dq_t for every token, [T, K]
+        // Forward re-sweep: S_t and dq_t = scale do_t S_t^T.
+        std::copy(s0 + task * K * V, s0 + (task + 1) * K * V, S);
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
+          gla_cpu::load_row(ka, k, rk, K);
+          gla_cpu::load_row(da, g, rk, K);
+          for (int64_t i = 0; i < K; ++i) da[i] = lrnn_exp(da[i]);
+          gla_cpu::load_row(va, v, rv, V);
+          if (go) {
+            gla_cpu::load_row(doa, go, rv, V, scale);
+          } else {
+            for (int64_t j = 0; j < V; ++j) doa[j] = A(0);
+          }
+          for (int64_t i = 0; i < K; ++i) {
+            A* __restrict__ srow = S + i * V;
+            const A d = da[i], kk = ka[i];
+            A acc = 0;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < V; ++j) {
-          const A s = gla_update(srow[j], d, kk, va[j]);
-          srow[j] = s;
-          acc += doa[j] * s;
+            for (int64_t j = 0; j < V; ++j) {
+              const A s = gla_update(srow[j], d, kk, va[j]);
+              srow[j] = s;
+              acc += doa[j] * s;
+            }
+            dqa[i] = acc;
+          }
+          for (int64_t i = 0; i < K; ++i) {
+            store(gq, rk + i, dqa[i]);
+            qdq[t * K + i] = load<A>(q, rk + i) * dqa[i];
+          }
         }
-        dqa[i] = acc;
-      }
-      for (int64_t i = 0; i < K; ++i) {
-        store(gq, rk + i, dqa[i]);
-        qdq[t * K + i] = load<A>(q, rk + i) * dqa[i];
-      }
-    }
-    // S is now S_T: the boundary term rowsum(gS_T * S_T) starts the running sum.
-    for (int64_t i = 0; i < K; ++i) {
-      A acc = 0;
-      if (gs1) {
-        const A* gsrow = gs1 + task * K * V + i * V;
+        // S is now S_T: the boundary term rowsum(gS_T * S_T) starts the running sum.
+        for (int64_t i = 0; i < K; ++i) {
+          A acc = 0;
+          if (gs1) {
+            const A* gsrow = gs1 + task * K * V + i * V;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < V; ++j) acc += gsrow[j] * S[i * V + j];
-      }
-      r[i] = acc;
-      dn[i] = A(1);
-    }
-    if (gs1) {
-      std::copy(gs1 + task * K * V, gs1 + (task + 1) * K * V, dS);
-    } else {
-      std::fill(dS, dS + K * V, A(0));
-    }
-    // Reverse sweep: dS_t, dk_t, dv_t, dg_t.
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
-      gla_cpu::load_row(qa, q, rk, K, scale);
-      gla_cpu::load_row(ka, k, rk, K);
-      gla_cpu::load_row(va, v, rv, V);
-      if (go) {
-        gla_cpu::load_row(doa, go, rv, V);
-      } else {
-        for (int64_t j = 0; j < V; ++j) doa[j] = A(0);
-      }
-      for (int64_t j = 0; j < V; ++j) dva[j] = A(0);
-      for (int64_t i = 0; i < K; ++i) {
-        A* __restrict__ dsrow = dS + i * V;
-        const A d = dn[i], sq = qa[i], kk = ka[i];
-        A acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < V; ++j) {
-          const A ds = gla_grad_update(dsrow[j], d, sq, doa[j]);
-          dsrow[j] = ds;
-          acc += ds * va[j];
-          dva[j] += kk * ds;
+            for (int64_t j = 0; j < V; ++j) acc += gsrow[j] * S[i * V + j];
+          }
+          r[i] = acc;
+          dn[i] = A(1);
         }
-        dka[i] = acc;
-      }
-      gla_cpu::load_row(da, g, rk, K);
-      for (int64_t i = 0; i < K; ++i) {
-        r[i] += gla_dg_term(qdq[t * K + i], A(1), ka[i], dka[i]);
-        store(gk, rk + i, dka[i]);
-        store(gg, rk + i, r[i]);
-        dn[i] = lrnn_exp(da[i]);
-      }
-      for (int64_t j = 0; j < V; ++j) store(gv, rv + j, dva[j]);
-    }
-    A* out = gs0 + task * K * V;
-    for (int64_t i = 0; i < K; ++i)
-      for (int64_t j = 0; j < V; ++j) out[i * V + j] = dn[i] * dS[i * V + j];
-  });
+        if (gs1) {
+          std::copy(gs1 + task * K * V, gs1 + (task + 1) * K * V, dS);
+        } else {
+          std::fill(dS, dS + K * V, A(0));
+        }
+        // Reverse sweep: dS_t, dk_t, dv_t, dg_t.
+        for (int64_t t = T - 1; t >= 0; --t) {
+          const int64_t rk = gla_row(b, t, h, T, H, K), rv = gla_row(b, t, h, T, H, V);
+          gla_cpu::load_row(qa, q, rk, K, scale);
+          gla_cpu::load_row(ka, k, rk, K);
+          gla_cpu::load_row(va, v, rv, V);
+          if (go) {
+            gla_cpu::load_row(doa, go, rv, V);
+          } else {
+            for (int64_t j = 0; j < V; ++j) doa[j] = A(0);
+          }
+          for (int64_t j = 0; j < V; ++j) dva[j] = A(0);
+          for (int64_t i = 0; i < K; ++i) {
+            A* __restrict__ dsrow = dS + i * V;
+            const A d = dn[i], sq = qa[i], kk = ka[i];
+            A acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t j = 0; j < V; ++j) {
+              const A ds = gla_grad_update(dsrow[j], d, sq, doa[j]);
+              dsrow[j] = ds;
+              acc += ds * va[j];
+              dva[j] += kk * ds;
+            }
+            dka[i] = acc;
+          }
+          gla_cpu::load_row(da, g, rk, K);
+          for (int64_t i = 0; i < K; ++i) {
+            r[i] += gla_dg_term(qdq[t * K + i], A(1), ka[i], dka[i]);
+            store(gk, rk + i, dka[i]);
+            store(gg, rk + i, r[i]);
+            dn[i] = lrnn_exp(da[i]);
+          }
+          for (int64_t j = 0; j < V; ++j) store(gv, rv + j, dva[j]);
+        }
+        A* out = gs0 + task * K * V;
+        for (int64_t i = 0; i < K; ++i)
+          for (int64_t j = 0; j < V; ++j) out[i * V + j] = dn[i] * dS[i * V + j];
+      },
+      12.0 * B * H * T * K * V);
 }
 #endif
 

@@ -249,9 +249,12 @@ void mru_scan_forward_cpu(int64_t BH, int64_t T, int d, const scalar_t* m, const
   mru_cpu::advise_huge_pages(prefix, BH * T * nn * static_cast<int64_t>(sizeof(scalar_t)));
   mru_cpu::dispatch_d(d, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    parallel_for(BH, [&](int64_t s) {
-      mru_cpu::forward_task<scalar_t, D>(T, d, m + s * T * nn, s0 + s * nn, prefix + s * T * nn, s1 + s * nn);
-    });
+    parallel_for(
+        BH,
+        [&](int64_t s) {
+          mru_cpu::forward_task<scalar_t, D>(T, d, m + s * T * nn, s0 + s * nn, prefix + s * T * nn, s1 + s * nn);
+        },
+        2.0 * BH * T * nn * d);
   });
 }
 
@@ -264,11 +267,14 @@ void mru_scan_backward_cpu(int64_t BH, int64_t T, int d, const scalar_t* m, cons
   mru_cpu::advise_huge_pages(gm, BH * T * nn * static_cast<int64_t>(sizeof(scalar_t)));
   mru_cpu::dispatch_d(d, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    parallel_for(BH, [&](int64_t s) {
-      mru_cpu::backward_task<scalar_t, D>(T, d, m + s * T * nn, s0 + s * nn, prefix + s * T * nn,
-                                          g ? g + s * T * nn : nullptr, gs1 ? gs1 + s * nn : nullptr, gm + s * T * nn,
-                                          gs0 + s * nn);
-    });
+    parallel_for(
+        BH,
+        [&](int64_t s) {
+          mru_cpu::backward_task<scalar_t, D>(T, d, m + s * T * nn, s0 + s * nn, prefix + s * T * nn,
+                                              g ? g + s * T * nn : nullptr, gs1 ? gs1 + s * nn : nullptr,
+                                              gm + s * T * nn, gs0 + s * nn);
+        },
+        6.0 * BH * T * nn * d);
   });
 }
 #endif

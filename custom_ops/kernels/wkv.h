@@ -74,38 +74,41 @@ void wkv_forward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w, 
                      acc_t<scalar_t>* s1, acc_t<scalar_t>* ckpt) {
   using A = acc_t<scalar_t>;
   const int64_t nblk = (C + kWkvCpuBlock - 1) / kWkvCpuBlock, NC = (T + kWkvChunk - 1) / kWkvChunk;
-  parallel_for(B * nblk, [&](int64_t task) {
-    const int64_t b = task / nblk, c0 = (task % nblk) * kWkvCpuBlock;
-    const int n = static_cast<int>(std::min<int64_t>(kWkvCpuBlock, C - c0));
-    A aa[kWkvCpuBlock], bb[kWkvCpuBlock], pp[kWkvCpuBlock];
-    for (int i = 0; i < n; ++i) {
-      aa[i] = s0[(b * 3 + 0) * C + c0 + i];
-      bb[i] = s0[(b * 3 + 1) * C + c0 + i];
-      pp[i] = s0[(b * 3 + 2) * C + c0 + i];
-    }
-    for (int64_t t = 0; t < T; ++t) {
-      if (t % kWkvChunk == 0) {
-        A* ck = ckpt + (b * NC + t / kWkvChunk) * 3 * C + c0;
+  parallel_for(
+      B * nblk,
+      [&](int64_t task) {
+        const int64_t b = task / nblk, c0 = (task % nblk) * kWkvCpuBlock;
+        const int n = static_cast<int>(std::min<int64_t>(kWkvCpuBlock, C - c0));
+        A aa[kWkvCpuBlock], bb[kWkvCpuBlock], pp[kWkvCpuBlock];
         for (int i = 0; i < n; ++i) {
-          ck[i] = aa[i];
-          ck[C + i] = bb[i];
-          ck[2 * C + i] = pp[i];
+          aa[i] = s0[(b * 3 + 0) * C + c0 + i];
+          bb[i] = s0[(b * 3 + 1) * C + c0 + i];
+          pp[i] = s0[(b * 3 + 2) * C + c0 + i];
         }
-      }
-      const int64_t row = (b * T + t) * C + c0;
-      for (int i = 0; i < n; ++i) {
-        const A kk = load<A>(k, row + i), vv = load<A>(v, row + i);
-        A p, e2, den;
-        store(y, row + i, wkv_output(aa[i], bb[i], pp[i], u[c0 + i], kk, vv, eps, p, e2, den));
-        wkv_update(aa[i], bb[i], pp[i], w[c0 + i], kk, vv);
-      }
-    }
-    for (int i = 0; i < n; ++i) {
-      s1[(b * 3 + 0) * C + c0 + i] = aa[i];
-      s1[(b * 3 + 1) * C + c0 + i] = bb[i];
-      s1[(b * 3 + 2) * C + c0 + i] = pp[i];
-    }
-  });
+        for (int64_t t = 0; t < T; ++t) {
+          if (t % kWkvChunk == 0) {
+            A* ck = ckpt + (b * NC + t / kWkvChunk) * 3 * C + c0;
+            for (int i = 0; i < n; ++i) {
+              ck[i] = aa[i];
+              ck[C + i] = bb[i];
+              ck[2 * C + i] = pp[i];
+            }
+          }
+          const int64_t row = (b * T + t) * C + c0;
+          for (int i = 0; i < n; ++i) {
+            const A kk = load<A>(k, row + i), vv = load<A>(v, row + i);
+            A p, e2, den;
+            store(y, row + i, wkv_output(aa[i], bb[i], pp[i], u[c0 + i], kk, vv, eps, p, e2, den));
+            wkv_update(aa[i], bb[i], pp[i], w[c0 + i], kk, vv);
+          }
+        }
+        for (int i = 0; i < n; ++i) {
+          s1[(b * 3 + 0) * C + c0 + i] = aa[i];
+          s1[(b * 3 + 1) * C + c0 + i] = bb[i];
+          s1[(b * 3 + 2) * C + c0 + i] = pp[i];
+        }
+      },
+      30.0 * B * T * C);
 }
 
 // gy and gs1 may be null (the output, or the final state, does not reach the loss). gw and gu are summed over the
@@ -118,71 +121,74 @@ void wkv_backward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w,
   using A = acc_t<scalar_t>;
   const int64_t nblk = (C + kWkvCpuBlock - 1) / kWkvCpuBlock, NC = (T + kWkvChunk - 1) / kWkvChunk;
   std::vector<A> gw_part(B * C), gu_part(B * C);
-  parallel_for(B * nblk, [&](int64_t task) {
-    const int64_t b = task / nblk, c0 = (task % nblk) * kWkvCpuBlock;
-    const int n = static_cast<int>(std::min<int64_t>(kWkvCpuBlock, C - c0));
-    A ga[kWkvCpuBlock], gb[kWkvCpuBlock], q[kWkvCpuBlock], gmax[kWkvCpuBlock], gwa[kWkvCpuBlock], gua[kWkvCpuBlock];
-    bool found[kWkvCpuBlock];
-    A saa[kWkvChunk][kWkvCpuBlock], sbb[kWkvChunk][kWkvCpuBlock], spp[kWkvChunk][kWkvCpuBlock];
-    bool reset[kWkvChunk][kWkvCpuBlock];
-    for (int i = 0; i < n; ++i) {
-      const int64_t c = c0 + i;
-      const A aaT = s1[(b * 3 + 0) * C + c], bbT = s1[(b * 3 + 1) * C + c], ppT = s1[(b * 3 + 2) * C + c];
-      ga[i] = gs1 ? gs1[(b * 3 + 0) * C + c] : A(0);
-      gb[i] = gs1 ? gs1[(b * 3 + 1) * C + c] : A(0);
-      q[i] = -ppT;
-      // pp_T itself is a piecewise-linear function of (k, w, pp_0): the part of its gradient not already carried
-      // by (aa, bb) goes to whichever input set the final maximum.
-      gmax[i] = gs1 ? gs1[(b * 3 + 2) * C + c] - ga[i] * aaT - gb[i] * bbT : A(0);
-      found[i] = false;
-      gwa[i] = gua[i] = A(0);
-    }
-    for (int64_t j = NC - 1; j >= 0; --j) {
-      const int64_t t0 = j * kWkvChunk, len = std::min<int64_t>(kWkvChunk, T - t0);
-      const A* ck = ckpt + (b * NC + j) * 3 * C + c0;
-      A aa[kWkvCpuBlock], bb[kWkvCpuBlock], pp[kWkvCpuBlock];
-      for (int i = 0; i < n; ++i) {
-        aa[i] = ck[i];
-        bb[i] = ck[C + i];
-        pp[i] = ck[2 * C + i];
-      }
-      for (int64_t s = 0; s < len; ++s) {
-        const int64_t row = (b * T + t0 + s) * C + c0;
+  parallel_for(
+      B * nblk,
+      [&](int64_t task) {
+        const int64_t b = task / nblk, c0 = (task % nblk) * kWkvCpuBlock;
+        const int n = static_cast<int>(std::min<int64_t>(kWkvCpuBlock, C - c0));
+        A ga[kWkvCpuBlock], gb[kWkvCpuBlock], q[kWkvCpuBlock], gmax[kWkvCpuBlock], gwa[kWkvCpuBlock], gua[kWkvCpuBlock];
+        bool found[kWkvCpuBlock];
+        A saa[kWkvChunk][kWkvCpuBlock], sbb[kWkvChunk][kWkvCpuBlock], spp[kWkvChunk][kWkvCpuBlock];
+        bool reset[kWkvChunk][kWkvCpuBlock];
         for (int i = 0; i < n; ++i) {
-          saa[s][i] = aa[i];
-          sbb[s][i] = bb[i];
-          spp[s][i] = pp[i];
-          reset[s][i] = wkv_update(aa[i], bb[i], pp[i], w[c0 + i], load<A>(k, row + i), load<A>(v, row + i));
+          const int64_t c = c0 + i;
+          const A aaT = s1[(b * 3 + 0) * C + c], bbT = s1[(b * 3 + 1) * C + c], ppT = s1[(b * 3 + 2) * C + c];
+          ga[i] = gs1 ? gs1[(b * 3 + 0) * C + c] : A(0);
+          gb[i] = gs1 ? gs1[(b * 3 + 1) * C + c] : A(0);
+          q[i] = -ppT;
+          // pp_T itself is a piecewise-linear function of (k, w, pp_0): the part of its gradient not already carried
+          // by (aa, bb) goes to whichever input set the final maximum.
+          gmax[i] = gs1 ? gs1[(b * 3 + 2) * C + c] - ga[i] * aaT - gb[i] * bbT : A(0);
+          found[i] = false;
+          gwa[i] = gua[i] = A(0);
         }
-      }
-      for (int64_t s = len - 1; s >= 0; --s) {
-        const int64_t t = t0 + s, row = (b * T + t) * C + c0;
+        for (int64_t j = NC - 1; j >= 0; --j) {
+          const int64_t t0 = j * kWkvChunk, len = std::min<int64_t>(kWkvChunk, T - t0);
+          const A* ck = ckpt + (b * NC + j) * 3 * C + c0;
+          A aa[kWkvCpuBlock], bb[kWkvCpuBlock], pp[kWkvCpuBlock];
+          for (int i = 0; i < n; ++i) {
+            aa[i] = ck[i];
+            bb[i] = ck[C + i];
+            pp[i] = ck[2 * C + i];
+          }
+          for (int64_t s = 0; s < len; ++s) {
+            const int64_t row = (b * T + t0 + s) * C + c0;
+            for (int i = 0; i < n; ++i) {
+              saa[s][i] = aa[i];
+              sbb[s][i] = bb[i];
+              spp[s][i] = pp[i];
+              reset[s][i] = wkv_update(aa[i], bb[i], pp[i], w[c0 + i], load<A>(k, row + i), load<A>(v, row + i));
+            }
+          }
+          for (int64_t s = len - 1; s >= 0; --s) {
+            const int64_t t = t0 + s, row = (b * T + t) * C + c0;
+            for (int i = 0; i < n; ++i) {
+              A gkk, gvv;
+              wkv_backward_step(saa[s][i], sbb[s][i], spp[s][i], w[c0 + i], u[c0 + i], load<A>(k, row + i),
+                                load<A>(v, row + i), eps, gy ? load<A>(gy, row + i) : A(0), ga[i], gb[i], q[i], gkk,
+                                gvv, gua[i], gwa[i]);
+              const bool last_reset = !found[i] && reset[s][i];
+              gkk += last_reset ? gmax[i] : A(0);
+              gwa[i] -= last_reset ? static_cast<A>(T - 1 - t) * gmax[i] : A(0);
+              found[i] = found[i] || last_reset;
+              store(gk, row + i, gkk);
+              store(gv, row + i, gvv);
+            }
+          }
+        }
         for (int i = 0; i < n; ++i) {
-          A gkk, gvv;
-          wkv_backward_step(saa[s][i], sbb[s][i], spp[s][i], w[c0 + i], u[c0 + i], load<A>(k, row + i),
-                            load<A>(v, row + i), eps, gy ? load<A>(gy, row + i) : A(0), ga[i], gb[i], q[i], gkk, gvv,
-                            gua[i], gwa[i]);
-          const bool last_reset = !found[i] && reset[s][i];
-          gkk += last_reset ? gmax[i] : A(0);
-          gwa[i] -= last_reset ? static_cast<A>(T - 1 - t) * gmax[i] : A(0);
-          found[i] = found[i] || last_reset;
-          store(gk, row + i, gkk);
-          store(gv, row + i, gvv);
+          const int64_t c = c0 + i;
+          const A aa0 = s0[(b * 3 + 0) * C + c], bb0 = s0[(b * 3 + 1) * C + c], pp0 = s0[(b * 3 + 2) * C + c];
+          const A e = lrnn_exp(q[i] + pp0);
+          gs0[(b * 3 + 0) * C + c] = ga[i] * e;
+          gs0[(b * 3 + 1) * C + c] = gb[i] * e;
+          gs0[(b * 3 + 2) * C + c] = (ga[i] * aa0 + gb[i] * bb0) * e + (found[i] ? A(0) : gmax[i]);
+          if (!found[i]) gwa[i] -= static_cast<A>(T) * gmax[i];
+          gw_part[b * C + c] = gwa[i];
+          gu_part[b * C + c] = gua[i];
         }
-      }
-    }
-    for (int i = 0; i < n; ++i) {
-      const int64_t c = c0 + i;
-      const A aa0 = s0[(b * 3 + 0) * C + c], bb0 = s0[(b * 3 + 1) * C + c], pp0 = s0[(b * 3 + 2) * C + c];
-      const A e = lrnn_exp(q[i] + pp0);
-      gs0[(b * 3 + 0) * C + c] = ga[i] * e;
-      gs0[(b * 3 + 1) * C + c] = gb[i] * e;
-      gs0[(b * 3 + 2) * C + c] = (ga[i] * aa0 + gb[i] * bb0) * e + (found[i] ? A(0) : gmax[i]);
-      if (!found[i]) gwa[i] -= static_cast<A>(T) * gmax[i];
-      gw_part[b * C + c] = gwa[i];
-      gu_part[b * C + c] = gua[i];
-    }
-  });
+      },
+      60.0 * B * T * C);
   for (int64_t c = 0; c < C; ++c) {
     A sw = 0, su = 0;
     for (int64_t b = 0; b < B; ++b) {

@@ -5,7 +5,8 @@ import os
 import shutil
 import tempfile
 
-FAMILIES = ("rwkv2", "hgrn2")
+FAMILIES = ("rwkv2", "hgrn2", "mru")
+TAKES_CONFIG = ("mru",)  # families whose checkpoints lack the model's sizes: they come from a separate file
 
 
 def converter(family):
@@ -15,15 +16,20 @@ def converter(family):
     return importlib.import_module(f"{__name__}.{family}")
 
 
-def convert(family, src, out, *, to="paddle", vocab=None, overwrite=False, log=print):
+def convert(family, src, out, *, to="paddle", vocab=None, config=None, overwrite=False, log=print):
     """What tools/convert.py does. to="paddle": read the original checkpoint `src` and write a model directory `out`
     (config.json, model.safetensors, and the vocabulary if `vocab` names one). to="torch": read the model directory
-    `src` and write the original's checkpoint `out` (a file for rwkv2, a directory for hgrn2). Everything is read
-    and checked before anything is written, and the output appears whole or not at all; an existing output is kept
-    unless overwrite=True."""
+    `src` and write the original's checkpoint `out` (a file for rwkv2, a directory for hgrn2, an mru-lm train folder
+    with model.json and checkpoints/ for mru). `config`: the original's model config file, for the families whose
+    checkpoints do not hold the model's sizes (mru: mru-lm's model.json; default: the one beside the checkpoint).
+    Everything is read and checked before anything is written, and the output appears whole or not at all; an
+    existing output is kept unless overwrite=True."""
     from ..models import AutoModelForCausalLM
 
     module = converter(family)
+    if config is not None and (family not in TAKES_CONFIG or to != "paddle"):
+        raise ValueError(f"--config is read only with --model {' or '.join(TAKES_CONFIG)} when converting to paddle "
+                         f"(the original's model config, e.g. mru-lm's model.json)")
     if not os.path.exists(src):
         raise FileNotFoundError(f"--src {src} does not exist")
     if os.path.exists(out) and not overwrite:
@@ -37,7 +43,7 @@ def convert(family, src, out, *, to="paddle", vocab=None, overwrite=False, log=p
         return out
     if to != "paddle":
         raise ValueError(f"--to must be paddle or torch, got {to!r}")
-    model = module.from_torch(src)
+    model = module.from_torch(src, config=config) if family in TAKES_CONFIG else module.from_torch(src)
     tokenizer = None
     if vocab is not None:
         from ..data import load_vocab

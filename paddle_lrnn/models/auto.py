@@ -8,6 +8,7 @@ from .modeling_utils import CONFIG_NAME, ModelFileError, read_config
 FAMILIES = {
     "rwkv2": ("paddle_lrnn.models.rwkv2", "RWKV2Config", "RWKV2ForCausalLM"),
     "hgrn2": ("paddle_lrnn.models.hgrn2", "HGRN2Config", "HGRN2ForCausalLM"),
+    "mru": ("paddle_lrnn.models.mru", "MRUConfig", "MRUForCausalLM"),
 }
 
 

@@ -29,6 +29,9 @@ class TrainConfig:
     lr: float = 0.0
     lr_final: float = 0.0
     warmup_steps: int = 0
+    lr_start: Optional[float] = None  # the warm-up's first rate (None: the schedule's default, see schedule.lr_at)
+    decay_steps: int = 0  # cosine: steps of the decay after the warm-up (0: until max_steps)
+    schedule_interval: int = 1  # the rate changes every this many updates (mru-lm: 10)
     schedule: str = "cosine"
     optimizer: str = "adam"
     beta1: float = 0.9
@@ -45,6 +48,23 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+
+# mru-lm's default run (config/shakespeare-char/{model,train,hprms}.json at c45d36d): 5000 steps of 64 x 256
+# characters, AdamW betas (0.9, 0.99), weight decay 0.1, the rate 1e-4 -> 1e-3 over 100 warm-up steps, then a cosine
+# to 1e-4 over 5000 steps counted from the end of the warm-up (so it ends at step 5100, after training), changed every
+# 10 steps (schedule_interval); the model E 384, 6 x [mru, mlp], 6 state heads of 8 x 8, dropout 0.2. The three
+# parameter groups (no decay for wte and the LayerNorms; state_matrices_up at (1/o) sqrt(2/T) x the rate, clipped at
+# sqrt(T/2); the rest clipped at 1.0) come from MRUForCausalLM.parameter_groups. The original evaluates the whole
+# validation split every 200 steps (eval_iters 1000 covers it: tiny-shakespeare's is 7 batches). Its reported
+# result (README plot, an earlier MRU variant, read off the plot): val loss about 1.50 at steps 1400-1800, ending
+# about 1.68; train about 0.91.
+MRU_SHAKESPEARE = dict(
+    n_layer=6, n_embd=384, ctx_len=256, batch_size=64, grad_accum=1, max_steps=5000, lr=1e-3, lr_start=1e-4,
+    lr_final=1e-4, warmup_steps=100, decay_steps=5000, schedule_interval=10, schedule="cosine", optimizer="adamw",
+    beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, grad_clip=1.0, eval_interval=200, eval_iters=1000,
+    sample_length=192, vocab="chars",
+    model_options=dict(n_state_heads=6, state_size=384, n_attn_heads=6, key_size=384, value_size=384,
+                       max_sequence_length=1024, dropout_rate=0.2))
 
 # Per family: "gpu" holds the original recipe (as far as the reference establishes it), "cpu" overrides it to
 # train in minutes on two cores, "presets" name complete recipes for known corpora.
@@ -81,6 +101,20 @@ RECIPES = {
                                   max_steps=50_000, eval_interval=1000, eval_iters=100, vocab="gpt2",
                                   model_options=dict(expand_ratio=128, tie_word_embeddings=True))},
     },
+    "mru": {
+        "gpu": MRU_SHAKESPEARE,
+        # a few minutes on two cores, characters of the embedded corpus: E 128, 2 x [mru, mlp], 2 heads of 8 x 8, no
+        # dropout, T 128, a plain cosine; the parameter groups as the original's (state_matrices_up learns at
+        # 1/64 of the rate, so the MRU needs more updates than the other families' CPU presets).
+        # max_sequence_length 128 = T: no attention layer uses it; --eval-only takes it as its default window (the
+        # prefix products are unnormalised and grow past the training length). Samples stay within T (64 + 64).
+        "cpu": dict(n_layer=2, n_embd=128, ctx_len=128, batch_size=16, grad_accum=1, max_steps=1200, lr=4e-3,
+                    lr_start=None, lr_final=1e-4, warmup_steps=100, decay_steps=0, schedule_interval=1,
+                    schedule="cosine", eval_interval=200, eval_iters=10, sample_length=64, vocab="chars",
+                    model_options=dict(n_state_heads=2, state_size=128, n_attn_heads=2, key_size=128, value_size=128,
+                                       max_sequence_length=128, dropout_rate=0.0)),
+        "presets": {"shakespeare-char": dict(MRU_SHAKESPEARE, layout="shakespeare-char")},
+    },
 }
 
 
@@ -96,6 +130,13 @@ def model_config(cfg, vocab_size):
 
         return HGRN2Config(vocab_size=vocab_size, hidden_size=cfg.n_embd, num_hidden_layers=cfg.n_layer,
                            **cfg.model_options)
+    if cfg.model == "mru":
+        from ..models.mru import MRUConfig
+
+        options = dict(cfg.model_options)
+        if "layers" not in options:  # n_layer blocks of [mru, mlp], as mru-lm's configs are written
+            options["layers"] = ["mru", "mlp"] * cfg.n_layer
+        return MRUConfig(vocab_size=vocab_size, embedding_size=cfg.n_embd, **options)
     raise ValueError(f"unknown model family {cfg.model!r}")
 
 
@@ -139,6 +180,13 @@ def validate(cfg):
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if not isinstance(cfg.schedule_interval, int) or isinstance(cfg.schedule_interval, bool) \
+            or cfg.schedule_interval < 1:
+        raise ValueError(f"schedule_interval must be a positive integer, got {cfg.schedule_interval!r}")
+    if not isinstance(cfg.decay_steps, int) or isinstance(cfg.decay_steps, bool) or cfg.decay_steps < 0:
+        raise ValueError(f"decay_steps must be a non-negative integer, got {cfg.decay_steps!r}")
+    if cfg.lr_start is not None and not cfg.lr_start >= 0:
+        raise ValueError(f"lr_start must be >= 0, got {cfg.lr_start!r}")
     for name in ("lr", "eps"):
         if not getattr(cfg, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)!r}")

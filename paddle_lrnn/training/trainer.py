@@ -44,13 +44,20 @@ def resume_config(out_dir, explicit, log=print):
 
     path = checkpoint.find_checkpoint(out_dir, log=log)
     with open(os.path.join(path, "trainer_state.json")) as f:
-        saved = json.load(f)["config"]
+        saved = _with_defaults(json.load(f)["config"])
     changed = sorted(k for k, v in explicit.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {explicit[k]!r}" for k in changed)
         raise TrainingError(f"cannot resume {path}: the run was started with other settings ({detail}); "
                             f"drop those flags or train into a new --out")
     return TrainConfig(**{**saved, **explicit})
+
+
+def _with_defaults(saved):
+    """A saved run's settings, with the defaults of settings added since it was saved (they are what it ran with)."""
+    from .recipes import TrainConfig
+
+    return {**TrainConfig().to_dict(), **saved}
 
 
 def evaluate(model, tokens, batch_size, ctx_len, max_batches):
@@ -69,12 +76,31 @@ def evaluate(model, tokens, batch_size, ctx_len, max_batches):
 
 
 def make_optimizer(cfg, model):
-    clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip > 0 else None
-    kwargs = dict(learning_rate=cfg.lr, parameters=model.parameters(), beta1=cfg.beta1, beta2=cfg.beta2,
-                  epsilon=cfg.eps, grad_clip=clip)
+    """Adam or AdamW over the model's parameters with one global-norm clip, unless the model's family defines
+    parameter groups (a `parameter_groups(weight_decay, sequence_length, grad_clip)` method returning dicts with
+    params, weight_decay, lr_scale and max_grad_norm, as MRUForCausalLM does after mru-lm's train.py): then each
+    group gets its own weight decay, a learning rate of lr_scale x the scheduled rate, and its own global-norm clip
+    over the group's gradients (None: no clipping), as torch's per-group clip_grad_norm_ does."""
+    groups = getattr(model, "parameter_groups", None)
+    if groups is None:
+        clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip) if cfg.grad_clip > 0 else None
+        kwargs = dict(learning_rate=cfg.lr, parameters=model.parameters(), beta1=cfg.beta1, beta2=cfg.beta2,
+                      epsilon=cfg.eps, grad_clip=clip)
+        if cfg.optimizer == "adamw":
+            return paddle.optimizer.AdamW(weight_decay=cfg.weight_decay, **kwargs)
+        return paddle.optimizer.Adam(weight_decay=cfg.weight_decay or None, **kwargs)
+    groups = groups(weight_decay=cfg.weight_decay, sequence_length=cfg.ctx_len, grad_clip=cfg.grad_clip)
+    grouped = [id(p) for g in groups for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if not p.stop_gradient]
+    if sorted(grouped) != sorted(trainable):
+        raise RuntimeError(f"{type(model).__name__}.parameter_groups must name every trainable parameter exactly once")
+    params = [dict(params=g["params"], weight_decay=float(g["weight_decay"]), learning_rate=float(g["lr_scale"]),
+                   grad_clip=None if g["max_grad_norm"] is None else paddle.nn.ClipGradByGlobalNorm(g["max_grad_norm"]))
+              for g in groups]
+    kwargs = dict(learning_rate=cfg.lr, parameters=params, beta1=cfg.beta1, beta2=cfg.beta2, epsilon=cfg.eps)
     if cfg.optimizer == "adamw":
         return paddle.optimizer.AdamW(weight_decay=cfg.weight_decay, **kwargs)
-    return paddle.optimizer.Adam(weight_decay=cfg.weight_decay or None, **kwargs)
+    return paddle.optimizer.Adam(**kwargs)  # a group's weight_decay is then an L2 term in its gradients
 
 
 class Trainer:
@@ -93,6 +119,11 @@ class Trainer:
         self.model = AutoModelForCausalLM.from_config(model_config(cfg, self.corpus.vocab_size))
         self.model.train()
         self.optimizer = make_optimizer(cfg, self.model)
+        if hasattr(self.model, "parameter_groups"):
+            self.log("parameter groups: " + "; ".join(
+                f"{g['name']} ({len(g['params'])} tensors, weight decay {g['weight_decay']:g}, lr x {g['lr_scale']:.4g}"
+                f", clip {'none' if g['max_grad_norm'] is None else format(g['max_grad_norm'], '.4g')})"
+                for g in self.model.parameter_groups(cfg.weight_decay, cfg.ctx_len, cfg.grad_clip)))
         self.sampler = BatchSampler(self.corpus.train, cfg.batch_size, cfg.ctx_len, seed=cfg.seed)
         self.metrics_path = os.path.join(cfg.out, "metrics.jsonl")
         self.state = dict(step=0, tokens=0, elapsed_s=0.0, loss_sum=0.0, loss_steps=0, skipped=0,
@@ -105,7 +136,7 @@ class Trainer:
     def _resume(self):
         path = checkpoint.find_checkpoint(self.cfg.out, log=self.log)
         state = checkpoint.load_checkpoint(path, self.model, self.optimizer)
-        saved, now = state["config"], self.cfg.to_dict()
+        saved, now = _with_defaults(state["config"]), self.cfg.to_dict()
         changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
         if changed:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
@@ -150,7 +181,8 @@ class Trainer:
         while st["step"] < cfg.max_steps and self.stop_signal is None:
             t0 = time.perf_counter()
             lr = lr_at(st["step"], schedule=cfg.schedule, lr=cfg.lr, lr_final=cfg.lr_final,
-                       warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps)
+                       warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, lr_start=cfg.lr_start,
+                       decay_steps=cfg.decay_steps, interval=cfg.schedule_interval)
             self.optimizer.set_lr(lr)
             batch = self.sampler.next_batch()
             loss_value = self._accumulate_gradients(batch.x, batch.y)
@@ -245,11 +277,12 @@ class Trainer:
             self.log(f"sample:\n{sample_text(self.model, self.corpus, cfg.sample_length, cfg.seed)}")
 
 
-def evaluate_model_dir(model_dir, data, split="test", batch_size=8, max_batches=None, layout="auto", ctx_len=None,
+def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=None, layout="auto", ctx_len=None,
                        log=print):
     """Loads a saved model and its vocabulary, encodes `data` with that vocabulary and returns a dict with the mean
     loss on `split` (windows of ctx_len tokens, default the model's, each from a fresh state) in nats per token,
-    bits per char or byte, and perplexity per token."""
+    bits per char or byte, and perplexity per token. split None: "test", or "valid" for a layout without a test
+    split (shakespeare-char)."""
     from ..data import load_vocab
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -261,6 +294,8 @@ def evaluate_model_dir(model_dir, data, split="test", batch_size=8, max_batches=
         raise ValueError(f"--ctx-len {ctx_len} exceeds the model's context length {limit}")
     ctx_len = ctx_len or limit or 1024
     corpus = load_corpus(data, vocab=vocab, layout=layout, ctx_len=ctx_len)
+    if split is None:
+        split = "test" if corpus.test is not None else "valid"
     tokens = corpus[split]
     if tokens is None:
         raise ValueError(f"{data} has no {split} split ({corpus.layout} layout)")
@@ -281,11 +316,19 @@ def training_vocab(cfg):
     kind cfg.vocab."""
     if not cfg.tokenizer:
         return cfg.vocab
-    from ..data import load_vocab
+    from ..data import DataError, load_vocab
     from ..data.corpus import VOCAB_KINDS
+    from ..data.vocab import CONFIG_NAME
 
+    kind = VOCAB_KINDS.get(cfg.vocab.lower(), cfg.vocab)
+    if kind == "gpt2" and os.path.isdir(cfg.tokenizer) \
+            and not os.path.isfile(os.path.join(cfg.tokenizer, CONFIG_NAME)):
+        missing = [n for n in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(cfg.tokenizer, n))]
+        if missing:
+            raise DataError(f"--tokenizer {cfg.tokenizer} lacks {' and '.join(missing)}: --vocab gpt2 reads GPT-2's "
+                            f"vocab.json and merges.txt from that directory")
     vocab = load_vocab(cfg.tokenizer)
-    if vocab.kind != VOCAB_KINDS.get(cfg.vocab.lower(), cfg.vocab):
+    if vocab.kind != kind:
         raise ValueError(f"--tokenizer {cfg.tokenizer} holds a {vocab.kind} vocabulary, but --vocab is {cfg.vocab}")
     return vocab
 
