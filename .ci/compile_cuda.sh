@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every CUDA source with nvcc for sm_80 and sm_90: the operator library's (custom_ops/paddle/*.cu, against
-# the installed CPU Paddle's headers) and the GPU harness's raw-pointer entry points (tests/gpu/torch_ops_cuda.cu,
-# which needs no torch). No GPU is needed: this catches CUDA compile errors on machines that cannot run the kernels.
+# the installed CPU Paddle's headers) and the GPU harness's raw-pointer entry points (tests/gpu/torch_ops_cuda*.cu,
+# which need no torch). No GPU is needed: this catches CUDA compile errors on machines that cannot run the kernels.
 # Usage: .ci/compile_cuda.sh [NVCC]   (default: nvcc from the nvidia-cuda-nvcc wheel in the active environment)
 # Environment: PYTHON (default python), JOBS (parallel compiles, default 2).
 set -euo pipefail
@@ -40,6 +40,6 @@ run() {  # at most JOBS compiles at once
   pids+=($!)
 }
 for src in custom_ops/paddle/*.cu; do run "$src" "${PADDLE_FLAGS[@]}"; done
-run tests/gpu/torch_ops_cuda.cu "${HARNESS_FLAGS[@]}"
+for src in tests/gpu/torch_ops_cuda*.cu; do run "$src" "${HARNESS_FLAGS[@]}"; done
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 exit $status
