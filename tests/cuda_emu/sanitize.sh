@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs the emulated kernel tests (tests/test_cuda_emulated*.py) with the CUDA emulation built under a sanitizer (the stand-in for
-# compute-sanitizer on a machine without a GPU):
+# Runs the emulated kernel tests (tests/test_cuda_emulated*.py) with the CUDA emulation built under a sanitizer (the
+# stand-in for compute-sanitizer on a machine without a GPU):
 #   tests/cuda_emu/sanitize.sh thread     racecheck: ThreadSanitizer reports every unsynchronised access between
 #                                         a block's threads (shared or global memory), whatever the values
 #   tests/cuda_emu/sanitize.sh address    memcheck: AddressSanitizer + UBSan (out-of-bounds, use after free, array
 #                                         bounds of fixed-size register arrays, misaligned accesses, overflow)
 #   tests/cuda_emu/sanitize.sh undefined  UBSan alone
-# Extra arguments go to pytest (e.g. -k timex, or a test file: tests/test_cuda_emulated_mru.py). Libraries are cached apart from the normal build.
+# Extra arguments go to pytest (e.g. -k timex, or a test file: tests/test_cuda_emulated_mru.py). Libraries are cached
+# apart from the normal build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
