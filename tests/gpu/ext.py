@@ -69,3 +69,12 @@ def load(backend="cuda", verbose=False):
         verbose=verbose,
         **kwargs,
     )
+
+
+if __name__ == "__main__":  # python3 tests/gpu/ext.py [BACKEND]: build (or find built) and load
+    import sys
+    import time
+
+    t0 = time.time()
+    load(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LRNN_GPU_BACKEND", "cuda"))
+    print(f"# extension built and loaded in {time.time() - t0:.0f} s")

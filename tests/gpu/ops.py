@@ -9,7 +9,8 @@ differentiable w.r.t. every input; case_eps() gives the scalar passed to forward
 TimeX's eps, GLA's scale, unused by the MRU scan).
 Benchmark shapes (bench_shapes): RWKV-4 WKV B=8 T=4096 C=2048; TimeX B=12 C=512 T=1024; HGRN2's GLA B=4 T=4096 H=16
 K=V=128; MRU scan B=8 H=8 T=2048 d=16. bench.py also times the first of them at each length of sweep_T (shape_at),
-and compares values with the originals (originals.py) at compare_shape, where the float64 reference is affordable.
+and compares values with the originals (originals.py) at compare_shape, where the float64 reference is affordable;
+small_shape stands for all of them in a smoke test (bench.py --small: a shape the originals accept too).
 """
 import math
 
@@ -52,7 +53,7 @@ class Op:
         return dict(shape, T=T)
 
 
-# ----- WKV -----------------------------------------------------------------------------------------------------------
+# ----- WKV ------------------------------------------------------------------------------------------------------------
 class Wkv(Op):
     name = "wkv"
     out_names = ("y", "state", "checkpoints")
@@ -85,6 +86,7 @@ class Wkv(Op):
     bench_dtypes = ["float32", "bfloat16"]
     sweep_T = [512, 1024, 2048, 4096]
     compare_shape = dict(B=1, T=4096, C=2048)
+    small_shape = dict(B=2, T=40, C=64)
 
     def inputs(self, case, dtype, gen):
         B, T, C = case.shape["B"], case.shape["T"], case.shape["C"]
@@ -154,7 +156,7 @@ class Wkv(Op):
         return (fwd, 20 * B * T * C), (bwd, 60 * B * T * C)
 
 
-# ----- TimeX ---------------------------------------------------------------------------------------------------------
+# ----- TimeX ----------------------------------------------------------------------------------------------------------
 class Timex(Op):
     name = "timex"
     out_names = ("out",)
@@ -175,6 +177,7 @@ class Timex(Op):
     bench_dtypes = ["float32"]
     sweep_T = [256, 512, 1024]  # the original's T_MAX is 1024
     compare_shape = dict(B=4, C=512, T=1024, L=1024)
+    small_shape = dict(B=4, C=3, T=64, L=64)
 
     def shape_at(self, shape, T):
         return dict(shape, T=T, L=T)
@@ -250,6 +253,7 @@ class Gla(Op):
     bench_dtypes = ["float32", "bfloat16"]
     sweep_T = [512, 1024, 2048, 4096]
     compare_shape = dict(B=1, T=4096, H=2, K=128, V=128)
+    small_shape = dict(B=2, T=130, H=2, K=40, V=72)
 
     def inputs(self, case, dtype, gen):
         s = case.shape
@@ -312,7 +316,7 @@ class Gla(Op):
         return (fwd, 5 * n), (bwd, 12 * n)
 
 
-# ----- MRU scan --------------------------------------------------------------------------------------------------------
+# ----- MRU scan -------------------------------------------------------------------------------------------------------
 class MruScan(Op):
     name = "mru"
     out_names = ("prefix", "state")
@@ -344,6 +348,7 @@ class MruScan(Op):
     bench_dtypes = ["float32", "bfloat16"]
     sweep_T = [256, 512, 1024, 2048]
     compare_shape = dict(B=1, H=8, T=2048, d=16)
+    small_shape = dict(B=2, H=2, T=300, d=5)
 
     def inputs(self, case, dtype, gen):
         s = case.shape
