@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import zlib
@@ -40,6 +41,14 @@ TOL = {
 
 
 EMULATION_SCHEDULES = {"parallel": 0, "forward": 1, "reverse": 2, "random": 3}  # tests/cuda_emu/README.md
+
+
+class TimeLimit(BaseException):
+    """SIGTERM (run_all.sh's time limit): stop, and report and save what was checked."""
+
+
+def on_sigterm(signum, frame):
+    raise TimeLimit()
 
 
 class Backend:
@@ -201,6 +210,16 @@ def main():
         ext.set_emulation_schedule(EMULATION_SCHEDULES[args.schedule], 5)
     ext.set_poison(True)
     results, failed = [], []
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return check_all(args, backend, results, failed, t0)
+    except TimeLimit:
+        print("# stopped by SIGTERM (a time limit)", flush=True)
+        finish(args, results, failed, t0)
+        return 124
+
+
+def check_all(args, backend, results, failed, t0):
     for op in ops_module.by_name(args.ops):
         for case in op.cases(quick=args.quick):
             if case.long and args.backend == "emulated" and not args.long:
