@@ -74,6 +74,8 @@ def rates(t, traffic):
 
 
 class Runner:
+    """Runs ours (through ext, on one backend) and the loaded originals on the same inputs."""
+
     def __init__(self, args, ext, device, cuda, stream, loaded):
         self.args, self.ext, self.device, self.cuda, self.stream, self.loaded = args, ext, device, cuda, stream, loaded
 
