@@ -1,6 +1,8 @@
 """Training: a short run writes metrics, plot, checkpoints and a loadable model; an interrupted run resumes exactly;
-damaged checkpoints are skipped; non-finite losses stop (or are skipped) without overwriting good state; the
-learning-rate schedule follows RWKV-v2's; evaluation of a saved model."""
+damaged checkpoints are skipped; non-finite losses stop (or are skipped) and non-finite weights are never saved,
+the last good checkpoint untouched; a new run does not mix with an old one in the same directory; the
+learning-rate schedule follows RWKV-v2's; evaluation of a saved model. (Runs killed in child processes:
+test_crash_resume.py.)"""
 import json
 import math
 import os
@@ -9,6 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
+from paddle_lrnn.io.safetensors import load_safetensors
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import checkpoint, metrics, trainer as trainer_module
 from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
@@ -129,17 +132,72 @@ class NanAtStep(Trainer):
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(corpus_file, tmp_path):
+    t = NanAtStep(tiny(corpus_file, tmp_path), log=lambda *_: None, progress=False)
     with pytest.raises(TrainingError, match="the loss is nan at step 4; training stopped"):
-        run(tiny(corpus_file, tmp_path), trainer_class=NanAtStep)
-    assert checkpoint.find_checkpoint(str(tmp_path)).endswith("step-00000003")
+        t.train()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", "step-00000003"]
     saved = json.load(open(tmp_path / "checkpoints" / "step-00000003" / "trainer_state.json"))
     assert saved["step"] == 3
+    # the checkpoint holds the weights after step 3, which the bad step did not touch
+    weights = load_safetensors(str(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors"))
+    for name, p in t.model.named_parameters():
+        np.testing.assert_array_equal(weights[name], p.numpy(), err_msg=name)
+    checkpoint.verify(str(tmp_path / "checkpoints" / "step-00000003"))
 
 
 def test_nonfinite_batches_can_be_skipped(corpus_file, tmp_path):
-    state, t = run(tiny(corpus_file, tmp_path, skip_nonfinite=True), trainer_class=NanAtStep)
+    log = []
+    t = NanAtStep(tiny(corpus_file, tmp_path, skip_nonfinite=True), log=log.append, progress=False)
+    state = t.train()
     assert state["step"] == 12 and state["skipped"] == 1
+    assert "warning: loss nan at step 4; batch skipped (1 so far)" in log
+    assert t.sampler.step == 13  # the skipped batch is not drawn again
     assert all(np.isfinite(p.numpy()).all() for p in t.model.parameters())
+
+
+class InfGradientAt(Trainer):
+    """Makes the gradient of the first parameter infinite in the given update (1-based): the loss of that update
+    stays finite, the weights after it do not."""
+
+    bad_update = 4
+
+    def _setup(self):
+        super()._setup()
+        calls = [0]
+
+        def poison(grad):
+            calls[0] += 1
+            return grad * float("inf") if calls[0] == self.bad_update else grad
+
+        self.model.parameters()[0].register_hook(poison)
+
+
+@pytest.mark.parametrize("stop_by_signal", [False, True])
+def test_nonfinite_weights_are_never_saved(corpus_file, tmp_path, stop_by_signal):
+    # caught by the evaluation after update 4, or, with a SIGTERM during update 4, by the check before the checkpoint
+    good = 3 if stop_by_signal else 2
+    expected = r"the weights are not finite after step 4 \(emb.weight\)" if stop_by_signal else \
+        "the validation loss is nan after step 4"
+    with pytest.raises(TrainingError, match=expected + "; training stopped without saving this state"):
+        run(tiny(corpus_file, tmp_path, eval_interval=good), stop_after=3 if stop_by_signal else None,
+            trainer_class=InfGradientAt)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", f"step-{good:08d}"]
+    assert checkpoint.find_checkpoint(str(tmp_path)).endswith(f"step-{good:08d}")
+    assert [r["step"] for r in metrics.read_records(str(tmp_path / "metrics.jsonl"))] == [good]
+
+
+def test_a_new_run_does_not_mix_with_an_old_one(corpus_file, tmp_path):
+    run(tiny(corpus_file, tmp_path, max_steps=3))
+    with pytest.raises(TrainingError, match="holds another run's checkpoints: continue it with --resume"):
+        run(tiny(corpus_file, tmp_path, max_steps=3))
+    # a run killed before its first checkpoint leaves records (and a torn line) that a new run drops
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"step": 3, "train_loss": 1.0}\n{"step": 6, "tra')
+    assert metrics.read_records(str(other / "metrics.jsonl")) == [{"step": 3, "train_loss": 1.0}]
+    run(tiny(corpus_file, other, max_steps=3))
+    assert [r["step"] for r in metrics.read_records(str(other / "metrics.jsonl"))] == [3]
+    assert metrics.read_records(str(other / "metrics.jsonl"))[0]["train_loss"] != 1.0
 
 
 def test_learning_rate_follows_rwkv_v2():

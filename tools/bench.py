@@ -24,14 +24,24 @@ from paddle_lrnn.cli import run_cli  # noqa: E402
 
 def timed(fn, repeat, warmup=1):
     """Median wall time of fn() in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return timed_together([fn], [repeat], warmup)[0]
+
+
+def timed_together(fns, repeats, warmup=1):
+    """Median wall times (ms) of several callables, timed in alternation (round r runs every fn that still has
+    repetitions left), so that a change of machine load during the run hits all of them alike and their ratio
+    holds."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for r in range(max(repeats)):
+        for fn, n, out in zip(fns, repeats, times):
+            if r < n:
+                start = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def forward_and_backward(fn, inputs):
@@ -94,7 +104,7 @@ def bench_ops(args):
         k_fwd, k_both = forward_and_backward(kernel, inputs)
         r_fwd, r_both = forward_and_backward(ref, inputs)
         for label, kf, rf in (("forward", k_fwd, r_fwd), ("forward+backward", k_both, r_both)):
-            tk, tr = timed(kf, args.repeat), timed(rf, max(1, args.repeat // 3))
+            tk, tr = timed_together([kf, rf], [args.repeat, max(1, args.repeat // 3)])
             print(f"| {name} | {shape} | {label} | {tk:.2f} | {tr:.1f} | {tr / tk:.1f}x |", flush=True)
     bench_wkv_vs_timex(args)
 
@@ -118,7 +128,7 @@ def bench_wkv_vs_timex(args):
         t_fwd, t_both = forward_and_backward(
             lambda c, a, b: ops.timex(c, a) / ops.timex(c, b, eps=1e-16), [curve, ekv, ek])
         for label, wf, tf in (("forward", w_fwd, t_fwd), ("forward+backward", w_both, t_both)):
-            tw, tt = timed(wf, args.repeat), timed(tf, max(1, args.repeat // 3))
+            tw, tt = timed_together([wf, tf], [args.repeat, max(1, args.repeat // 3)])
             print(f"| T={T} | {label} | {tw:.2f} | {tt:.1f} | {tt / tw:.1f}x |", flush=True)
 
 
@@ -143,7 +153,7 @@ def bench_generation(args):
         for _ in generate_ids(model, prompt, n, seed=0):
             pass
 
-    rows = [("paddle_lrnn (step mode, fp32)", n / (timed(ours, 3) / 1e3))]
+    runs = [("paddle_lrnn (step mode, fp32)", ours, n)]
     if args.original_rwkv2:
         import torch
 
@@ -166,7 +176,9 @@ def bench_generation(args):
                     ctx.append(int(np.argmax([float(v) for v in logits])))  # copy-head entries are 0-d tensors
                     logits = rnn.run(ctx[-1024:])
 
-        rows.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", (n + len(prompt)) / (timed(original, 3) / 1e3)))
+        runs.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", original, n + len(prompt)))
+    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
+    rows = [(label, tokens / (t / 1e3)) for (label, _, tokens), t in zip(runs, ms)]
     print("| generator, L6 C512 V6064 | tokens/s | vs original |")
     print("|---|---:|---:|")
     base = rows[-1][1] if args.original_rwkv2 else None

@@ -12,6 +12,9 @@
   python tools/train.py --model mru --preset shakespeare-char --data input.txt --device gpu --out out/mru
                                                           # mru-lm's default run on tiny-shakespeare (see docs/mru.md)
   python tools/train.py --eval-only --model-dir out/mru --data input.txt --layout shakespeare-char   # valid split
+  python tools/train.py --device gpu --amp bf16 ...       # mixed precision (bf16 or fp16 with loss scaling)
+  python -m paddle.distributed.launch --gpus 0,1,2,3 tools/train.py --device gpu ...
+                                                          # data parallel: --batch-size is the global batch
 
 Unset hyper-parameters come from the family's recipe: the original's on --device gpu, scaled down on cpu.
 """
@@ -23,6 +26,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.training.amp import AMP_MODES  # noqa: E402  (no paddle import)
 
 RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
     "max_steps": int, "batch_size": int, "ctx_len": int, "n_layer": int, "n_embd": int, "lr": float,
@@ -46,11 +50,18 @@ def parse(argv):
     p.add_argument("--device", choices=["cpu", "gpu"], help="default: gpu if Paddle has CUDA and a GPU, else cpu")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--skip-nonfinite", action="store_true", help="skip batches whose loss is NaN or inf")
+    p.add_argument("--deterministic", action="store_true", help="on a GPU: fixed-order kernels where Paddle has "
+                   "them, so that a run repeats bit for bit (CPU runs always do)")
     p.add_argument("--eval-only", action="store_true", help="evaluate --model-dir on the test split of --data")
     p.add_argument("--model-dir", help="with --eval-only: the model to evaluate")
     p.add_argument("--split", choices=["test", "valid"], help="with --eval-only: the split to evaluate (default: "
                    "test, or valid for a layout without one, e.g. shakespeare-char)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--amp", choices=AMP_MODES, help="mixed precision on GPU (default off): bf16, or "
+                   "fp16 with dynamic loss scaling; parameters and optimizer state stay float32")
+    p.add_argument("--sharding", action=argparse.BooleanOptionalAction, default=None,
+                   help="under paddle.distributed.launch: each process keeps the optimizer state of its share of the "
+                        "parameters only (ZeRO stage 1)")
     for flag, typ in RECIPE_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=typ, help=HELP.get(flag))
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
@@ -92,15 +103,17 @@ def main(argv=None):
     from paddle_lrnn.training.recipes import resolve
     from paddle_lrnn.training.trainer import Trainer, resume_config
 
-    given = {k: getattr(args, k) for k in [*RECIPE_FLAGS, "model", "preset", "data", "layout", "device"]}
+    given = {k: getattr(args, k) for k in [*RECIPE_FLAGS, "model", "preset", "data", "layout", "device", "amp",
+                                           "sharding"]}
     explicit = {k: v for k, v in given.items() if v is not None}
     explicit["out"] = args.out
     if args.model_option:
         explicit["model_options"] = model_options(args.model_option)
-    if args.skip_nonfinite:
-        explicit["skip_nonfinite"] = True
+    for flag in ("skip_nonfinite", "deterministic"):
+        if getattr(args, flag):
+            explicit[flag] = True
     if args.resume:  # the run's own settings, with what was given again checked against them
-        cfg = resume_config(args.out, explicit)
+        cfg = resume_config(args.out, explicit, log=lambda *_: None)  # the trainer reports skipped checkpoints
     else:
         explicit.setdefault("device", default_device())
         cfg = resolve(explicit)

@@ -2,8 +2,8 @@
 Every reader is safe: no code from a checkpoint is ever executed (see paddle_lrnn.io)."""
 import importlib
 import os
-import shutil
-import tempfile
+
+from ..io.atomic import atomic_directory
 
 FAMILIES = ("rwkv2", "hgrn2", "mru")
 TAKES_CONFIG = ("mru",)  # families whose checkpoints lack the model's sizes: they come from a separate file
@@ -52,18 +52,10 @@ def convert(family, src, out, *, to="paddle", vocab=None, config=None, overwrite
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ValueError(f"--vocab {vocab} has {tokenizer.vocab_size} entries but the checkpoint's embedding has "
                              f"{model.config.vocab_size} rows")
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".convert-", dir=parent)
-    try:
+    with atomic_directory(out) as staging:
         model.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save(staging)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.rename(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log(f"converted {src} -> {out}: {type(model).__name__}, {model.num_parameters():,} parameters"
         + ("" if tokenizer is None else f", vocabulary of {tokenizer.vocab_size} {tokenizer.unit}s"))
     return out

@@ -16,14 +16,12 @@ values are exactly representable in it, else float32, so a checkpoint converted 
 """
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from ..io import (BFloat16, CheckpointError, load_safetensors, load_sharded_checkpoint, load_torch_checkpoint,
                   safetensors_metadata)
-from ..io.atomic import atomic_write
+from ..io.atomic import atomic_directory, atomic_write
 from ..io.safetensors import save_safetensors
 from ..models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
 from ..models.modeling_utils import CONFIG_NAME, ModelFileError, linear_weight_names, read_config
@@ -182,20 +180,9 @@ def to_torch(model, out_dir):
         # some values are not representable in the declared dtype: they are kept in float32
         config["dtype" if "dtype" in config else "torch_dtype"] = "float32"
     out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".to-torch-", dir=parent)
-    try:
+    with atomic_directory(out_dir) as staging:
         with atomic_write(os.path.join(staging, CONFIG_NAME), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
         save_safetensors(os.path.join(staging, "model.safetensors"), tensors, metadata={"format": "pt"})
-        if os.path.exists(out_dir):
-            if os.path.isdir(out_dir):
-                shutil.rmtree(out_dir)
-            else:
-                os.remove(out_dir)
-        os.rename(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir

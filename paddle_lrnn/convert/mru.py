@@ -25,14 +25,12 @@ written; torch's load_state_dict does not need it.
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
 
 from ..io import CheckpointError, load_torch_checkpoint, save_torch_checkpoint
-from ..io.atomic import atomic_write
+from ..io.atomic import atomic_directory, atomic_write
 from ..layers.mru import xpos_tables
 from ..models.modeling_utils import ModelFileError, linear_weight_names
 from ..models.mru import MRUConfig, MRUForCausalLM
@@ -241,22 +239,11 @@ def to_torch(model, out_dir):
     step = model.config.extra.get("checkpoint_step", 0)
     step = step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else 0
     out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".to-torch-", dir=parent)
     name = f"checkpoint-step-{step}.pt"
-    try:
+    with atomic_directory(out_dir) as staging:
         with atomic_write(os.path.join(staging, MODEL_JSON), "w") as f:
             f.write(json.dumps(model.config.to_model_json()))
         os.makedirs(os.path.join(staging, "checkpoints"))
         save_torch_checkpoint(os.path.join(staging, "checkpoints", name),
                               {"step": step, STATE_KEY: torch_state_dict(model)})
-        if os.path.exists(out_dir):
-            if os.path.isdir(out_dir):
-                shutil.rmtree(out_dir)
-            else:
-                os.remove(out_dir)
-        os.rename(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return os.path.join(out_dir, "checkpoints", name)

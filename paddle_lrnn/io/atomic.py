@@ -11,13 +11,19 @@ umask; or the existing file's permissions when ``path`` already exists), then re
 (after a hard crash a ``.<name>.*.tmp`` file may remain; it is never mistaken for the target).
 
 If ``path`` is a symbolic link, the link itself is replaced by a regular file (its target is not written through).
+
+    with atomic_directory("models/converted") as staging:
+        ...write files into staging...
+
+does the same for a directory: it is filled beside ``path`` and renamed into place when the block succeeds.
 """
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_directory", "atomic_write"]
 
 _TEXT_MODES = ("w", "wt")
 _BINARY_MODES = ("wb",)
@@ -92,3 +98,25 @@ def atomic_write(path, mode="wb", **open_kwargs):
                     os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Context manager yielding a new empty directory beside ``path``; when the block exits normally it replaces
+    ``path`` (an existing directory or file there is removed first), so the directory appears complete or not at
+    all. On an exception inside the block ``path`` is untouched and the staging directory is removed."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    try:
+        os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp's 0o700 would outlive the rename
+        yield staging
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+        os.rename(staging, path)
+        _fsync_directory(parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -125,7 +125,7 @@ class MRU(nn.Layer):
         dtype = m.dtype
         scan_dtype = dtype if dtype in (paddle.float32, paddle.float64) else paddle.float32
         m = m.astype(scan_dtype)
-        if not m.is_contiguous():
+        if paddle.in_dynamic_mode() and not m.is_contiguous():  # a static graph has no strides
             m = m.contiguous()
         prefix, new_state = mru_scan(m, state)
         # readout per head, back to [B, T, h, o, c] (an einsum: Paddle's broadcasting matmul cannot differentiate
@@ -151,9 +151,8 @@ class MLP(nn.Layer):
         return self.mlp(x)
 
 
-def xpos_tables(key_head_size, start, end, max_sequence_length):
-    """(c, s, t, invt), each float32 numpy [end - start, 1, key_head_size], for absolute positions start..end-1
-    (rows 0..L-1 are the original's xPos buffers for L = max_sequence_length; see the module docstring)."""
+def xpos_frequencies(key_head_size):
+    """(theta, zeta), float32 numpy [key_head_size]: the per-channel rotation frequency and decay base of xPos."""
     k = int(key_head_size)
     if k % 2:
         raise ValueError(f"the key head size key_size / n_attn_heads = {k} must be even for the xPos position "
@@ -163,6 +162,14 @@ def xpos_tables(key_head_size, start, end, max_sequence_length):
     theta = np.repeat(np.power(f32(1.0 / XPOS_THETA_BASE), pairs / f32(k)), 2)
     alpha = 0.4 * k
     zeta = np.repeat((pairs / f32(k / 2) + f32(alpha)) / f32(1 + alpha), 2)
+    return theta, zeta
+
+
+def xpos_tables(key_head_size, start, end, max_sequence_length):
+    """(c, s, t, invt), each float32 numpy [end - start, 1, key_head_size], for absolute positions start..end-1
+    (rows 0..L-1 are the original's xPos buffers for L = max_sequence_length; see the module docstring)."""
+    f32 = np.float32
+    theta, zeta = xpos_frequencies(key_head_size)
     half = max_sequence_length // 2
     u = (np.arange(start, end, dtype=np.int64) - half).astype(f32).reshape(-1, 1, 1) / f32(XPOS_SCALE_BASE)
     angle = (u * theta.reshape(1, 1, -1)).astype(np.float64)  # the product in float32, as the original
@@ -181,24 +188,43 @@ def rotate_every_two(x):
 class XPos(nn.Layer):
     """xPos for queries and keys [B, T, H, key_head_size] at absolute positions start .. start+T-1. The tables of the
     first max_sequence_length positions are buffers (not saved: they are recomputed from the sizes); rows past them
-    are computed on demand."""
+    are computed on demand, by Paddle operators (so that a program traced by paddle.jit.to_static, where start and
+    T are tensors, computes them too: paddle_lrnn.export)."""
+
+    TABLES = ("c", "s", "t", "invt")
 
     def __init__(self, key_head_size, max_sequence_length):
         super().__init__()
         self.key_head_size, self.max_sequence_length = int(key_head_size), int(max_sequence_length)
         tables = xpos_tables(self.key_head_size, 0, self.max_sequence_length, self.max_sequence_length)
-        for name, table in zip(("c", "s", "t", "invt"), tables):
+        for name, table in zip(self.TABLES, tables):
             self.register_buffer(name, paddle.to_tensor(table), persistable=False)
+        theta, zeta = xpos_frequencies(self.key_head_size)
+        self.register_buffer("theta", paddle.to_tensor(theta.reshape(1, 1, -1)), persistable=False)
+        self.register_buffer("zeta", paddle.to_tensor(zeta.reshape(1, 1, -1).astype(np.float64)), persistable=False)
 
-    def rows(self, start, end, dtype):
-        if end <= self.max_sequence_length:
-            return [getattr(self, n)[start:end].astype(dtype) for n in ("c", "s", "t", "invt")]
-        tables = xpos_tables(self.key_head_size, start, end, self.max_sequence_length)
-        return [paddle.to_tensor(x).astype(dtype) for x in tables]
+    def rows(self, start, T, dtype):
+        """[c, s, t, invt], each [T, 1, key_head_size] in dtype, for positions start .. start+T-1. start is an int,
+        or an int64 tensor [1] (a traced program's state position); T an int, or a tensor while tracing."""
+        if isinstance(start, int) and isinstance(T, int) and start + T <= self.max_sequence_length:
+            return [getattr(self, n)[start:start + T].astype(dtype) for n in self.TABLES]
+        positions = paddle.arange(T, dtype="int64") + start
+        # the buffers' rows where there are some (the same numbers everywhere), the formula past them
+        in_table = (positions < self.max_sequence_length).reshape([-1, 1, 1])
+        index = paddle.clip(positions, max=self.max_sequence_length - 1)
+        computed = self._computed_rows(positions)
+        return [paddle.where(in_table, paddle.gather(getattr(self, n), index), x).astype(dtype)
+                for n, x in zip(self.TABLES, computed)]
+
+    def _computed_rows(self, positions):
+        """xpos_tables' arithmetic in Paddle operators, for int64 positions [T]."""
+        u = (positions - self.max_sequence_length // 2).astype("float32").reshape([-1, 1, 1]) / XPOS_SCALE_BASE
+        angle = (u * self.theta).astype("float64")  # the product in float32, as xpos_tables
+        t = paddle.pow(self.zeta, u.astype("float64")).astype("float32")
+        return paddle.cos(angle).astype("float32"), paddle.sin(angle).astype("float32"), t, 1.0 / t
 
     def forward(self, q, k, start=0):
-        T = q.shape[1]
-        c, s, t, invt = self.rows(start, start + T, q.dtype)
+        c, s, t, invt = self.rows(start, q.shape[1], q.dtype)
         q = (q * c + rotate_every_two(q) * s) * t
         k = (k * c + rotate_every_two(k) * s) * invt
         return q, k

@@ -102,6 +102,25 @@ class RWKV2ChannelMix(nn.Layer):
         return F.sigmoid(self.receptance(xx)) * self.value(F.relu(self.key(xx)) ** 2)
 
 
+def deterministic_gpu(x):
+    """True for a GPU tensor while Paddle's FLAGS_cudnn_deterministic is set (train.py --deterministic sets it).
+    False in a traced program (paddle_lrnn.export), whose values have no place: it keeps the scatter-add."""
+    if not paddle.in_dynamic_mode():
+        return False
+    return x.place.is_gpu_place() and bool(paddle.get_flags(["FLAGS_cudnn_deterministic"])["FLAGS_cudnn_deterministic"])
+
+
+def add_at_ids(logits, scores, ids, one_hot=False):
+    """logits[b, t, ids[b, u]] += scores[b, t, u] for every u. A scatter-add by default; Paddle's GPU scatter-add
+    uses atomics, whose order (and so the float sum) varies from run to run, so one_hot=True computes the same sums
+    as scores @ one_hot(ids), the original's formulation, in a fixed order (and [B, U, V] more memory)."""
+    if one_hot:
+        one_hot_ids = F.one_hot(ids, logits.shape[-1]).astype(scores.dtype)  # [B, U, V]
+        return logits + paddle.matmul(scores, one_hot_ids).astype(logits.dtype)
+    index = ids.unsqueeze(1).expand([ids.shape[0], scores.shape[1], ids.shape[1]])
+    return paddle.put_along_axis(logits, index, scores.astype(logits.dtype), axis=2, reduce="add")
+
+
 def head_qk_logits(q, k, input_ids, logits, ctx_len, memory=None):
     """The copy head: logit[t, id_u] += (q_t . k_u) / head_dim for the last ctx_len tokens u <= t (the current one
     included), divided by head_dim itself as the original does, not by its square root.
@@ -117,7 +136,6 @@ def head_qk_logits(q, k, input_ids, logits, ctx_len, memory=None):
     key_pos = paddle.arange(M + T).unsqueeze(0)
     visible = (key_pos <= query_pos) & (query_pos - key_pos < ctx_len)
     scores = paddle.where(visible, scores, paddle.zeros_like(scores))
-    index = ids.unsqueeze(1).expand([ids.shape[0], T, M + T])
-    logits = paddle.put_along_axis(logits, index, scores.astype(logits.dtype), axis=2, reduce="add")
+    logits = add_at_ids(logits, scores, ids, one_hot=deterministic_gpu(logits))
     keep = ctx_len - 1
     return logits, ((keys[:, -keep:], ids[:, -keep:]) if keep > 0 else None)

@@ -12,6 +12,7 @@ import paddle.nn as nn
 
 from ..io.atomic import atomic_write
 from ..io.safetensors import load_safetensors, save_safetensors
+from ..ops._checks import dims_match, is_tensor
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -149,17 +150,33 @@ class PretrainedModel(nn.Layer):
         return sum(int(np.prod(p.shape)) for p in self.parameters())
 
 
+@paddle.jit.not_to_static
 def check_input_ids(input_ids, vocab_size):
-    """(B, T) of a 2-D int64/int32 tensor of ids in [0, vocab_size); one clear error otherwise."""
-    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2:
-        got = list(input_ids.shape) if isinstance(input_ids, paddle.Tensor) else type(input_ids).__name__
+    """A 2-D int64/int32 tensor of ids in [0, vocab_size); one clear error otherwise. While paddle.jit.to_static
+    traces a model only the rank and dtype can be checked (the ids are not known yet, and the batch and time
+    dimensions may be open)."""
+    if not is_tensor(input_ids) or input_ids.ndim != 2:
+        got = list(input_ids.shape) if is_tensor(input_ids) else type(input_ids).__name__
         raise ValueError(f"input_ids must be a 2-D paddle.Tensor [batch, time], got {got}")
     if input_ids.dtype not in (paddle.int64, paddle.int32):
         raise TypeError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
-    B, T = input_ids.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"input_ids is empty (shape {[B, T]}); batch and time must be at least 1")
+    if 0 in input_ids.shape:
+        raise ValueError(f"input_ids is empty (shape {list(input_ids.shape)}); batch and time must be at least 1")
+    if not paddle.in_dynamic_mode():
+        return
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab_size:
         raise ValueError(f"token id {high if high >= vocab_size else low} is outside the vocabulary [0, {vocab_size})")
-    return B, T
+
+
+@paddle.jit.not_to_static
+def check_state(state, expected, batch_size):
+    """Checks that `state` is the dict an earlier call returned: the keys of `expected` ({key: shape}), each tensor
+    with its shape; one clear error otherwise. While tracing, a dimension left open matches anything."""
+    if not isinstance(state, dict) or set(state) != set(expected):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"state must be the dict an earlier call returned, with keys {sorted(expected)}; got {have}")
+    for key, shape in expected.items():
+        if not dims_match(list(state[key].shape), shape):
+            raise ValueError(f"state[{key!r}] has shape {list(state[key].shape)}, expected {shape} (layers, batch "
+                             f"{batch_size}, ...): was it made for another batch size or model?")

@@ -1,7 +1,10 @@
 """Loads the compiled operator library (paddle_lrnn._C) on first use, never at `import paddle_lrnn`."""
+import paddle
+
 _lib = None
 
 
+@paddle.jit.not_to_static  # to_static's AST translation cannot compile the `global` statement below
 def library():
     """The module holding the registered custom operators (lrnn_wkv, lrnn_timex, ...)."""
     global _lib

@@ -8,6 +8,7 @@ from ._library import library
 OP = "paddle_lrnn.ops.gla"
 
 
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
 def check_args(q, k, v, g, state):
     """One clear error for a bad argument: rank, dtype, shapes of q/k/v/g/state, empty dimensions, devices."""
     _checks.tensor(OP, "q", q, "[B, T, H, K]")

@@ -9,6 +9,7 @@ OP = "paddle_lrnn.ops.mru_scan"
 MAX_CUDA_D = 32  # the CUDA kernels keep a d x d matrix in one warp's registers (the operator checks it)
 
 
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
 def check_args(m, state):
     _checks.tensor(OP, "m", m, "[B, H, T, d, d]")
     B, H, T, d, d2 = m.shape

@@ -1,11 +1,14 @@
 """TimeX: RWKV-v2's original causal depthwise convolution as a custom operator (kernels/timex.h, .cuh), and the
 same operator as a general causal depthwise 1-D convolution with a short kernel."""
+import paddle
+
 from . import _checks
 from ._library import library
 
 OP = "paddle_lrnn.ops.timex"
 
 
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
 def check_args(w, x, op=OP, require_full_kernel=True):
     _checks.tensor(op, "x", x, "[B, C, T]")
     _checks.tensor(op, "w", w, "[C, L]")

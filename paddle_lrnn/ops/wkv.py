@@ -15,6 +15,7 @@ def initial_state(batch, channels, dtype=paddle.float32):
     )
 
 
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
 def check_args(w, u, k, v, state):
     _checks.tensor(OP, "k", k, "[B, T, C]")
     _checks.tensor(OP, "v", v, "[B, T, C]")

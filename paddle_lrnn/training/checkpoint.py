@@ -3,11 +3,12 @@ data position, RNG), written so that a kill at any moment leaves the previous go
 
 Layout under <out>/checkpoints/:
     step-00000100/model.safetensors, optimizer.safetensors, trainer_state.json, MANIFEST.json
-    latest                                   the name of the newest complete checkpoint
+    latest                                   the name of the newest complete checkpoint (for people and scripts)
 A checkpoint is built in a temporary directory, every file fsynced, MANIFEST.json (the SHA-256 of every file)
 written last, then renamed into place in one step; only then does `latest` move (atomically) and older checkpoints
-get pruned. On resume the manifest is verified, and a damaged checkpoint is refused (named, with the reason) in
-favour of the newest intact one. No pickle is involved: tensors are safetensors, the rest JSON.
+get pruned. A kill at any point thus leaves the previous checkpoint whole. On resume the manifest is verified, and
+a damaged checkpoint is refused (named, with the reason) in favour of the newest intact one. No pickle is
+involved: tensors are safetensors, the rest JSON.
 """
 import hashlib
 import json
@@ -22,6 +23,7 @@ from ..models.modeling_utils import load_arrays
 
 MANIFEST = "MANIFEST.json"
 LATEST = "latest"
+FILES = ("model.safetensors", "optimizer.safetensors", "trainer_state.json")  # what a checkpoint must hold
 
 
 class ResumeError(ValueError):
@@ -63,9 +65,10 @@ def _param_names(model):
     return {p.name: n for n, p in model.named_parameters()}
 
 
-def _optimizer_arrays(optimizer, model):
+def optimizer_arrays(optimizer, model):
     """The optimizer state keyed by structured parameter names ("blocks.0.att.key.weight@moment1_0"), so that it
-    loads into a model built in another process, whose internal names differ."""
+    loads into a model built in another process, whose internal names differ. Under optimizer-state sharding each
+    rank's optimizer gives its own parameters' entries; their union is the unsharded optimizer's state."""
     names = _param_names(model)
     by_length = sorted(names, key=len, reverse=True)
 
@@ -86,27 +89,45 @@ def _optimizer_arrays(optimizer, model):
     return arrays
 
 
-def _set_optimizer_arrays(optimizer, model, arrays):
-    internal = {n: p.name for n, p in model.named_parameters()}
+def _optimizer_parameters(optimizer):
+    """The parameters an optimizer updates (Paddle keeps a list of them, or of parameter-group dicts)."""
+    items = list(optimizer._parameter_list or [])
+    if items and isinstance(items[0], dict):
+        return [p for group in items for p in group["params"]]
+    return items
 
-    def key_of(structured):
-        name, _, suffix = structured.partition("@")
+
+def _set_optimizer_arrays(optimizer, model, arrays):
+    """Loads the entries of the parameters the optimizer updates (all of them, or this rank's share under
+    optimizer-state sharding, which is how a checkpoint resumes with any number of processes)."""
+    internal = {n: p.name for n, p in model.named_parameters()}
+    held = {p.name for p in _optimizer_parameters(optimizer)}
+
+    def parameter_of(structured):
+        name = structured.partition("@")[0]
         if name not in internal:
             raise ResumeError(f"the checkpoint's optimizer state names parameter {name!r}, which the model lacks")
-        return internal[name] + ("_" + suffix if suffix else "")
+        return internal[name]
 
     state = {}
     for key, array in arrays.items():
         group, sep, rest = key.partition("/")
+        structured = rest if sep else key
+        param = parameter_of(structured)
+        if param not in held:
+            continue
+        suffix = structured.partition("@")[2]
+        entry = param + ("_" + suffix if suffix else "")
         if sep:
-            state.setdefault(group, {})[key_of(rest)] = paddle.to_tensor(array)
+            state.setdefault(group, {})[entry] = paddle.to_tensor(array)
         else:
-            state[key_of(key)] = paddle.to_tensor(array)
+            state[entry] = paddle.to_tensor(array)
     optimizer.set_state_dict(state)
 
 
 def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
-    """Writes checkpoint `step` (see the module docstring) and returns its directory."""
+    """Writes checkpoint `step` (see the module docstring) and returns its directory. optimizer: a Paddle optimizer,
+    or the dict optimizer_arrays() makes (merged from the ranks under optimizer-state sharding)."""
     root = os.path.join(out_dir, "checkpoints")
     os.makedirs(root, exist_ok=True)
     name = f"step-{step:08d}"
@@ -114,20 +135,23 @@ def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
-    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), _optimizer_arrays(optimizer, model))
+    arrays = optimizer if isinstance(optimizer, dict) else optimizer_arrays(optimizer, model)
+    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), arrays)
     with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
         json.dump({"step": step, **trainer_state}, f)
     files = sorted(os.listdir(tmp))
     with atomic_write(os.path.join(tmp, MANIFEST), "w") as f:
         json.dump({"step": step, "sha256": {fn: _sha256(os.path.join(tmp, fn)) for fn in files}}, f, indent=1)
     _fsync_dir(tmp)
-    if os.path.exists(final):  # a checkpoint of the same step from an interrupted earlier attempt
-        shutil.rmtree(final)
+    if os.path.exists(final):  # a damaged one of the same step: moved aside (and removed below), never left missing
+        os.rename(final, tmp + "-old")
     os.rename(tmp, final)
     _fsync_dir(root)
     with atomic_write(os.path.join(root, LATEST), "w") as f:
         f.write(name + "\n")
-    for old in sorted(d for d in os.listdir(root) if d.startswith("step-"))[:-keep]:
+    # keep the newest `keep` up to this one; newer ones are damaged (else the run would have resumed from them)
+    steps = checkpoint_names(out_dir)
+    for old in steps[:max(steps.index(name) + 1 - keep, 0)] + steps[steps.index(name) + 1:]:
         shutil.rmtree(os.path.join(root, old), ignore_errors=True)
     for stale in (d for d in os.listdir(root) if d.startswith(".tmp-")):
         shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
@@ -142,8 +166,11 @@ def verify(path):
     try:
         with open(manifest) as f:
             expected = json.load(f)["sha256"]
+        missing = [fn for fn in FILES if fn not in expected]
     except (ValueError, KeyError, TypeError):
         raise ResumeError(f"{manifest} is damaged") from None
+    if missing:
+        raise ResumeError(f"{manifest} does not list {', '.join(missing)}")
     for fn, digest in expected.items():
         fp = os.path.join(path, fn)
         if not os.path.isfile(fp):
@@ -152,26 +179,27 @@ def verify(path):
             raise ResumeError(f"{fp} does not match its checksum (truncated or altered)")
 
 
-def find_checkpoint(out_dir, log=print):
-    """The newest intact checkpoint directory under out_dir/checkpoints. Damaged ones are reported through `log`
-    and skipped. Raises ResumeError if there is none."""
+def checkpoint_names(out_dir):
+    """The checkpoint directories under out_dir/checkpoints (complete or not), oldest first."""
     root = os.path.join(out_dir, "checkpoints")
-    names = sorted((d for d in os.listdir(root) if d.startswith("step-")), reverse=True) if os.path.isdir(root) else []
-    if os.path.isfile(os.path.join(root, LATEST)):
-        with open(os.path.join(root, LATEST)) as f:
-            latest = f.read().strip()
-        if latest in names:  # try the recorded latest first; a newer directory cannot exist without it moving
-            names.remove(latest)
-            names.insert(0, latest)
+    return sorted(d for d in os.listdir(root) if d.startswith("step-")) if os.path.isdir(root) else []
+
+
+def find_checkpoint(out_dir, log=print):
+    """The newest intact checkpoint directory under out_dir/checkpoints. Damaged ones are skipped, each reported
+    through `log` in one line that names the file at fault and the checkpoint used instead. Raises ResumeError if
+    there is none."""
+    root = os.path.join(out_dir, "checkpoints")
     problems = []
-    for name in names:
+    for name in reversed(checkpoint_names(out_dir)):
         try:
             verify(os.path.join(root, name))
-            for problem in problems:
-                log(f"warning: skipped checkpoint: {problem}")
-            return os.path.join(root, name)
         except ResumeError as err:
             problems.append(str(err))
+            continue
+        for problem in problems:
+            log(f"warning: skipped a damaged checkpoint: {problem}; using {name} instead")
+        return os.path.join(root, name)
     detail = ("; ".join(problems)) if problems else "none was written"
     raise ResumeError(f"no usable checkpoint in {root}: {detail}")
 

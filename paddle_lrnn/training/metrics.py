@@ -14,10 +14,12 @@ def append_record(path, record):
 
 
 def read_records(path):
+    """The records in `path`; a last line without its newline (a write cut short by a crash) is left out."""
     if not os.path.isfile(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]
 
 
 def truncate_after(path, step):

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .amp import AMP_MODES
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CORPUS = os.path.join(REPO_ROOT, "data", "austen", "austen.txt")
 
@@ -42,7 +44,10 @@ class TrainConfig:
     eval_interval: int = 0
     eval_iters: int = 0
     skip_nonfinite: bool = False
+    deterministic: bool = False  # fixed-order GPU kernels where Paddle has them (see trainer.set_deterministic)
     sample_length: int = 300
+    amp: str = "off"  # mixed precision: off, bf16 or fp16 (see amp.py)
+    sharding: bool = False  # shard the optimizer state over the data-parallel ranks (see distributed.py)
     model_options: dict = field(default_factory=dict)  # family-specific config fields
 
     def to_dict(self):
@@ -197,6 +202,11 @@ def validate(cfg):
         raise ValueError(f"--warmup-steps must be in [0, max_steps={cfg.max_steps}], got {cfg.warmup_steps}")
     if cfg.device not in ("cpu", "gpu"):
         raise ValueError(f"--device must be cpu or gpu, got {cfg.device!r}")
+    if cfg.amp not in AMP_MODES:
+        raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+    if cfg.amp != "off" and cfg.device == "cpu":
+        raise ValueError(f"--amp {cfg.amp} needs --device gpu: Paddle runs no mixed precision on CPU (auto_cast does "
+                         f"nothing there and its CPU matmul has no half-precision kernel); train on CPU with --amp off")
     if cfg.optimizer not in ("adam", "adamw"):
         raise ValueError(f"optimizer must be adam or adamw, got {cfg.optimizer!r}")
     if cfg.batch_size % cfg.grad_accum:

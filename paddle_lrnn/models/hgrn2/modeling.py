@@ -36,7 +36,7 @@ from ...layers.conv import ShortConvolution
 from ...layers.hgrn2 import CONV_KEYS, HGRN2Attention
 from ...layers.mlp import GatedMLP
 from ...layers.norms import RMSNorm
-from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids
+from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids, check_state
 from .configuration import HGRN2Config
 
 
@@ -117,17 +117,6 @@ class HGRN2ForCausalLM(PretrainedModel):
         states = [layer.attn.zero_state(batch_size) for layer in self.model.layers]
         return {k: paddle.stack([s[k] for s in states]) for k in states[0]}
 
-    def _check_state(self, state, batch_size):
-        expected = self.initial_state_shapes(batch_size)
-        if not isinstance(state, dict) or set(state) != set(expected):
-            have = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"state must be the dict an earlier call returned, with keys {sorted(expected)}; got "
-                             f"{have}")
-        for key, shape in expected.items():
-            if list(state[key].shape) != shape:
-                raise ValueError(f"state[{key!r}] has shape {list(state[key].shape)}, expected {shape} (layers, "
-                                 f"batch {batch_size}, ...): was it made for another batch size or model?")
-
     def initial_state_shapes(self, batch_size):
         attn = self.model.layers[0].attn
         L = self.config.num_hidden_layers
@@ -141,9 +130,10 @@ class HGRN2ForCausalLM(PretrainedModel):
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
-        B, _ = check_input_ids(input_ids, self.config.vocab_size)
+        check_input_ids(input_ids, self.config.vocab_size)
+        B = input_ids.shape[0]
         if state is not None:
-            self._check_state(state, B)
+            check_state(state, self.initial_state_shapes(B), B)
         h, new_state = self.model(input_ids, state=state, use_cache=use_cache)
         if self.config.tie_word_embeddings:
             logits = paddle.matmul(h, self.model.embeddings.weight, transpose_y=True)

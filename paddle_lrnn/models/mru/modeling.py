@@ -32,7 +32,7 @@ import paddle
 import paddle.nn as nn
 
 from ...layers.mru import MLP, MRU, Attention, XPos
-from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids
+from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids, check_state
 from .configuration import MRUConfig
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default, which the original uses
@@ -65,12 +65,13 @@ class MRUForCausalLM(PretrainedModel):
 
     # ------------------------------------------------------------------------------------------------- state
     def initial_state_shapes(self, batch_size, cached=0):
-        """{key: shape} of the state after `cached` tokens (the attention cache holds min(cached, window))."""
+        """{key: shape} of the state after `cached` tokens (the attention cache holds min(cached, window)); cached
+        None (a traced program's state, whose position is a tensor) leaves the cache length open (-1)."""
         shapes = {}
         if self.mru_indices:
             shapes["mru"] = [len(self.mru_indices), *self.layers[self.mru_indices[0]].state_shape(batch_size)]
         if self.attn_indices:
-            S = min(cached, self.config.max_sequence_length)
+            S = -1 if cached is None else min(cached, self.config.max_sequence_length)
             n, H = len(self.attn_indices), self.config.n_attn_heads
             shapes["attn_keys"] = [n, batch_size, S, H, self.config.key_head_size]
             shapes["attn_values"] = [n, batch_size, S, H, self.config.value_head_size]
@@ -90,30 +91,26 @@ class MRUForCausalLM(PretrainedModel):
                 state[key] = paddle.zeros(shape, self.wte.weight.dtype)
         return state
 
+    @paddle.jit.not_to_static
     def _check_state(self, state, batch_size):
-        expected = self.initial_state_shapes(batch_size)
-        if not isinstance(state, dict) or set(state) != set(expected):
-            have = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"state must be the dict an earlier call returned, with keys {sorted(expected)}; got "
-                             f"{have}")
+        """Checks the state (check_state) and returns the number of tokens it has seen: an int, or while tracing the
+        state's int64 tensor [1]."""
         position = 0
-        if "attn_position" in state:
+        if isinstance(state, dict) and "attn_position" in state:
             if list(state["attn_position"].shape) != [1]:
                 raise ValueError(f"state['attn_position'] must have shape [1], got "
                                  f"{list(state['attn_position'].shape)}")
-            position = int(state["attn_position"].item())
-            expected = self.initial_state_shapes(batch_size, position)
-        for key, shape in expected.items():
-            if list(state[key].shape) != shape:
-                raise ValueError(f"state[{key!r}] has shape {list(state[key].shape)}, expected {shape} (layers, "
-                                 f"batch {batch_size}, ...): was it made for another batch size or model?")
+            position = int(state["attn_position"].item()) if paddle.in_dynamic_mode() else state["attn_position"]
+        check_state(state, self.initial_state_shapes(batch_size, position if isinstance(position, int) else None),
+                    batch_size)
         return position
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
-        B, T = check_input_ids(input_ids, self.config.vocab_size)
+        check_input_ids(input_ids, self.config.vocab_size)
+        B, T = input_ids.shape
         position = 0 if state is None else self._check_state(state, B)
         x = self.dropout(self.wte(input_ids))
         mru_states, keys, values = [], [], []
@@ -125,7 +122,8 @@ class MRUForCausalLM(PretrainedModel):
                 mru_states.append(s)
             elif isinstance(layer, Attention):
                 j = len(keys)
-                cache = None if state is None or position == 0 else (state["attn_keys"][j], state["attn_values"][j])
+                fresh = state is None or (isinstance(position, int) and position == 0)  # a tensor: traced, cached
+                cache = None if fresh else (state["attn_keys"][j], state["attn_values"][j])
                 out, cache = layer(h, self.position_embedding, position, cache, use_cache)
                 if use_cache:
                     keys.append(cache[0])
@@ -145,7 +143,7 @@ class MRUForCausalLM(PretrainedModel):
         if self.attn_indices:
             new_state["attn_keys"] = paddle.stack(keys)
             new_state["attn_values"] = paddle.stack(values)
-            new_state["attn_position"] = paddle.to_tensor([position + T], dtype="int64")
+            new_state["attn_position"] = paddle.full([1], position + T, "int64")
         return CausalLMOutput(logits=logits, state=new_state)
 
     # ------------------------------------------------------------------------------------------------ training

@@ -15,8 +15,10 @@ import paddle
 import paddle.nn as nn
 
 from ...layers.rwkv2 import RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
-from ...ops.wkv import initial_state
-from ..modeling_utils import CausalLMOutput, PretrainedModel
+from ...ops._checks import dims_match
+# renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
+from ...ops.wkv import initial_state as initial_wkv_state
+from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids
 from .configuration import RWKV2Config
 
 
@@ -90,15 +92,16 @@ class RWKV2ForCausalLM(PretrainedModel):
     def initial_state(self, batch_size):
         L, C = self.config.n_layer, self.config.n_embd
         zeros = paddle.zeros([L, batch_size, C], self.emb.weight.dtype)
-        return {"wkv": paddle.stack([initial_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
+        return {"wkv": paddle.stack([initial_wkv_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
 
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
-        B, T = _check_ids(input_ids, self.config.vocab_size)
+        check_input_ids(input_ids, self.config.vocab_size)
+        B = input_ids.shape[0]
         if state is None:
             state = self.initial_state(B)
-        elif state["wkv"].shape[1] != B:
+        elif not dims_match([state["wkv"].shape[1]], [B]):
             raise ValueError(f"state is for batch size {state['wkv'].shape[1]}, input_ids has batch size {B}")
         x = self.emb(input_ids)
         wkv, att_shift, ffn_shift = [], [], []
@@ -119,21 +122,6 @@ class RWKV2ForCausalLM(PretrainedModel):
         if memory is not None:
             new_state["head_keys"], new_state["head_ids"] = memory
         return CausalLMOutput(logits=logits, state=new_state)
-
-
-def _check_ids(input_ids, vocab_size):
-    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2:
-        raise ValueError(f"input_ids must be a 2-D paddle.Tensor [batch, time], got "
-                         f"{list(input_ids.shape) if isinstance(input_ids, paddle.Tensor) else type(input_ids).__name__}")
-    if input_ids.dtype not in (paddle.int64, paddle.int32):
-        raise TypeError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
-    B, T = input_ids.shape
-    if B < 1 or T < 1:
-        raise ValueError(f"input_ids is empty (shape {[B, T]}); batch and time must be at least 1")
-    low, high = int(input_ids.min()), int(input_ids.max())
-    if low < 0 or high >= vocab_size:
-        raise ValueError(f"token id {high if high >= vocab_size else low} is outside the vocabulary [0, {vocab_size})")
-    return B, T
 
 
 def _decay_curve(layer_id, n_layer, n_embd):
