@@ -16,7 +16,7 @@ from cuda_emu import build
 from cuda_emu.build import Arena, from_storage, round_to, to_storage
 from helpers import assert_close
 
-from paddle_lrnn.ops._library import library
+from paddle_lrnn.ops._library import double_attr, library
 
 HALF = ["float16", "bfloat16"]
 OUT_NAMES = ["o", "state"]
@@ -61,9 +61,7 @@ def gla_inputs(B, T, H, K, V, seed, dtype, with_state=True, g_range=(-20.0, -1e-
 
 def split_scale(K, scale=None):
     """The scale as the Python wrapper sends it (two float32 attributes) and the value the kernels see."""
-    scale = K ** -0.5 if scale is None else scale
-    hi = float(np.float32(scale))
-    lo = float(np.float32(scale - hi))
+    hi, lo = double_attr(K ** -0.5 if scale is None else scale)
     return hi, lo, hi + lo
 
 
