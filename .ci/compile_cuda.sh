@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Compiles every CUDA source with nvcc for sm_80 and sm_90: the operator library's (custom_ops/paddle/*.cu, against
-# the installed CPU Paddle's headers) and the GPU harness's raw-pointer entry points (tests/gpu/torch_ops_cuda.cu,
-# which needs no torch). No GPU is needed: this catches CUDA compile errors on machines that cannot run the kernels.
+# Compiles every CUDA source with nvcc: the operator library's for sm_80 and sm_90 (custom_ops/paddle/*.cu, against
+# the installed CPU Paddle's headers) and the GPU harness's raw-pointer entry points for sm_90, the one target
+# tests/gpu/ext.py builds (tests/gpu/torch_ops_cuda*.cu, which need no torch). No GPU is needed: this catches CUDA
+# compile errors on machines that cannot run the kernels.
 # Usage: .ci/compile_cuda.sh [NVCC]   (default: nvcc from the nvidia-cuda-nvcc wheel in the active environment)
 # Environment: PYTHON (default python), JOBS (parallel compiles, default 2).
 set -euo pipefail
@@ -17,7 +18,8 @@ ARCH=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90)
 PADDLE_FLAGS=(-std=c++17 -O3 -w -DPADDLE_WITH_CUDA -DPADDLE_NO_PYTHON -DPADDLE_WITH_CUSTOM_KERNEL
               -I"$PADDLE_INC" -I"$PADDLE_INC/third_party" -Icustom_ops -Xcompiler -fPIC --expt-relaxed-constexpr
               "${ARCH[@]}")
-HARNESS_FLAGS=(-std=c++17 -O3 -Icustom_ops -Itests/gpu -Xcompiler -fPIC --expt-relaxed-constexpr "${ARCH[@]}")
+HARNESS_FLAGS=(-std=c++17 -O3 -Icustom_ops -Itests/gpu -Xcompiler -fPIC --expt-relaxed-constexpr
+               -gencode arch=compute_90,code=sm_90)
 
 compile() {  # compile SOURCE FLAGS...: prints "nvcc ok/FAILED: SOURCE" and the compiler's output on failure
   local src=$1 log
@@ -40,6 +42,6 @@ run() {  # at most JOBS compiles at once
   pids+=($!)
 }
 for src in custom_ops/paddle/*.cu; do run "$src" "${PADDLE_FLAGS[@]}"; done
-run tests/gpu/torch_ops_cuda.cu "${HARNESS_FLAGS[@]}"
+for src in tests/gpu/torch_ops_cuda*.cu; do run "$src" "${HARNESS_FLAGS[@]}"; done
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 exit $status

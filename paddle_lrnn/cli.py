@@ -1,4 +1,5 @@
 """What every command-line tool shares: bad input ends in one clear line and a non-zero exit, never a traceback."""
+import argparse
 import logging
 import os
 import sys
@@ -24,11 +25,23 @@ def _mkl_on_amd():
 _mkl_on_amd()
 
 
+class UsageError(ValueError):
+    """A command line argparse refuses (unknown flag, missing value, a value of the wrong type or not a choice)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line through run_cli (`error: argument --length: invalid int value:
+    'x' (see --help)`, exit status 2) instead of the usage text followed by the message."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+
 def run_cli(main):
     """Runs main(); user errors (ValueError, OSError, ImportError and their subclasses: bad data, bad files, bad
-    flags, an unwritable directory, a full disk, a missing optional package or an unbuilt operator library) print
-    `error: ...` to stderr and exit with status 2; Ctrl-C exits with 130. Anything else is a bug and keeps its
-    traceback."""
+    flags, an unwritable directory, a full disk, a missing optional package or an unbuilt operator library; and
+    MemoryError, e.g. from absurd sizes) print `error: ...` to stderr and exit with status 2; Ctrl-C exits with 130.
+    Anything else is a bug and keeps its traceback."""
     # Progress messages of the library (e.g. "encoding enwik8 ...") go to stdout as plain lines; stderr is kept for
     # the one line that explains a failure.
     logger = logging.getLogger("paddle_lrnn")
@@ -42,9 +55,15 @@ def run_cli(main):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except MemoryError as err:  # Paddle's adds hints on further lines: the first names the allocation
+        first = str(err).strip().splitlines()[:1]
+        print(f"error: out of memory{': ' + first[0] if first else ''}", file=sys.stderr)
+        sys.exit(2)
     except (ValueError, OSError, ImportError) as err:
         message = str(err) or type(err).__name__
         if isinstance(err, OSError) and err.filename and err.filename not in message:
             message = f"{message}: {err.filename}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        logger.removeHandler(handler)  # several runs in one process (tests) would otherwise log each line repeatedly

@@ -1,7 +1,19 @@
 """Sampling and the streaming generation loop: the prompt goes through the parallel kernels once, then one token at
 a time in step mode with the model's state."""
+import math
+
 import numpy as np
 import paddle
+
+
+def check_sampling(temperature=1.0, top_p=1.0, top_a=0.0):
+    """One clear error for a sampling setting out of range (NaN included), before anything is generated."""
+    if not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not 0 <= top_a < math.inf:
+        raise ValueError(f"top_a must be a finite number >= 0 (0: off), got {top_a}")
 
 
 def sample_logits(logits, rng, temperature=1.0, top_p=1.0, top_a=0.0):
@@ -11,8 +23,7 @@ def sample_logits(logits, rng, temperature=1.0, top_p=1.0, top_a=0.0):
     the threshold, and ties with it, are kept; RWKV's rule). top_a: drop tokens whose probability is below
     top_a * p_max^2 (RWKV's "top-a"). temperature: applied to the kept probabilities as p^(1/temperature), as RWKV
     does; 0 means greedy."""
-    if temperature < 0 or not 0 < top_p <= 1 or top_a < 0:
-        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1 and top_a >= 0; got {temperature}, {top_p}, {top_a}")
+    check_sampling(temperature, top_p, top_a)
     logits = np.asarray(logits, dtype=np.float64)
     if temperature == 0:
         return int(np.argmax(logits))
@@ -37,6 +48,7 @@ def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a
     ctx_len if it has one, else all at once), carrying the state; then each new token is fed alone with the state."""
     if not prompt_ids:
         raise ValueError("the prompt must contain at least one token")
+    check_sampling(temperature, top_p, top_a)
     model.eval()
     rng = np.random.default_rng(seed)
     chunk = chunk or getattr(model.config, "ctx_len", None) or len(prompt_ids)
@@ -63,6 +75,7 @@ def generate_text(model_dir, prompt, length, **sampling):
     from .data import load_vocab
     from .models import AutoModelForCausalLM
 
+    check_sampling(**{k: v for k, v in sampling.items() if k in ("temperature", "top_p", "top_a")})
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     try:
         vocab = load_vocab(model_dir)

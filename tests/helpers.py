@@ -1,4 +1,5 @@
-"""Shared test helpers: run a function forward and backward with given cotangents, compare with tolerances."""
+"""Shared test helpers: run a function forward and backward with given cotangents, compare with tolerances; inputs of
+the operators in the ranges the models give them (log forget gates, MRU step matrices)."""
 import numpy as np
 import paddle
 
@@ -41,3 +42,36 @@ def finite_difference(fn, inputs, cotangent_fn, index, eps=1e-6):
         flat[i] = old
         grad.reshape(-1)[i] = (vals[0] - vals[1]) / (2 * eps)
     return grad
+
+
+def assert_close_dg(dg, dg_ref, q, k, dq_ref, dk_ref, rtol, atol_scale):
+    """dg comes from the reverse running sum of q * dq - k * dk (gla.h), whose terms cancel where the true dg is
+    small (gates near 0, a zero initial state): its absolute error scales with those terms, not with dg itself."""
+    terms = max(np.abs(q * dq_ref).max(), np.abs(k * dk_ref).max(), np.abs(dg_ref).max(), 1e-30)
+    assert np.isfinite(dg).all(), "grad g: non-finite values"
+    np.testing.assert_allclose(dg, dg_ref, rtol=rtol, atol=atol_scale * terms, err_msg="grad g")
+
+
+def log_gates(rng, shape, low=-20.0, high=-1e-6):
+    """Log forget gates spread log-uniformly over [low, high] (< 0): gates from e^-20 to 1 - 1e-6."""
+    return -np.exp(rng.uniform(np.log(-high), np.log(-low), shape))
+
+
+def near_identity(shape, seed, scale=0.3, dtype=np.float32):
+    """[..., d, d] matrices I + N(0, scale^2 / d): products stay O(1) over a few hundred steps."""
+    rng = np.random.default_rng(seed)
+    d = shape[-1]
+    return (np.eye(d) + rng.normal(0, scale / np.sqrt(d), shape)).astype(dtype)
+
+
+def ldu_matrices(shape, seed, scale=0.02, dtype=np.float32):
+    """M = (L + D)(U + D) from a random A as the MRU layer builds them: L, U the strictly lower and upper parts of A,
+    D = diag(exp((a_ii - mean_j a_jj) / 2)), so det M = 1."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0, scale, shape)
+    diag = np.diagonal(a, axis1=-2, axis2=-1)
+    dvec = np.exp((diag - diag.mean(-1, keepdims=True)) / 2)
+    dmat = np.zeros(shape)
+    idx = np.arange(shape[-1])
+    dmat[..., idx, idx] = dvec
+    return ((np.tril(a, -1) + dmat) @ (np.triu(a, 1) + dmat)).astype(dtype)

@@ -12,7 +12,7 @@ from cuda_emu import build
 from cuda_emu.build import Arena, from_storage, round_to, to_storage
 from helpers import assert_close
 
-from paddle_lrnn.ops._library import library
+from paddle_lrnn.ops._library import double_attr, library
 
 # Tolerances of the emulated CUDA kernel against the CPU kernel on the same inputs and dtype. Both accumulate in
 # float32 (float64 for float64) in the same order; they differ only in exp (glibc's expf vs the CPU kernels'
@@ -71,7 +71,7 @@ def wkv_cpu(inputs, eps, dtype, gy, gs1):
     """The CPU kernel through the Paddle op: (y, s1, ckpt) and (gw, gu, gk, gv, gs0), all float64 numpy."""
     acc = acc_of(dtype)
     w, u, k, v, s0 = (leaf(x, d) for x, d in zip(inputs, [acc, acc, dtype, dtype, acc]))
-    y, s1, ckpt = library().lrnn_wkv(w, u, k, v, s0, float(eps))
+    y, s1, ckpt = library().lrnn_wkv(w, u, k, v, s0, *double_attr(eps))
     outs, cots = [], []
     if gy is not None:
         outs.append(y)
@@ -90,7 +90,6 @@ def wkv_emulated(lib, inputs, eps, dtype, gy, gs1):
     w, u, k, v, s0 = inputs
     B, T, C = k.shape
     NC = -(-T // 16)
-    eps = float(np.float32(eps))  # the Paddle op's eps attribute is a float32
     ar = Arena()
     W, U, S0 = (ar.input(x, acc) for x in (w, u, s0))
     K, V = (ar.input(to_storage(x, dtype)) for x in (k, v))
@@ -218,7 +217,6 @@ def timex_emulated(lib, w, x, g, eps, dtype):
     sfx, sto = build.DTYPES[dtype][0], build.DTYPES[dtype][1]
     B, C, T = x.shape
     L = w.shape[1]
-    eps = float(np.float32(eps))  # the Paddle op's eps attribute is a float32
     ar = Arena()
     W, X, G = (ar.input(to_storage(a, dtype)) for a in (w, x, g))
     out, gw, gx = ar.output((B, C, T), sto), ar.output((C, L), sto), ar.output((B, C, T), sto)

@@ -7,22 +7,25 @@ import json
 import os
 import pickle
 import random
+import re
 import stat
 import struct
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import (Reduce, craft_zip, dict_pickle, hostile_pickles, key_attack_pickles, one_tensor_file,
+                     tensor_ops, write_raw_safetensors, zip_bomb)
 
 from paddle_lrnn.io import (BFloat16, CheckpointError, TorchDtype, atomic_write, load_safetensors,
                             load_sharded_checkpoint, load_torch_checkpoint, read_shard_index, safetensors_entries,
                             safetensors_metadata, save_safetensors, save_torch_checkpoint)
 from paddle_lrnn.io._pickle import PickleWriter
-from paddle_lrnn.io._zip import ZipWriter
 
 try:
     import torch
@@ -63,71 +66,6 @@ def assert_same(a, b):
 
 # ------------------------------------------------------------------------------------------------------------
 # crafting files by hand
-
-def craft_zip(path, pkl, storages=(), prefix="archive", byteorder=b"little", extra=()):
-    with open(path, "wb") as f:
-        zw = ZipWriter(f)
-        zw.write_record(f"{prefix}/data.pkl", pkl)
-        if byteorder is not None:
-            zw.write_record(f"{prefix}/byteorder", byteorder)
-        for key, data in storages:
-            zw.write_record(f"{prefix}/data/{key}", data)
-        for name, data in extra:
-            zw.write_record(name, data)
-        zw.write_record(f"{prefix}/version", b"3\n")
-        zw.close()
-    return path
-
-
-def tensor_ops(w, key="0", storage="FloatStorage", numel=4, offset=0, size=(4,), stride=(1,), fn="_rebuild_tensor_v2",
-               location="cpu", requires_grad=False, extra_args=()):
-    """Writes one _rebuild_tensor_v2(...) call with PickleWriter."""
-    w.global_("torch._utils", fn)
-    w.mark()
-    w.mark()
-    w.str_("storage")
-    w.global_("torch", storage)
-    w.str_(key) if isinstance(key, str) else w.int_(key)
-    w.str_(location)
-    w.int_(numel)
-    w.tuple_(5)
-    w.binpersid()
-    w.int_(offset)
-    w.mark()
-    for n in size:
-        w.str_(n) if isinstance(n, str) else w.int_(n)
-    w.tuple_(0)
-    w.mark()
-    for s in stride:
-        w.int_(s)
-    w.tuple_(0)
-    w.none() if requires_grad is None else w.bool_(requires_grad)
-    w.global_("collections", "OrderedDict")
-    w.empty_tuple()
-    w.reduce()
-    for fn_extra in extra_args:
-        fn_extra(w)
-    w.tuple_(0)
-    w.reduce()
-
-
-def dict_pickle(entries):
-    """{name: callable(writer) that writes the value} -> data.pkl bytes."""
-    w = PickleWriter()
-    w.empty_dict()
-    w.mark()
-    for name, write in entries.items():
-        w.str_(name)
-        write(w)
-    w.setitems()
-    return w.stop()
-
-
-def one_tensor_file(path, values=np.arange(4, dtype=np.float32), **kw):
-    kw.setdefault("numel", values.size)
-    pkl = dict_pickle({"w": lambda w: tensor_ops(w, **kw)})
-    return craft_zip(path, pkl, [("0", values.tobytes())])
-
 
 def craft_legacy(path, entries, storages, sys_info=None, magic=0x1950A86A20F9469CFC6C):
     """Legacy (non-zip) torch.save layout: magic, 1001, sys_info, main pickle, key list, (count, data) blobs."""
@@ -532,64 +470,10 @@ def test_legacy_refusals(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 # hostile pickles: refused, and nothing runs
 
-class _Reduce:
-    def __init__(self, func, args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
-def _payloads(marker):
-    import builtins
-    m = str(marker)
-    touch = f"touch {m}"
-    code = f"open({m!r}, 'w').write('pwned')"
-    return {
-        "os.system raw": (b"\x80\x02cos\nsystem\nX" + struct.pack("<I", len(touch)) + touch.encode() + b"\x85R.",
-                          ["os.system", "not a tensor, storage or plain container"]),
-        "os.system reduce": (pickle.dumps({"w": _Reduce(os.system, (touch,))}, protocol=2), ["system"]),
-        "builtins.eval": (pickle.dumps(_Reduce(builtins.eval, (code,)), protocol=2), ["eval"]),
-        "builtins.exec": (pickle.dumps([1, _Reduce(builtins.exec, (code,))], protocol=2), ["exec"]),
-        "subprocess.Popen": (pickle.dumps(_Reduce(subprocess.Popen, (["touch", m],)), protocol=2),
-                             ["Popen"]),  # protocol 2 spells it with its Python 2 module name
-        "subprocess.Popen raw": (b"\x80\x02csubprocess\nPopen\n]X\x05\x00\x00\x00touchaX"
-                                 + struct.pack("<I", len(m)) + m.encode() + b"a\x85R.", ["subprocess.Popen"]),
-        "protocol 4 os.system": (pickle.dumps(_Reduce(os.system, (touch,)), protocol=4), ["system"]),
-        "protocol 0 os.system": (pickle.dumps(_Reduce(os.system, (touch,)), protocol=0), ["system"]),
-        "getattr chain": (b"\x80\x02cbuiltins\ngetattr\ncbuiltins\n__import__\nX\x02\x00\x00\x00os\x85R"
-                          b"X\x06\x00\x00\x00system\x86R.", ["builtins.getattr"]),
-        "stack_global getattr": (b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93.", ["builtins.getattr"]),
-        "dunder on allowed name": (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2.__globals__\n.",
-                                   ["torch._utils._rebuild_tensor_v2.__globals__"]),
-        "module path on allowed module": (b"\x80\x02ctorch._utils.os\nsystem\n.", ["torch._utils.os.system"]),
-        "OrderedDict attribute": (b"\x80\x04\x8c\x0bcollections\x8c\x16OrderedDict.__reduce__\x93.",
-                                  ["collections.OrderedDict.__reduce__"]),
-        "INST": (b"(S'" + touch.encode() + b"'\nios\nsystem\n.", ["os.system"]),
-        "OBJ": (b"\x80\x02ccollections\nOrderedDict\n(o.", ["OBJ"]),
-        "NEWOBJ": (b"\x80\x02ccollections\nOrderedDict\n)\x81.", ["NEWOBJ"]),
-        "EXT": (b"\x80\x02\x82\x01.", ["EXT1"]),
-        "call a string": (b"\x80\x02X\x02\x00\x00\x00ls)R.", ["calls a str value"]),
-        "call a built dict": (b"\x80\x02ccollections\nOrderedDict\n)R)R.", ["calls a OrderedDict value"]),
-        "OrderedDict with junk args": (b"\x80\x02ccollections\nOrderedDict\nK\x05\x85R.", ["OrderedDict is called"]),
-        "rebuild_from_type with OrderedDict": (
-            b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n(ccollections\nOrderedDict\nctorch\nTensor\n)}tR.",
-            ["not a tensor rebuild function"]),
-        "huge bytearray": (b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x7f\x85R.", ["only bytes"]),
-        "BUILD on list": (b"\x80\x02]}X\x01\x00\x00\x00aK\x01sb.", ["BUILD"]),
-        "APPEND on dict": (b"\x80\x02}K\x01a.", ["APPEND to a dict"]),
-        "text persistent id": (b"P1\n.", ["PERSID"]),
-        "unknown opcode": (b"\x80\x02\xff.", ["unknown opcode 0xff"]),
-        "negative memo": (b"\x80\x02Np-1\n.", ["negative memo"]),
-        "missing memo": (b"\x80\x02h\x05.", ["never written"]),
-        "huge long": (b"\x80\x02\x8b\x00\x00\x00\x10" + b"\x00" * 16, ["too large"]),
-    }
-
-
-@pytest.mark.parametrize("case", list(_payloads("m")))
+@pytest.mark.parametrize("case", list(hostile_pickles("m")))
 def test_hostile_pickle_refused_and_nothing_runs(tmp_path, case):
     marker = tmp_path / "PWNED"
-    pkl, fragments = _payloads(marker)[case]
+    pkl, fragments = hostile_pickles(marker)[case]
     path = zip_with_pickle(tmp_path, pkl)
     refused(path, "refusing to load", *fragments)
     assert not marker.exists()
@@ -598,11 +482,11 @@ def test_hostile_pickle_refused_and_nothing_runs(tmp_path, case):
 def test_hostile_pickle_in_legacy_file(tmp_path):
     marker = tmp_path / "PWNED"
     p = tmp_path / "legacy.pt"
-    p.write_bytes(pickle.dumps(_Reduce(os.system, (f"touch {marker}",)), protocol=2))
+    p.write_bytes(pickle.dumps(Reduce(os.system, (f"touch {marker}",)), protocol=2))
     refused(p, "system")
     hdr = (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
            + pickle.dumps({"little_endian": True}, protocol=2))
-    p.write_bytes(hdr + pickle.dumps({"w": _Reduce(os.system, (f"touch {marker}",))}, protocol=2))
+    p.write_bytes(hdr + pickle.dumps({"w": Reduce(os.system, (f"touch {marker}",))}, protocol=2))
     refused(p, "system", "not a tensor, storage or plain container")
     assert not marker.exists()
 
@@ -742,15 +626,56 @@ def test_expanded_view_is_read_only(tmp_path):
 # hostile archives and non-checkpoints
 
 def test_zip_bomb_member_refused(tmp_path):
-    path = tmp_path / "bomb.pth"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("archive/data.pkl", b"\x80\x02}.", compress_type=zipfile.ZIP_STORED)
-        with z.open("archive/data/0", "w", force_zip64=True) as member:
-            chunk = bytes(1 << 20)
-            for _ in range(256):  # 256 MiB of zeros, about 256 KiB compressed
-                member.write(chunk)
+    path = zip_bomb(tmp_path / "bomb.pth", mib=256)
     assert path.stat().st_size < 2 << 20
     refused(path, "is compressed", "268435456 bytes")
+
+
+@pytest.mark.parametrize("make, loader, fragment", [
+    (lambda d: zip_bomb(d / "bomb.pth", mib=64), load_torch_checkpoint, "is compressed"),
+    (lambda d: one_tensor_file(d / "n.pth", numel=10 ** 15), load_torch_checkpoint, "declared as 1000000000000000"),
+    (lambda d: one_tensor_file(d / "v.pth", size=(2 ** 40,), stride=(0,)), load_torch_checkpoint, "beyond the 1 GiB"),
+    (lambda d: craft_zip(d / "b.pth", hostile_pickles(d / "m")["huge bytearray"][0]), load_torch_checkpoint,
+     "only bytes"),
+    (lambda d: craft_legacy(d / "l.pt", {"w": ("1", "FloatStorage", 10 ** 15, 0, (4,), (1,), None)},
+                            [("1", np.arange(4, dtype=np.float32))]), load_torch_checkpoint, "its data says 4"),
+    (lambda d: write_raw_safetensors(d / "s.safetensors", {"a": {"dtype": "F32", "shape": [2 ** 40],
+                                                                "data_offsets": [0, 2 ** 42]}}, b"\0" * 8),
+     load_safetensors, "outside the data section"),
+    (lambda d: write_raw_safetensors(d / "h.safetensors", {}, b"", header_len=99_000_000), load_safetensors,
+     "larger than the file"),
+], ids=["zip bomb", "storage of 1e15 floats", "expanded view of 4 TiB", "bytearray of a size", "legacy count",
+        "safetensors of 4 TiB", "safetensors header of 99 MB"])
+def test_refusals_need_little_memory(tmp_path, make, loader, fragment):
+    """Absurd sizes are refused from what the file declares, before anything of that size is allocated or read."""
+    path = make(tmp_path)
+    tracemalloc.start()  # counts Python's and numpy's allocations
+    try:
+        with pytest.raises(CheckpointError, match=re.escape(fragment)):
+            loader(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated to refuse {path.name}"
+
+
+def test_keys_that_would_crash_or_stall_hashing_are_refused(tmp_path):
+    # In a child process: before the fix the nested key crashed the interpreter (C stack overflow) and the shared one
+    # never finished; a regression must fail this test, not take the test run down.
+    cases = key_attack_pickles()
+    paths = [str(craft_zip(tmp_path / f"k{i}.pth", pkl)) for i, (pkl, _) in enumerate(cases.values())]
+    code = ("import sys\nfrom paddle_lrnn.io import CheckpointError, load_torch_checkpoint\nfor p in sys.argv[1:]:\n"
+            "    try:\n        load_torch_checkpoint(p)\n        print('loaded')\n"
+            "    except CheckpointError as e:\n        print(e.problem)\n")
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-2000:]
+    for (name, (_, fragment)), line in zip(cases.items(), out.stdout.splitlines(), strict=True):
+        assert fragment in line, (name, line)
+    # short flat tuples, as a writer may use them, still load
+    assert load_torch_checkpoint(craft_zip(tmp_path / "ok.pth", pickle.dumps({(1, "a"): 2, 3: frozenset({(4, 5)})},
+                                                                             protocol=2))) == {(1, "a"): 2,
+                                                                                               3: frozenset({(4, 5)})}
 
 
 def test_member_declaring_more_bytes_than_the_file(tmp_path):
@@ -921,13 +846,6 @@ def test_fuzzed_safetensors_only_load_or_refuse(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------------
 # safetensors
-
-def write_raw_safetensors(path, header, data=b"", header_len=None):
-    raw = json.dumps(header).encode() if not isinstance(header, bytes) else header
-    n = len(raw) if header_len is None else header_len
-    Path(path).write_bytes(n.to_bytes(8, "little") + raw + data)
-    return path
-
 
 def test_safetensors_compatible_both_ways(tmp_path):
     st_numpy = pytest.importorskip("safetensors.numpy")
@@ -1295,13 +1213,15 @@ def test_torch_reads_our_big_endian_crafted_file_the_same(tmp_path):
 def test_our_zip_layout_matches_torch_offset_arithmetic(tmp_path, monkeypatch):
     # torch can compute storage offsets itself from miniz's layout; with its debug check on, a layout that
     # differs from what torch.save would write raises.
+    # (config.patch, not monkeypatch.setattr: undoing the latter left torch's load without the setting at all, and
+    # every later torch.load in the session failed with "...calculate_storage_offsets does not exist")
     from torch.utils.serialization import config
     monkeypatch.setenv("TORCH_SERIALIZATION_DEBUG", "1")
-    monkeypatch.setattr(config.load, "calculate_storage_offsets", True)
     obj = {f"t{i}": np.arange(i * 37 + 1, dtype=np.float32) for i in range(6)}
     obj["empty"] = np.zeros(0, np.float32)
     obj["after"] = np.ones(5, np.int64)
     save_torch_checkpoint(tmp_path / "o.pt", obj)
-    back = torch.load(tmp_path / "o.pt", weights_only=True, mmap=True)
+    with config.patch({"load.calculate_storage_offsets": True}):
+        back = torch.load(tmp_path / "o.pt", weights_only=True, mmap=True)
     for k, v in obj.items():
         np.testing.assert_array_equal(back[k].numpy(), v)

@@ -4,17 +4,12 @@ differences, chunked-with-state against one pass, half inputs, subsets of output
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, finite_difference, run_with_grads
+from helpers import assert_close, assert_close_dg, finite_difference, log_gates, run_with_grads
 
 from paddle_lrnn.ops import reference
 from paddle_lrnn.ops.gla import gla
 
 NAMES = ["q", "k", "v", "g", "state"]
-
-
-def log_gates(rng, shape, low=-20.0, high=-1e-6):
-    """Log forget gates spread log-uniformly over [low, high] (< 0): gates from e^-20 to 1 - 1e-6."""
-    return -np.exp(rng.uniform(np.log(-high), np.log(-low), shape))
 
 
 def make_inputs(B, T, H, K, V, seed, with_state=False, g_range=(-20.0, -1e-6), dtype=np.float32):
@@ -54,14 +49,6 @@ def check_against_reference(inputs, out_k, g_k, out_r, g_r, rtol, atol):
             assert_close_dg(a, b, inputs[0], inputs[1], g_r[0], g_r[1], rtol, atol)
         else:
             assert_close(a, b, rtol, atol, f"grad {name}")
-
-
-def assert_close_dg(dg, dg_ref, q, k, dq_ref, dk_ref, rtol, atol_scale):
-    """dg comes from the reverse running sum of q * dq - k * dk (gla.h), whose terms cancel where the true dg is
-    small (gates near 0, a zero initial state): its absolute error scales with those terms, not with dg itself."""
-    terms = max(np.abs(q * dq_ref).max(), np.abs(k * dk_ref).max(), np.abs(dg_ref).max(), 1e-30)
-    assert np.isfinite(dg).all(), "grad g: non-finite values"
-    np.testing.assert_allclose(dg, dg_ref, rtol=rtol, atol=atol_scale * terms, err_msg="grad g")
 
 
 @pytest.mark.parametrize(

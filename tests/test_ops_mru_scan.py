@@ -4,30 +4,10 @@ det-1 matrices built as the model builds them, chunked-with-state against one pa
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, finite_difference, run_with_grads
+from helpers import assert_close, finite_difference, ldu_matrices, near_identity, run_with_grads
 
 from paddle_lrnn.ops import reference
 from paddle_lrnn.ops.mru_scan import mru_scan
-
-
-def near_identity(shape, seed, scale=0.3, dtype=np.float32):
-    """[..., d, d] matrices I + N(0, scale^2 / d): products stay O(1) over a few hundred steps."""
-    rng = np.random.default_rng(seed)
-    d = shape[-1]
-    return (np.eye(d) + rng.normal(0, scale / np.sqrt(d), shape)).astype(dtype)
-
-
-def ldu_matrices(shape, seed, scale=0.02, dtype=np.float32):
-    """M = (L + D)(U + D) from a random A as the MRU layer builds them: L, U the strictly lower and upper parts of A,
-    D = diag(exp((a_ii - mean_j a_jj) / 2)), so det M = 1."""
-    rng = np.random.default_rng(seed)
-    a = rng.normal(0, scale, shape)
-    diag = np.diagonal(a, axis1=-2, axis2=-1)
-    dvec = np.exp((diag - diag.mean(-1, keepdims=True)) / 2)
-    dmat = np.zeros(shape)
-    idx = np.arange(shape[-1])
-    dmat[..., idx, idx] = dvec
-    return ((np.tril(a, -1) + dmat) @ (np.triu(a, 1) + dmat)).astype(dtype)
 
 
 def cotangents(B, H, T, d, seed):

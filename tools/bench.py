@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def timed(fn, repeat, warmup=1):
@@ -222,7 +222,7 @@ SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
@@ -230,7 +230,10 @@ def main(argv=None):
     p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.tokens < 1:
-        raise ValueError("--repeat and --tokens must be positive")
+        raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
+        raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
+                                f"RWKV-v2-RNN/src directory")
     import paddle
 
     paddle.set_device(args.device)

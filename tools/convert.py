@@ -16,11 +16,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model family: rwkv2, hgrn2 or mru")
     p.add_argument("--src", required=True, help="the checkpoint to convert (a Paddle model directory with --to torch)")
     p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2, an "

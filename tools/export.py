@@ -11,11 +11,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, help="a directory written by train.py, convert.py or save_pretrained")
     p.add_argument("--out", required=True, help="the directory to write (model.json/.pdiparams, prefill.*, step.*, "
                    "export.json)")

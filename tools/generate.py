@@ -9,11 +9,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, help="a directory written by train.py, convert.py or save_pretrained")
     p.add_argument("--prompt", default="\n", help="text to continue (backslash escapes such as \\n are decoded)")
     p.add_argument("--length", type=int, default=300, help="tokens to generate (default 300)")
@@ -25,13 +25,21 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.length < 0:
         raise ValueError(f"--length must be >= 0, got {args.length}")
+    if not 0 <= args.seed < 2 ** 64:
+        raise ValueError(f"--seed must be an integer in [0, 2**64), got {args.seed}")
+    prompt = args.prompt
+    if "\\" in prompt:
+        try:
+            # characters beyond latin-1 travel as \\u escapes (unicode_escape reads bytes as latin-1)
+            prompt = prompt.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"--prompt has a bad backslash escape ({err.reason}); write a backslash as \\\\") from None
 
     import paddle
 
     from paddle_lrnn.generation import generate_text
 
     paddle.set_device(args.device)
-    prompt = args.prompt.encode("utf-8").decode("unicode_escape") if "\\" in args.prompt else args.prompt
     for piece in generate_text(args.model_dir, prompt, args.length, temperature=args.temperature, top_p=args.top_p,
                                top_a=args.top_a, seed=args.seed):
         print(piece, end="", flush=True)

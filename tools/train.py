@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 from paddle_lrnn.training.amp import AMP_MODES  # noqa: E402  (no paddle import)
 
 RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
@@ -41,7 +41,7 @@ HELP = {
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model family (default rwkv2)")
     p.add_argument("--preset", help="a named recipe, e.g. enwik8 for rwkv2")
     p.add_argument("--data", help="a text file (enwik8 is one) or a wikitext directory; default: the embedded corpus")

@@ -6,10 +6,10 @@
 using paddle::Tensor;
 
 #ifdef PADDLE_WITH_CUDA
-void wkv_forward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0, float eps,
+void wkv_forward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0, double eps,
                      Tensor& y, Tensor& s1, Tensor& ckpt);
 void wkv_backward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0,
-                      const Tensor& s1, const Tensor& ckpt, float eps, const Tensor& gy, const Tensor& gs1, Tensor& gk,
+                      const Tensor& s1, const Tensor& ckpt, double eps, const Tensor& gy, const Tensor& gs1, Tensor& gk,
                       Tensor& gv, Tensor& gw, Tensor& gu, Tensor& gs0);
 #endif
 
@@ -27,8 +27,9 @@ static void check_inputs(const Tensor& w, const Tensor& u, const Tensor& k, cons
 }
 
 std::vector<Tensor> WkvForward(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0,
-                               float eps) {
+                               float eps_hi, float eps_lo) {
   check_inputs(w, u, k, v, s0);
+  const double eps = static_cast<double>(eps_hi) + static_cast<double>(eps_lo);  // (float attributes only)
   const int64_t B = k.shape()[0], T = k.shape()[1], C = k.shape()[2];
   const auto acc = lrnn_binding::acc_dtype(k.dtype());
   Tensor y = paddle::empty(k.shape(), k.dtype(), k.place());
@@ -52,8 +53,10 @@ std::vector<Tensor> WkvForward(const Tensor& w, const Tensor& u, const Tensor& k
 }
 
 std::vector<Tensor> WkvBackward(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0,
-                                const Tensor& s1, const Tensor& ckpt, const Tensor& gy, const Tensor& gs1, float eps) {
+                                const Tensor& s1, const Tensor& ckpt, const Tensor& gy, const Tensor& gs1, float eps_hi,
+                                float eps_lo) {
   check_inputs(w, u, k, v, s0);
+  const double eps = static_cast<double>(eps_hi) + static_cast<double>(eps_lo);
   const int64_t B = k.shape()[0], T = k.shape()[1], C = k.shape()[2];
   const auto acc = lrnn_binding::acc_dtype(k.dtype());
   lrnn_binding::check(s1, "lrnn_wkv backward", "final state", {B, 3, C}, acc, k.place());
@@ -116,7 +119,7 @@ std::vector<paddle::DataType> WkvGradInferDtype(const paddle::DataType& w, const
 PD_BUILD_OP(lrnn_wkv)
     .Inputs({"W", "U", "K", "V", "S0"})
     .Outputs({"Y", "S1", "Ckpt"})
-    .Attrs({"eps: float"})
+    .Attrs({"eps: float", "eps_lo: float"})
     .SetKernelFn(PD_KERNEL(WkvForward))
     .SetInferShapeFn(PD_INFER_SHAPE(WkvInferShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WkvInferDtype));
@@ -124,7 +127,7 @@ PD_BUILD_OP(lrnn_wkv)
 PD_BUILD_GRAD_OP(lrnn_wkv)
     .Inputs({"W", "U", "K", "V", "S0", "S1", "Ckpt", paddle::Grad("Y"), paddle::Grad("S1")})
     .Outputs({paddle::Grad("W"), paddle::Grad("U"), paddle::Grad("K"), paddle::Grad("V"), paddle::Grad("S0")})
-    .Attrs({"eps: float"})
+    .Attrs({"eps: float", "eps_lo: float"})
     .SetKernelFn(PD_KERNEL(WkvBackward))
     .SetInferShapeFn(PD_INFER_SHAPE(WkvGradInferShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WkvGradInferDtype));

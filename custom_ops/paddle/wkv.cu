@@ -4,7 +4,7 @@
 
 using paddle::Tensor;
 
-void wkv_forward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0, float eps,
+void wkv_forward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0, double eps,
                      Tensor& y, Tensor& s1, Tensor& ckpt) {
   const int64_t B = k.shape()[0], T = k.shape()[1], C = k.shape()[2];
   LRNN_DISPATCH_FLOATING(
@@ -18,7 +18,7 @@ void wkv_forward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Te
 }
 
 void wkv_backward_gpu(const Tensor& w, const Tensor& u, const Tensor& k, const Tensor& v, const Tensor& s0,
-                      const Tensor& s1, const Tensor& ckpt, float eps, const Tensor& gy, const Tensor& gs1, Tensor& gk,
+                      const Tensor& s1, const Tensor& ckpt, double eps, const Tensor& gy, const Tensor& gs1, Tensor& gk,
                       Tensor& gv, Tensor& gw, Tensor& gu, Tensor& gs0) {
   const int64_t B = k.shape()[0], T = k.shape()[1], C = k.shape()[2];
   Tensor part = paddle::empty({2, B, C}, s0.dtype(), k.place());

@@ -496,8 +496,11 @@ def _build_entry(entry, cache_dir, name, layout, kind, given, files, ranges, unk
             if _read_meta(entry) is None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:  # a failed write, e.g. a full
+            raise type(err)(err.errno, f"{err.strerror} while writing the encoded corpus into the cache (set "  # disk
+                            f"PADDLE_LRNN_CACHE to put it elsewhere)", entry) from None
         raise
     log.info("encoded %s: %d tokens in %.1f s", name, n_total, time.time() - t0)
     return meta

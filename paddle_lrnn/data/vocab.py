@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from ..io.atomic import atomic_files
 from .errors import DataError
 
 CONFIG_NAME = "tokenizer_config.json"
@@ -134,15 +135,16 @@ class Vocab:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
     def save(self, directory):
-        """Writes tokenizer_config.json and the kind's files into `directory` (created if needed); returns it."""
+        """Writes tokenizer_config.json and the kind's files into `directory` (created if needed), replacing all of
+        them or, on any failure, none; returns it."""
         directory = os.fspath(directory)
-        os.makedirs(directory, exist_ok=True)
-        files = self._write_files(directory)
-        config = {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "kind": self.kind, "unit": self.unit,
-                  "vocab_size": self.vocab_size, "files": files, **self._options()}
-        with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8", newline="\n") as f:
-            json.dump(config, f, ensure_ascii=False, indent=2, sort_keys=True)
-            f.write("\n")
+        with atomic_files(directory) as staging:
+            files = self._write_files(staging)
+            config = {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "kind": self.kind, "unit": self.unit,
+                      "vocab_size": self.vocab_size, "files": files, **self._options()}
+            with open(os.path.join(staging, CONFIG_NAME), "w", encoding="utf-8", newline="\n") as f:
+                json.dump(config, f, ensure_ascii=False, indent=2, sort_keys=True)
+                f.write("\n")
         return directory
 
 

@@ -7,8 +7,8 @@ for the allow-list). Every refused file raises `CheckpointError`. Importing this
     load_torch_checkpoint(path) -> object              save_torch_checkpoint(path, obj)
     load_safetensors(path, names=None) -> dict         save_safetensors(path, tensors, metadata=None)
     safetensors_metadata(path) -> dict | None          load_sharded_checkpoint(index_path, names=None) -> dict
-    read_shard_index(index_path) -> dict[str, str]     atomic_write(path, mode="wb"), atomic_directory(path)
-    safetensors_entries(path) -> {name: (dtype, shape)}
+    read_shard_index(index_path) -> dict[str, str]     atomic_write(path, mode="wb")
+    safetensors_entries(path) -> {name: (dtype, shape)}  atomic_directory(path), atomic_files(directory)
     BFloat16(array)   (store an array as bfloat16)     TorchDtype   (a torch dtype found in a checkpoint)
 """
 import importlib
@@ -21,7 +21,7 @@ _EXPORTS = {
     "load_safetensors": "safetensors", "save_safetensors": "safetensors", "safetensors_metadata": "safetensors",
     "safetensors_entries": "safetensors",
     "load_sharded_checkpoint": "sharded", "read_shard_index": "sharded",
-    "atomic_write": "atomic", "atomic_directory": "atomic", "BFloat16": "_dtypes",
+    "atomic_write": "atomic", "atomic_directory": "atomic", "atomic_files": "atomic", "BFloat16": "_dtypes",
 }
 __all__ = ["CheckpointError", *_EXPORTS]
 

@@ -8,7 +8,9 @@ call a `SafeCall` the caller returned; BUILD is passed to the caller's `build` h
 `persistent_load`. Opcodes that construct arbitrary objects (INST, OBJ, NEWOBJ, NEWOBJ_EX), the extension registry
 (EXT1/2/4), out-of-band buffers and text persistent ids are refused. Mutating opcodes (APPEND(S), SETITEM(S),
 ADDITEMS) only act on list / dict / set objects the machine built itself (exact types), never on caller objects.
-Stack, memo and mark depth are bounded by the length of the data; nothing recurses.
+Stack, memo and mark depth are bounded by the length of the data; nothing recurses. Dict keys and set
+elements are limited to strings, numbers and short flat tuples of them (`KeyCheck`): hashing them neither
+recurses nor can be made to collide in bulk.
 
 Writer (`PickleWriter`): protocol 2 output made of the opcodes torch's weights-only unpickler accepts.
 """
@@ -16,7 +18,7 @@ import codecs
 import struct
 from collections import OrderedDict
 
-__all__ = ["SafeCall", "Refused", "Truncated", "SafeUnpickler", "PickleWriter", "brief"]
+__all__ = ["SafeCall", "Refused", "Truncated", "SafeUnpickler", "PickleWriter", "brief", "KeyCheck"]
 
 
 class Refused(Exception):
@@ -57,6 +59,38 @@ def brief(value, limit=60, _inner=False):
     return text[:limit + 20]
 
 
+class KeyCheck:
+    """Admits the dict keys and set elements of one pickle: None, bool, float, str, bytes, ints of at most 60 bits,
+    and tuples of up to 16 of these (not nested), at most 4096 such tuples per pickle. Why: hashing a tuple recurses
+    into its items (a deeply nested one overflows the C stack; one built from shared sub-tuples takes exponential
+    time), and tuples or wide ints can be crafted to share one hash, so that each insertion compares with every
+    earlier key (quadratic time). Calling it returns the value or raises Refused."""
+
+    MAX_TUPLE_ITEMS = 16
+    MAX_TUPLES = 4096
+
+    def __init__(self):
+        self.tuples = 0
+
+    def __call__(self, value, what="a dict key"):
+        if type(value) is tuple and len(value) <= self.MAX_TUPLE_ITEMS and all(map(_scalar_key, value)):
+            self.tuples += 1
+            if self.tuples > self.MAX_TUPLES:
+                raise Refused(f"its pickle uses more than {self.MAX_TUPLES} tuples as dict keys or set elements")
+            return value
+        if _scalar_key(value):
+            return value
+        raise Refused(f"its pickle uses a {type(value).__name__} {brief(value, 40)} as {what}; a checkpoint's keys "
+                      f"are strings, numbers or short tuples of them")
+
+
+def _scalar_key(value):
+    t = type(value)
+    return (value is None or t in (bool, float, bytes) or isinstance(value, str)
+            or (t is int and -_MAX_KEY_INT < value < _MAX_KEY_INT))
+
+
+_MAX_KEY_INT = 1 << 60  # below 2**61 - 1, the modulus of int hashes: distinct ints keep distinct hashes
 _MAX_LONG_BYTES = 1024  # ints wider than 8192 bits have no place in a checkpoint
 _MAX_PROTOCOL = 5
 _REFUSED_OPCODES = {
@@ -150,6 +184,7 @@ class SafeUnpickler:
         self.stack = []
         self.metastack = []
         self.memo = {}
+        self.key = KeyCheck()
         while True:
             op_pos = self.pos
             if self.pos >= self.end:
@@ -353,12 +388,12 @@ class SafeUnpickler:
         items = self._pop_mark()
         if len(items) % 2:
             raise Refused("its pickle builds a DICT from an odd number of items")
-        self.stack.append({items[i]: items[i + 1] for i in range(0, len(items), 2)})
+        self.stack.append({self.key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
 
     def op_setitem(self):
         value = self._pop()
         key = self._pop()
-        self._target((dict, OrderedDict), "SETITEM")[key] = value
+        self._target((dict, OrderedDict), "SETITEM")[self.key(key)] = value
 
     def op_setitems(self):
         items = self._pop_mark()
@@ -366,18 +401,18 @@ class SafeUnpickler:
             raise Refused("its pickle uses SETITEMS with an odd number of items")
         target = self._target((dict, OrderedDict), "SETITEMS")
         for i in range(0, len(items), 2):
-            target[items[i]] = items[i + 1]
+            target[self.key(items[i])] = items[i + 1]
 
     def op_empty_set(self):
         self.stack.append(set())
 
     def op_additems(self):
         items = self._pop_mark()
-        self._target((set,), "ADDITEMS").update(items)
+        self._target((set,), "ADDITEMS").update(self.key(v, "a set element") for v in items)
 
     def op_frozenset(self):
         items = self._pop_mark()
-        self.stack.append(frozenset(items))
+        self.stack.append(frozenset(self.key(v, "a set element") for v in items))
 
     def _memo_get(self, idx):
         if idx not in self.memo:

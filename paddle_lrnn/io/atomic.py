@@ -12,10 +12,15 @@ umask; or the existing file's permissions when ``path`` already exists), then re
 
 If ``path`` is a symbolic link, the link itself is replaced by a regular file (its target is not written through).
 
-    with atomic_directory("models/converted") as staging:
+    with atomic_directory("out/model") as staging:
         ...write files into staging...
 
-does the same for a directory: it is filled beside ``path`` and renamed into place when the block succeeds.
+does the same for a whole directory (see `atomic_directory`), and
+
+    with atomic_files("out/run") as staging:
+        ...write config.json, model.safetensors... into staging
+
+replaces several files of a directory together: none of them unless all were written (see `atomic_files`).
 """
 import contextlib
 import os
@@ -23,7 +28,7 @@ import shutil
 import stat
 import tempfile
 
-__all__ = ["atomic_directory", "atomic_write"]
+__all__ = ["atomic_directory", "atomic_files", "atomic_write"]
 
 _TEXT_MODES = ("w", "wt")
 _BINARY_MODES = ("wb",)
@@ -80,10 +85,15 @@ def atomic_write(path, mode="wb", **open_kwargs):
     f = None
     try:
         f = os.fdopen(fd, mode, **open_kwargs)
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        except OSError as err:
+            if err.filename is None and err.errno is not None:  # a failed write names no file: name the one written
+                raise type(err)(err.errno, err.strerror, path) from None
+            raise
         os.chmod(tmp, perms)
         os.replace(tmp, path)
         tmp = None
@@ -102,21 +112,62 @@ def atomic_write(path, mode="wb", **open_kwargs):
 
 @contextlib.contextmanager
 def atomic_directory(path):
-    """Context manager yielding a new empty directory beside ``path``; when the block exits normally it replaces
-    ``path`` (an existing directory or file there is removed first), so the directory appears complete or not at
-    all. On an exception inside the block ``path`` is untouched and the staging directory is removed."""
+    """Context manager yielding an empty staging directory beside ``path`` that takes the place of ``path`` when the
+    block exits normally; if the block raises, the staging directory is removed and ``path`` is left as it was.
+
+    An existing ``path`` (directory or file) is first renamed aside, the staging directory renamed in, and only then
+    the old one deleted: a failure in between puts the old one back. Raises OSError naming ``path`` if its parent
+    directory cannot be created or written."""
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
-        os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp's 0o700 would outlive the rename
+        os.makedirs(parent, exist_ok=True)
+    except FileExistsError as err:  # a file where a directory of the path belongs
+        raise NotADirectoryError(f"cannot create {path}: {err.filename} is not a directory") from None
+    except OSError as err:
+        raise type(err)(f"cannot create {path}: cannot create {parent} ({err.strerror})") from None
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    except OSError as err:
+        raise type(err)(f"cannot create {path}: cannot write into {parent} ({err.strerror})") from None
+    try:
         yield staging
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
-        os.rename(staging, path)
+        os.chmod(staging, 0o777 & ~_current_umask())  # as os.mkdir would have made it (mkdtemp's is 0o700)
+        old = None
+        if os.path.lexists(path):
+            old = staging + ".old"
+            os.rename(path, old)
+        try:
+            os.rename(staging, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)
+            raise
+        staging = None
         _fsync_directory(parent)
+        if old is not None:
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.unlink(old)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_files(directory):
+    """Context manager yielding an empty staging directory inside ``directory`` (created if needed). When the block
+    exits normally, every file written into the staging directory replaces its namesake in ``directory`` (one
+    rename each, after all of them are complete); if the block raises, the staging directory is removed and no file
+    of ``directory`` has changed. For files that belong together, such as a model's config and weights."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=directory)
+    try:
+        yield staging
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(directory, name))
+        _fsync_directory(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

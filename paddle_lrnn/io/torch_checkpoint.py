@@ -38,7 +38,9 @@ the allow-list below, where every entry maps to this module's own code; anything
 
 Quantized, sparse, nested, meta and float8/complex32 tensors are refused with a message naming them; so are
 pickled nn.Module objects (whole-model saves) and numpy objects inside a checkpoint (torch's own weights-only
-loader refuses those too). The pickle part of a file may not exceed 1 GiB.
+loader refuses those too). The pickle part of a file may not exceed 1 GiB. Dict keys and set elements must be
+strings, numbers (ints of at most 60 bits) or tuples of up to 16 of these, at most 4096 such tuples (deeply nested
+or colliding keys would make hashing them crash or take forever).
 
 Checks before any tensor data is read: the zip directory (stored members only, none compressed, none
 overlapping, each lying inside the file: no zip bombs), the pickle (run once without reading data), then for every
@@ -61,7 +63,8 @@ Writing (`save_torch_checkpoint`)
 ---------------------------------
 Writes the zip format of torch.save (protocol 2 pickle, records aligned to 64 bytes, ``byteorder`` "little",
 ``version`` 3) that ``torch.load(path)`` (weights_only=True, the default) reads as the same structure. Accepted
-values: dict (key order kept; OrderedDict stays OrderedDict, other dict subclasses become dict), list, tuple,
+values: dict (key order kept; OrderedDict stays OrderedDict, other dict subclasses become dict; keys as the
+reader admits them), list, tuple,
 str, int, float, bool, None, bytes, bytearray,
 `TorchDtype`, numpy scalars (as the Python scalar), numpy arrays of float64/32/16, int64/32/16/8,
 uint8/16/32/64, bool, complex64/128, and `BFloat16` (bfloat16 tensors). Arrays that are views of one C-contiguous
@@ -79,7 +82,7 @@ import numpy as np
 from . import _zip
 from ._files import open_regular as _open_regular
 from ._dtypes import ITEMSIZE, LE, BFloat16, bfloat16_bits_to_float32, decode_storage, dtype_name
-from ._pickle import PickleWriter, Refused, SafeCall, SafeUnpickler, Truncated, brief
+from ._pickle import KeyCheck, PickleWriter, Refused, SafeCall, SafeUnpickler, Truncated, brief
 from .atomic import atomic_write
 from .errors import CheckpointError
 
@@ -303,13 +306,14 @@ class _Session:
         from_type = c("torch._tensor._rebuild_from_type_v2", self.rebuild_from_type_v2)
         self.calls[("torch._tensor", "_rebuild_from_type_v2")] = from_type
         self.calls[("torch.tensor", "_rebuild_from_type_v2")] = from_type
-        self.calls[("collections", "OrderedDict")] = c("collections.OrderedDict", _ordered_dict)
+        key = KeyCheck()  # the keys these callables admit (the machine checks those of its own opcodes)
+        self.calls[("collections", "OrderedDict")] = c("collections.OrderedDict", _ordered_dict(key))
         self.calls[("torch", "Size")] = c("torch.Size", _torch_size)
         self.calls[("torch", "device")] = c("torch.device", _torch_device)
         self.calls[("_codecs", "encode")] = c("_codecs.encode", _codecs_encode)
         for m in ("builtins", "__builtin__"):
-            self.calls[(m, "set")] = c(f"{m}.set", _make_set(set))
-            self.calls[(m, "frozenset")] = c(f"{m}.frozenset", _make_set(frozenset))
+            self.calls[(m, "set")] = c(f"{m}.set", _make_set(set, key))
+            self.calls[(m, "frozenset")] = c(f"{m}.frozenset", _make_set(frozenset, key))
             self.calls[(m, "bytearray")] = c(f"{m}.bytearray", _bytearray)
             self.calls[(m, "bytes")] = c(f"{m}.bytes", _bytes)
             self.calls[(m, "complex")] = c(f"{m}.complex", _complex)
@@ -541,13 +545,15 @@ class _Session:
                       f"not need")
 
 
-def _ordered_dict(*args):
-    if not args:
-        return OrderedDict()
-    if len(args) == 1 and type(args[0]) in (list, tuple) \
-            and all(type(p) in (list, tuple) and len(p) == 2 for p in args[0]):
-        return OrderedDict(args[0])
-    raise Refused("collections.OrderedDict is called with arguments other than a list of pairs")
+def _ordered_dict(key):
+    def make(*args):
+        if not args:
+            return OrderedDict()
+        if len(args) == 1 and type(args[0]) in (list, tuple) \
+                and all(type(p) in (list, tuple) and len(p) == 2 for p in args[0]):
+            return OrderedDict((key(k), v) for k, v in args[0])
+        raise Refused("collections.OrderedDict is called with arguments other than a list of pairs")
+    return make
 
 
 def _torch_size(*args):
@@ -571,12 +577,12 @@ def _codecs_encode(*args):
     raise Refused(f"_codecs.encode is called with {brief(args, 60)} (only str, 'latin1' is used for bytes)")
 
 
-def _make_set(kind):
+def _make_set(kind, key):
     def make(*args):
         if not args:
             return kind()
         if len(args) == 1 and type(args[0]) in (list, tuple):
-            return kind(args[0])
+            return kind(key(v, "a set element") for v in args[0])
         raise Refused(f"{kind.__name__} is called with {brief(args, 60)}")
     return make
 
@@ -770,6 +776,7 @@ class _Saver:
         self.keys = {}       # id(base object) -> key
         self.keep = []       # keeps base objects alive while their ids are used
         self.active = set()  # ids of containers being written (cycle detection)
+        self.key_check = KeyCheck()  # the keys load_torch_checkpoint reads back
 
     def fail(self, where, problem):
         raise CheckpointError(self.path, f"the value at {where or 'the top level'} {problem}", action="save")
@@ -857,8 +864,12 @@ class _Saver:
         for start in range(0, len(items), 1000):
             w.mark()
             for k, item in items[start:start + 1000]:
-                if isinstance(k, (np.ndarray, BFloat16, dict, list)):
-                    self.fail(where, f"has a key of type {type(k).__name__}")
+                try:
+                    self.key_check(k.item() if isinstance(k, np.generic) else k)
+                except Refused:
+                    self.fail(where, f"has the key {brief(k, 40)} of type {type(k).__name__}; keys must be strings, "
+                                     f"numbers (ints of at most 60 bits) or up to {KeyCheck.MAX_TUPLES} tuples of up "
+                                     f"to {KeyCheck.MAX_TUPLE_ITEMS} of these, which load_torch_checkpoint reads back")
                 self.value(k, where, depth + 1)
                 self.value(item, f"{where}[{k!r}]", depth + 1)
             w.setitems()

@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..io.atomic import atomic_write
+from ..io.atomic import atomic_files, atomic_write
 from ..io.safetensors import load_safetensors, save_safetensors
 from ..ops._checks import dims_match, is_tensor
 
@@ -82,6 +82,8 @@ def read_config(directory):
     """config.json of a model directory as a dict, with clear errors for a missing or malformed file."""
     path = os.path.join(directory, CONFIG_NAME)
     if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise ModelFileError(f"{directory} is a file, not a model directory (config.json and model.safetensors)")
         raise ModelFileError(f"model directory {directory} does not exist")
     if not os.path.isfile(path):
         raise ModelFileError(f"{directory} has no {CONFIG_NAME}; expected a directory written by save_pretrained")
@@ -130,10 +132,12 @@ class PretrainedModel(nn.Layer):
         self.config = config
 
     def save_pretrained(self, directory):
-        os.makedirs(directory, exist_ok=True)
-        self.config.save_pretrained(directory)
+        """Writes config.json and model.safetensors into `directory`, replacing both or, on any failure (a full
+        disk), neither."""
         arrays = {name: p.numpy() for name, p in self.named_parameters()}
-        save_safetensors(os.path.join(directory, WEIGHTS_NAME), arrays, metadata={"format": "paddle"})
+        with atomic_files(directory) as staging:
+            self.config.save_pretrained(staging)
+            save_safetensors(os.path.join(staging, WEIGHTS_NAME), arrays, metadata={"format": "paddle"})
 
     @classmethod
     def from_pretrained(cls, directory):

@@ -3,6 +3,9 @@
 They also run while paddle.jit.to_static traces a model (paddle_lrnn.export): there they are kept out of the AST
 translation (not_to_static) and check what is known then, the rank, the dtype and the fixed dimensions; a dimension
 left open by the InputSpec (-1 in Value.shape, a Value in a translated caller's x.shape) matches anything."""
+import math
+import numbers
+
 import paddle
 
 FLOATING = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
@@ -66,6 +69,17 @@ def same_place(op, names, tensors):
     if len(set(places)) > 1:
         found = ", ".join(f"{n} on {p}" for n, p in zip(names, places))
         raise ValueError(f"{op}: inputs must be on one device, got {found}")
+
+
+@paddle.jit.not_to_static
+def number(op, name, value, minimum=None):
+    """Checks that a scalar argument (eps, scale) is a finite real number, >= minimum if given; returns it as float."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{op}: {name} must be a finite number{bound}, got {value!r}")
+    return float(value)
 
 
 def acc_dtype(dtype):

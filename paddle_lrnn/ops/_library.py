@@ -1,4 +1,5 @@
 """Loads the compiled operator library (paddle_lrnn._C) on first use, never at `import paddle_lrnn`."""
+import numpy as np
 import paddle
 
 _lib = None
@@ -18,3 +19,11 @@ def library():
             ) from err
         _lib = _C
     return _lib
+
+
+@paddle.jit.not_to_static
+def double_attr(value):
+    """A float for an operator attribute, as the two float32 attributes (hi, lo) with hi + lo == value in double
+    precision: Paddle passes float attributes to custom operators as float32, which would round float64 math."""
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))

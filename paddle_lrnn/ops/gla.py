@@ -1,15 +1,14 @@
 """GLA: the gated outer-product recurrence of HGRN2 as a custom operator (kernels in custom_ops/kernels/gla.h, .cuh)."""
-import numpy as np
 import paddle
 
 from . import _checks
-from ._library import library
+from ._library import double_attr, library
 
 OP = "paddle_lrnn.ops.gla"
 
 
 @paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
-def check_args(q, k, v, g, state):
+def check_args(q, k, v, g, state, scale=None):
     """One clear error for a bad argument: rank, dtype, shapes of q/k/v/g/state, empty dimensions, devices."""
     _checks.tensor(OP, "q", q, "[B, T, H, K]")
     _checks.tensor(OP, "k", k, "[B, T, H, K]")
@@ -29,6 +28,8 @@ def check_args(q, k, v, g, state):
         tensors.append(state)
         names.append("state")
     _checks.same_place(OP, names, tensors)
+    if scale is not None:
+        _checks.number(OP, "scale", scale)
 
 
 def default_scale(q):
@@ -56,13 +57,11 @@ def gla(q, k, v, g, state=None, *, scale=None):
         (o [B, T, H, V] in the inputs' dtype, final state [B, H, K, V] in float32, float64 for float64 inputs).
         Both are differentiable w.r.t. q, k, v, g and the initial state.
     """
-    check_args(q, k, v, g, state)
+    check_args(q, k, v, g, state, scale)
     acc = _checks.acc_dtype(q.dtype)
     B, T, H, K = q.shape
     if state is None:
         state = paddle.zeros([B, H, K, v.shape[3]], acc)
     scale = default_scale(q) if scale is None else float(scale)
-    scale_hi = float(np.float32(scale))  # float attributes only: the remainder travels as a second one
-    scale_lo = float(np.float32(scale - scale_hi))
-    o, state = library().lrnn_gla(q, k, v, g, state.astype(acc), scale_hi, scale_lo)
+    o, state = library().lrnn_gla(q, k, v, g, state.astype(acc), *double_attr(scale))
     return o, state

@@ -13,9 +13,12 @@ from .timex import check_args as check_timex_args
 from .wkv import check_args as check_wkv_args, initial_state as wkv_initial_state
 
 
+_MAX_EXP = {paddle.float32: 80.0, paddle.float64: 700.0}  # below the largest x with a finite e^x
+
+
 def wkv(w, u, k, v, state=None, *, eps=0.0):
     """Reference of paddle_lrnn.ops.wkv: the same log-scaled recurrence, one time step per loop iteration."""
-    check_wkv_args(w, u, k, v, state)
+    check_wkv_args(w, u, k, v, state, eps)
     dtype, acc = k.dtype, acc_dtype(k.dtype)
     w, u, k, v = w.astype(acc), u.astype(acc), k.astype(acc), v.astype(acc)
     if state is None:
@@ -29,8 +32,9 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
         p = paddle.maximum(pp, uk)
         e1, e2 = paddle.exp(pp - p), paddle.exp(uk - p)
         den = e1 * bb + e2
-        if eps > 0:
-            den = den + eps * paddle.exp(-p)
+        if eps > 0:  # (e^-p overflows for hugely negative keys; the term then dwarfs the rest of the denominator,
+            # y is 0 either way, and an infinite term would make the gradients NaN (inf * 0): capped)
+            den = den + eps * paddle.exp(paddle.minimum(-p, paddle.full_like(p, _MAX_EXP[acc])))
         ys.append((e1 * aa + e2 * vt) / den)
         decayed = pp - w
         p = paddle.maximum(decayed, kt)
@@ -42,7 +46,7 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
 
 def timex(w, x, *, eps=0.0):
     """Reference of paddle_lrnn.ops.timex: the convolution written with conv1d, as the original's fallback."""
-    check_timex_args(w, x)
+    check_timex_args(w, x, eps=eps)
     B, C, T = x.shape
     kernel = w[:, w.shape[1] - T:].astype(x.dtype).unsqueeze(1)  # [C, 1, T]: index j holds lag T-1-j
     padded = F.pad(x, [T - 1, 0], data_format="NCL")
@@ -60,7 +64,7 @@ def depthwise_conv1d(w, x):
 def gla(q, k, v, g, state=None, *, scale=None):
     """Reference of paddle_lrnn.ops.gla: S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t, o_t = scale q_t S_t, one token per
     loop iteration, in the accumulator dtype (float32, float64 for float64 inputs)."""
-    check_gla_args(q, k, v, g, state)
+    check_gla_args(q, k, v, g, state, scale)
     dtype, acc = q.dtype, acc_dtype(q.dtype)
     B, T, H, K = q.shape
     V = v.shape[3]

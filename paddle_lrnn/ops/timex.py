@@ -9,7 +9,7 @@ OP = "paddle_lrnn.ops.timex"
 
 
 @paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
-def check_args(w, x, op=OP, require_full_kernel=True):
+def check_args(w, x, op=OP, require_full_kernel=True, eps=0.0):
     _checks.tensor(op, "x", x, "[B, C, T]")
     _checks.tensor(op, "w", w, "[C, L]")
     B, C, T = x.shape
@@ -19,6 +19,7 @@ def check_args(w, x, op=OP, require_full_kernel=True):
         raise ValueError(f"{op}: sequence length {T} exceeds the kernel length {w.shape[1]} (the context length); "
                          "TimeX needs T <= L")
     _checks.same_place(op, ["w", "x"], [w, x])
+    _checks.number(op, "eps", eps)
 
 
 def timex(w, x, *, eps=0.0):
@@ -36,7 +37,7 @@ def timex(w, x, *, eps=0.0):
     Returns:
         [B, C, T], differentiable w.r.t. w and x.
     """
-    check_args(w, x)
+    check_args(w, x, eps=eps)
     return library().lrnn_timex(w.astype(x.dtype), x, float(eps))
 
 

@@ -2,7 +2,7 @@
 import paddle
 
 from . import _checks
-from ._library import library
+from ._library import double_attr, library
 
 OP = "paddle_lrnn.ops.wkv"
 EMPTY_LOG_SCALE = -1e38  # pp of an empty state: the log-space zero, finite so that differences stay finite
@@ -16,7 +16,7 @@ def initial_state(batch, channels, dtype=paddle.float32):
 
 
 @paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
-def check_args(w, u, k, v, state):
+def check_args(w, u, k, v, state, eps=0.0):
     _checks.tensor(OP, "k", k, "[B, T, C]")
     _checks.tensor(OP, "v", v, "[B, T, C]")
     _checks.tensor(OP, "w", w, "[C]")
@@ -34,6 +34,7 @@ def check_args(w, u, k, v, state):
         tensors.append(state)
         names.append("state")
     _checks.same_place(OP, names, tensors)
+    _checks.number(OP, "eps", eps, minimum=0.0)
 
 
 def wkv(w, u, k, v, state=None, *, eps=0.0):
@@ -55,9 +56,9 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
     Returns:
         (y [B, T, C] in k's dtype, state [B, 3, C]). Both are differentiable, including w.r.t. the input state.
     """
-    check_args(w, u, k, v, state)
+    check_args(w, u, k, v, state, eps)
     acc = _checks.acc_dtype(k.dtype)
     if state is None:
         state = initial_state(k.shape[0], k.shape[2], acc)
-    y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), float(eps))
+    y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), *double_attr(eps))
     return y, state

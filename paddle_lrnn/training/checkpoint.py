@@ -134,15 +134,19 @@ def save_checkpoint(out_dir, step, model, optimizer, trainer_state, keep=2):
     final, tmp = os.path.join(root, name), os.path.join(root, f".tmp-{name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
-    arrays = optimizer if isinstance(optimizer, dict) else optimizer_arrays(optimizer, model)
-    save_safetensors(os.path.join(tmp, "optimizer.safetensors"), arrays)
-    with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
-        json.dump({"step": step, **trainer_state}, f)
-    files = sorted(os.listdir(tmp))
-    with atomic_write(os.path.join(tmp, MANIFEST), "w") as f:
-        json.dump({"step": step, "sha256": {fn: _sha256(os.path.join(tmp, fn)) for fn in files}}, f, indent=1)
-    _fsync_dir(tmp)
+    try:
+        save_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.numpy() for n, p in model.named_parameters()})
+        arrays = optimizer if isinstance(optimizer, dict) else optimizer_arrays(optimizer, model)
+        save_safetensors(os.path.join(tmp, "optimizer.safetensors"), arrays)
+        with atomic_write(os.path.join(tmp, "trainer_state.json"), "w") as f:
+            json.dump({"step": step, **trainer_state}, f)
+        files = sorted(os.listdir(tmp))
+        with atomic_write(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump({"step": step, "sha256": {fn: _sha256(os.path.join(tmp, fn)) for fn in files}}, f, indent=1)
+        _fsync_dir(tmp)
+    except BaseException:  # a full disk, say: nothing half-written stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if os.path.exists(final):  # a damaged one of the same step: moved aside (and removed below), never left missing
         os.rename(final, tmp + "-old")
     os.rename(tmp, final)

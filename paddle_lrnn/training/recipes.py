@@ -1,6 +1,7 @@
 """Training recipes: every hyper-parameter of a run in one TrainConfig, resolved from the family's defaults (the
 original recipe on GPU, a scaled-down one on CPU), then a preset, then what the user set explicitly."""
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -125,6 +126,13 @@ RECIPES = {
 
 def model_config(cfg, vocab_size):
     """The family's model config for a run: the shared sizes plus cfg.model_options."""
+    try:
+        return _model_config(cfg, vocab_size)
+    except TypeError as err:  # an unknown field: for a training run, a bad --model-option
+        raise ValueError(f"--model-option: {err}") from None
+
+
+def _model_config(cfg, vocab_size):
     if cfg.model == "rwkv2":
         from ..models.rwkv2 import RWKV2Config
 
@@ -185,19 +193,23 @@ def validate(cfg):
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if value >= 2 ** 31:  # Paddle takes tensor dimensions as int32
+            raise ValueError(f"--{name.replace('_', '-')} {value} is too large (at most 2**31 - 1)")
     if not isinstance(cfg.schedule_interval, int) or isinstance(cfg.schedule_interval, bool) \
             or cfg.schedule_interval < 1:
         raise ValueError(f"schedule_interval must be a positive integer, got {cfg.schedule_interval!r}")
     if not isinstance(cfg.decay_steps, int) or isinstance(cfg.decay_steps, bool) or cfg.decay_steps < 0:
         raise ValueError(f"decay_steps must be a non-negative integer, got {cfg.decay_steps!r}")
-    if cfg.lr_start is not None and not cfg.lr_start >= 0:
-        raise ValueError(f"lr_start must be >= 0, got {cfg.lr_start!r}")
+    if cfg.lr_start is not None and not 0 <= cfg.lr_start < math.inf:
+        raise ValueError(f"lr_start must be a finite number >= 0, got {cfg.lr_start!r}")
     for name in ("lr", "eps"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)!r}")
+        if not 0 < getattr(cfg, name) < math.inf:
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite positive number, got {getattr(cfg, name)!r}")
     for name in ("lr_final", "weight_decay", "grad_clip"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)!r}")
+        if not 0 <= getattr(cfg, name) < math.inf:
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(cfg, name)!r}")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2 ** 64:
+        raise ValueError(f"--seed must be an integer in [0, 2**64), got {cfg.seed!r}")
     if cfg.warmup_steps < 0 or cfg.warmup_steps > cfg.max_steps:
         raise ValueError(f"--warmup-steps must be in [0, max_steps={cfg.max_steps}], got {cfg.warmup_steps}")
     if cfg.device not in ("cpu", "gpu"):

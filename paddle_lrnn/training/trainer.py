@@ -28,6 +28,7 @@ import paddle.nn.functional as F
 
 from ..data import BatchSampler, eval_batches, load_corpus
 from ..generation import generate_ids
+from ..io.atomic import atomic_files
 from ..models import AutoModelForCausalLM
 from . import checkpoint, metrics
 from .amp import MixedPrecision
@@ -35,9 +36,10 @@ from .distributed import Parallel, partition
 from .recipes import DEFAULT_CORPUS, model_config, validate
 from .schedule import lr_at
 
-# Settings that may differ when resuming: they do not change what the finished steps computed.
+# Settings that may differ when resuming: they do not change what the finished steps computed (out: the run's
+# directory may have been moved or copied since).
 RESUMABLE_CHANGES = {"max_steps", "eval_interval", "eval_iters", "sample_length", "skip_nonfinite", "device",
-                     "grad_accum", "deterministic", "amp", "sharding"}
+                     "grad_accum", "deterministic", "amp", "sharding", "out"}
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
 
 
@@ -250,12 +252,12 @@ class Trainer:
     # --------------------------------------------------------------------------------------------- the loop
     def train(self, resume=False):
         cfg = self.cfg
-        os.makedirs(cfg.out, exist_ok=True)
         if not resume and checkpoint.checkpoint_names(cfg.out):
             # a second run would mix its metrics and checkpoints with the first one's
             raise TrainingError(f"{cfg.out} holds another run's checkpoints: continue it with --resume, or train "
                                 f"into a new --out")
         self._setup()
+        os.makedirs(cfg.out, exist_ok=True)  # after the set-up: bad data or settings leave no empty directory behind
         if resume:
             self._resume()
         elif self.parallel.is_main and os.path.exists(self.metrics_path):  # a run killed before its first checkpoint
@@ -435,8 +437,9 @@ class Trainer:
         if records:
             metrics.plot_losses(records, os.path.join(cfg.out, "loss.png"), title=f"{cfg.model} on {self.corpus.name}")
         self.model.eval()
-        self.model.save_pretrained(cfg.out)
-        self.corpus.vocab.save(cfg.out)
+        with atomic_files(cfg.out) as staging:  # the model and its vocabulary replace an earlier pair together
+            self.model.save_pretrained(staging)
+            self.corpus.vocab.save(staging)
         self.log(f"saved the model to {cfg.out}")
         if cfg.sample_length:
             self.log(f"sample:\n{sample_text(self.model, self.corpus, cfg.sample_length, cfg.seed)}")
@@ -460,6 +463,9 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
     split (shakespeare-char)."""
     from ..data import load_vocab
 
+    for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without

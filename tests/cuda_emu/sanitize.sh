@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs tests/test_cuda_emulated.py with the CUDA emulation built under a sanitizer (the stand-in for
-# compute-sanitizer on a machine without a GPU):
+# Runs the emulated kernel tests (tests/test_cuda_emulated*.py) with the CUDA emulation built under a sanitizer (the
+# stand-in for compute-sanitizer on a machine without a GPU):
 #   tests/cuda_emu/sanitize.sh thread     racecheck: ThreadSanitizer reports every unsynchronised access between
 #                                         a block's threads (shared or global memory), whatever the values
 #   tests/cuda_emu/sanitize.sh address    memcheck: AddressSanitizer + UBSan (out-of-bounds, use after free, array
 #                                         bounds of fixed-size register arrays, misaligned accesses, overflow)
 #   tests/cuda_emu/sanitize.sh undefined  UBSan alone
-# Extra arguments go to pytest (e.g. -k timex). Libraries are cached apart from the normal build.
+# Extra arguments go to pytest (e.g. -k timex, or a test file: tests/test_cuda_emulated_mru.py). Libraries are cached
+# apart from the normal build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
@@ -36,5 +37,8 @@ fi
 exec env "${opts[@]}" "$PY" -c '
 import os, sys, pytest
 os.environ.pop("LD_PRELOAD", None)
-sys.exit(pytest.main(["-q", "-s", "-p", "no:cacheprovider", "tests/test_cuda_emulated.py", *sys.argv[1:]]))
+files = [a for a in sys.argv[1:] if a.startswith("tests/")]
+rest = [a for a in sys.argv[1:] if not a.startswith("tests/")]
+files = files or ["tests/test_cuda_emulated.py", "tests/test_cuda_emulated_gla.py", "tests/test_cuda_emulated_mru.py"]
+sys.exit(pytest.main(["-q", "-s", "-p", "no:cacheprovider", *files, *rest]))
 ' "$@"

@@ -7,7 +7,8 @@ with 1 if anything failed.
 
   python3 tests/gpu/check.py                      # on the GPU machine (backend cuda)
   python3 tests/gpu/check.py --quick --no-reference   # small shapes only, e.g. under compute-sanitizer
-  python3 tests/gpu/check.py --backend emulated   # no GPU: the CUDA kernels under the CPU emulation (small shapes)
+  python3 tests/gpu/check.py --backend emulated   # no GPU: the CUDA kernels under the CPU emulation (small shapes;
+                                                  # --schedule: the emulation's thread schedule, default forward)
   python3 tests/gpu/check.py --backend cpu        # no GPU: CPU kernels against the float64 reference only
 Errors: norm = ||a - b|| / ||b||, max = max|a - b| / max|b|.
 """
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import zlib
@@ -36,6 +38,17 @@ TOL = {
     "f64 reference": {"float32": (3e-4, 3e-3), "float64": (1e-10, 1e-8), "float16": (4e-3, 3e-2),
                       "bfloat16": (3e-2, 1.5e-1)},
 }
+
+
+EMULATION_SCHEDULES = {"parallel": 0, "forward": 1, "reverse": 2, "random": 3}  # tests/cuda_emu/README.md
+
+
+class TimeLimit(BaseException):
+    """SIGTERM (run_all.sh's time limit): stop, and report and save what was checked."""
+
+
+def on_sigterm(signum, frame):
+    raise TimeLimit()
 
 
 class Backend:
@@ -65,8 +78,10 @@ class Backend:
                 self.ext.set_emulated_device(False)
 
 
-def errors(actual, expected):
-    """(norm, max, note) of actual against expected, both compared in float64 on the CPU."""
+def errors(actual, expected, scale=None):
+    """(norm, max, note) of actual against expected, both compared in float64 on the CPU. With `scale` (a tensor of
+    expected's shape: the magnitude an error of each element is relative to), norm and max are relative to it
+    instead of to expected."""
     a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
     if a.shape != e.shape:
         return float("inf"), float("inf"), f"shape {tuple(a.shape)} != {tuple(e.shape)}"
@@ -77,19 +92,22 @@ def errors(actual, expected):
     if a.numel() == 0:
         return 0.0, 0.0, ""
     diff = (a - e).abs()
-    scale, norm = e.abs().max().item(), e.norm().item()
+    ref = e if scale is None else scale.detach().double().cpu()
+    scale, norm = ref.abs().max().item(), ref.norm().item()
     if scale == 0:
         return (0.0, 0.0, "") if diff.max().item() == 0 else (float("inf"), float("inf"), "expected all zeros")
     return (diff.norm().item() / norm, diff.max().item() / scale, "")
 
 
-def compare(results, names, got, want, dtype, against):
+def compare(results, names, got, want, dtype, against, scales=None):
+    """scales: {name: tensor} for the tensors whose errors are measured against something other than their own
+    magnitude (ops.py's error_scales)."""
     tol = TOL[against][dtype]
     rows = []
     for name, a, b in zip(names, got, want):
         if b is None:
             continue
-        n, m, note = errors(a, b)
+        n, m, note = errors(a, b, (scales or {}).get(name))
         rows.append(dict(tensor=name, against=against, norm=n, max=m, note=note, ok=n <= tol[0] and m <= tol[1],
                          tol=tol))
     results.extend(rows)
@@ -112,6 +130,12 @@ def reference_grads(op, x64, cot, eps):
     return [o.detach() for o in outs], grads
 
 
+def error_scales(op, x, grads):
+    """The op's own error scales for some gradients (GLA's dg), from the inputs and the expected gradients."""
+    fn = getattr(op, "error_scales", None)
+    return fn(x, dict(zip(op.grad_names, grads))) if fn else None
+
+
 def check_case(op, case, dtype_name, backend, args, results):
     dtype = ops_module.DTYPES[dtype_name]
     gen = torch.Generator().manual_seed(seed_of(op.name, case.label(), dtype_name))
@@ -132,7 +156,7 @@ def check_case(op, case, dtype_name, backend, args, results):
             grads_d = op.backward(backend.ext, xd, outs_d, cotd, eps, backend.stream())
         got_outs, got_grads = outs_d, grads_d
         compare(line["rows"], op.out_names, outs_d, outs_c, dtype_name, "cpu kernel")
-        compare(line["rows"], op.grad_names, grads_d, grads_c, dtype_name, "cpu kernel")
+        compare(line["rows"], op.grad_names, grads_d, grads_c, dtype_name, "cpu kernel", error_scales(op, x, grads_c))
     if case.reference and not args.no_reference:
         ref_device = backend.device if backend.name == "cuda" else torch.device("cpu")
         x64 = {k: v.to(ref_device, torch.float64) for k, v in x.items()}
@@ -140,7 +164,8 @@ def check_case(op, case, dtype_name, backend, args, results):
         outs_r, grads_r = reference_grads(op, x64, cot64, eps)
         compare(line["rows"], op.out_names[: op.ref_outs], got_outs[: op.ref_outs], outs_r, dtype_name,
                 "f64 reference")
-        compare(line["rows"], op.grad_names, got_grads, grads_r, dtype_name, "f64 reference")
+        compare(line["rows"], op.grad_names, got_grads, grads_r, dtype_name, "f64 reference",
+                error_scales(op, x64, grads_r))
     line["seconds"] = time.time() - t0
     line["ok"] = all(r["ok"] for r in line["rows"])
     results.append(line)
@@ -167,6 +192,9 @@ def main():
     p.add_argument("--quick", action="store_true", help="a few small cases (for compute-sanitizer)")
     p.add_argument("--long", action="store_true", help="include the long cases with --backend emulated")
     p.add_argument("--no-reference", action="store_true", help="skip the float64 torch reference")
+    p.add_argument("--schedule", choices=list(EMULATION_SCHEDULES), default="forward",
+                   help="--backend emulated: the emulation's schedule (forward: one thread at a time as fibers, ten "
+                        "times faster than parallel OS threads on kernels that synchronise often)")
     p.add_argument("--json", default="", help="write every comparison here")
     p.add_argument("--verbose-build", action="store_true")
     args = p.parse_args()
@@ -178,8 +206,20 @@ def main():
           + (f", {torch.cuda.get_device_name()}" if args.backend == "cuda" else "")
           + f"; extension built/loaded in {time.time() - t0:.1f} s", flush=True)
     backend = Backend(args.backend, ext)
+    if args.backend == "emulated":
+        ext.set_emulation_schedule(EMULATION_SCHEDULES[args.schedule], 5)
     ext.set_poison(True)
     results, failed = [], []
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return check_all(args, backend, results, failed, t0)
+    except TimeLimit:
+        print("# stopped by SIGTERM (a time limit)", flush=True)
+        finish(args, results, failed, t0)
+        return 124
+
+
+def check_all(args, backend, results, failed, t0):
     for op in ops_module.by_name(args.ops):
         for case in op.cases(quick=args.quick):
             if case.long and args.backend == "emulated" and not args.long:

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gla.h"
+#include "kernels/mru_scan.h"
 #include "kernels/timex.h"
 #include "kernels/wkv.h"
 #include "launchers.h"
@@ -235,6 +237,174 @@ std::vector<Tensor> timex_backward(const Tensor& w, const Tensor& x, const Tenso
   return {gw, gx};
 }
 
+// ----- GLA (kernels/gla.h, gla.cuh) ----------------------------------------------------------------------------------
+void gla_check(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& s0) {
+  TORCH_CHECK(q.dim() == 4 && v.dim() == 4, "gla: q, k, g must be [B, T, H, K] and v [B, T, H, V]");
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
+  TORCH_CHECK(B > 0 && T > 0 && H > 0 && K > 0 && V > 0, "gla: every dimension must be at least 1");
+  check(q, "gla", "q", q.sizes(), q.scalar_type(), q);
+  check(k, "gla", "k", q.sizes(), q.scalar_type(), q);
+  check(g, "gla", "g", q.sizes(), q.scalar_type(), q);
+  check(v, "gla", "v", {B, T, H, V}, q.scalar_type(), q);
+  check(s0, "gla", "state", {B, H, K, V}, acc_of(q.scalar_type()), q);
+}
+
+#ifdef LRNN_WITH_CUDA
+// The launchers' workspace (accumulator elements) for one direction: 0 forward, 1 backward.
+Tensor gla_work(const Tensor& q, const Tensor& v, int direction) {
+  int64_t fwd = 0, bwd = 0;
+  int chunked = 0;
+  check_cuda(lrnn_gpu::gla_workspace(dtype_code(q.scalar_type()), q.size(0), q.size(1), q.size(2), q.size(3),
+                                     v.size(3), &fwd, &bwd, &chunked),
+             "gla_workspace");
+  return alloc({std::max<int64_t>(direction == 0 ? fwd : bwd, 1)}, acc_of(q.scalar_type()), q);  // poisoned too
+}
+#endif
+
+std::vector<Tensor> gla_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& s0,
+                                double scale, int64_t stream) {
+  gla_check(q, k, v, g, s0);
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
+  const auto acc = acc_of(q.scalar_type());
+  Tensor o = alloc({B, T, H, V}, q.scalar_type(), q), s1 = alloc({B, H, K, V}, acc, q);
+  if (use_device_kernels(q)) {
+#ifdef LRNN_WITH_CUDA
+    Tensor work = gla_work(q, v, 0);
+    check_cuda(lrnn_gpu::gla_forward(dtype_code(q.scalar_type()), B, T, H, K, V, q.data_ptr(), k.data_ptr(),
+                                     v.data_ptr(), g.data_ptr(), s0.data_ptr(), scale, o.data_ptr(), s1.data_ptr(),
+                                     work.data_ptr(), stream_ptr(stream)),
+               "gla_forward");
+#else
+    no_cuda("gla_forward");
+#endif
+  } else {
+    dispatch_cpu(q.scalar_type(), [&](auto* tag) {
+      using S = std::remove_pointer_t<decltype(tag)>;
+      using A = lrnn::acc_t<S>;
+      lrnn::gla_forward_cpu<S>(B, T, H, K, V, q.data_ptr<S>(), k.data_ptr<S>(), v.data_ptr<S>(), g.data_ptr<S>(),
+                               s0.data_ptr<A>(), static_cast<A>(scale), o.data_ptr<S>(), s1.data_ptr<A>());
+    });
+  }
+  return {o, s1};
+}
+
+// go, gs1: the cotangents of o and of the final state; None when that output does not reach the loss.
+std::vector<Tensor> gla_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& s0,
+                                 const Tensor& s1, double scale, const c10::optional<Tensor>& go,
+                                 const c10::optional<Tensor>& gs1, int64_t stream) {
+  gla_check(q, k, v, g, s0);
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
+  const auto acc = acc_of(q.scalar_type());
+  check(s1, "gla backward", "final state", {B, H, K, V}, acc, q);
+  if (go.has_value() && go->defined()) check(*go, "gla backward", "go", v.sizes(), q.scalar_type(), q);
+  if (gs1.has_value() && gs1->defined()) check(*gs1, "gla backward", "gs1", {B, H, K, V}, acc, q);
+  Tensor gq = alloc(q.sizes(), q.scalar_type(), q), gk = alloc(q.sizes(), q.scalar_type(), q);
+  Tensor gv = alloc(v.sizes(), q.scalar_type(), q), gg = alloc(q.sizes(), q.scalar_type(), q);
+  Tensor gs0 = alloc({B, H, K, V}, acc, q);
+  if (use_device_kernels(q)) {
+#ifdef LRNN_WITH_CUDA
+    Tensor work = gla_work(q, v, 1);
+    check_cuda(lrnn_gpu::gla_backward(dtype_code(q.scalar_type()), B, T, H, K, V, q.data_ptr(), k.data_ptr(),
+                                      v.data_ptr(), g.data_ptr(), s0.data_ptr(), s1.data_ptr(), scale,
+                                      void_or_null(go), void_or_null(gs1), gq.data_ptr(), gk.data_ptr(),
+                                      gv.data_ptr(), gg.data_ptr(), gs0.data_ptr(), work.data_ptr(),
+                                      stream_ptr(stream)),
+               "gla_backward");
+#else
+    no_cuda("gla_backward");
+#endif
+  } else {
+    dispatch_cpu(q.scalar_type(), [&](auto* tag) {
+      using S = std::remove_pointer_t<decltype(tag)>;
+      using A = lrnn::acc_t<S>;
+      lrnn::gla_backward_cpu<S>(B, T, H, K, V, q.data_ptr<S>(), k.data_ptr<S>(), v.data_ptr<S>(), g.data_ptr<S>(),
+                                s0.data_ptr<A>(), static_cast<A>(scale), ptr_or_null<S>(go), ptr_or_null<A>(gs1),
+                                gq.data_ptr<S>(), gk.data_ptr<S>(), gv.data_ptr<S>(), gg.data_ptr<S>(),
+                                gs0.data_ptr<A>());
+    });
+  }
+  return {gq, gk, gv, gg, gs0};
+}
+
+// Which algorithm the CUDA launchers run for q's dtype and length: "chunked" or "recurrent".
+std::string gla_cuda_path(const Tensor& q) {
+  TORCH_CHECK(q.dim() == 4, "gla: q must be [B, T, H, K]");
+#ifdef LRNN_WITH_CUDA
+  int64_t fwd = 0, bwd = 0;
+  int chunked = 0;
+  check_cuda(lrnn_gpu::gla_workspace(dtype_code(q.scalar_type()), 1, q.size(1), 1, 1, 1, &fwd, &bwd, &chunked),
+             "gla_workspace");
+  return chunked ? "chunked" : "recurrent";
+#else
+  no_cuda("gla_cuda_path");
+#endif
+}
+
+// ----- MRU scan (kernels/mru_scan.h, mru_scan.cuh) -------------------------------------------------------------------
+void mru_check(const Tensor& m, const Tensor& s0) {
+  TORCH_CHECK(m.dim() == 5 && m.size(3) == m.size(4), "mru_scan: m must be [B, H, T, d, d]");
+  TORCH_CHECK(m.size(0) > 0 && m.size(1) > 0 && m.size(2) > 0 && m.size(3) > 0, "mru_scan: m must not be empty");
+  check(m, "mru_scan", "m", m.sizes(), m.scalar_type(), m);
+  check(s0, "mru_scan", "state", {m.size(0), m.size(1), m.size(3), m.size(3)}, acc_of(m.scalar_type()), m);
+}
+
+std::vector<Tensor> mru_scan_forward(const Tensor& m, const Tensor& s0, int64_t stream) {
+  mru_check(m, s0);
+  const int64_t BH = m.size(0) * m.size(1), T = m.size(2);
+  const int d = static_cast<int>(m.size(3));
+  Tensor prefix = alloc(m.sizes(), m.scalar_type(), m), s1 = alloc(s0.sizes(), s0.scalar_type(), m);
+  if (use_device_kernels(m)) {
+#ifdef LRNN_WITH_CUDA
+    TORCH_CHECK(d <= lrnn::kMruMaxCudaD, "mru_scan: the CUDA kernels support d <= 32, got ", d);
+    check_cuda(lrnn_gpu::mru_scan_forward(dtype_code(m.scalar_type()), BH, T, d, m.data_ptr(), s0.data_ptr(),
+                                          prefix.data_ptr(), s1.data_ptr(), stream_ptr(stream)),
+               "mru_scan_forward");
+#else
+    no_cuda("mru_scan_forward");
+#endif
+  } else {
+    dispatch_cpu(m.scalar_type(), [&](auto* tag) {
+      using S = std::remove_pointer_t<decltype(tag)>;
+      using A = lrnn::acc_t<S>;
+      lrnn::mru_scan_forward_cpu<S>(BH, T, d, m.data_ptr<S>(), s0.data_ptr<A>(), prefix.data_ptr<S>(),
+                                    s1.data_ptr<A>());
+    });
+  }
+  return {prefix, s1};
+}
+
+// gp, gs1: the cotangents of the prefixes and of the final state; None when that output does not reach the loss.
+std::vector<Tensor> mru_scan_backward(const Tensor& m, const Tensor& s0, const Tensor& prefix,
+                                      const c10::optional<Tensor>& gp, const c10::optional<Tensor>& gs1,
+                                      int64_t stream) {
+  mru_check(m, s0);
+  const int64_t BH = m.size(0) * m.size(1), T = m.size(2);
+  const int d = static_cast<int>(m.size(3));
+  check(prefix, "mru_scan backward", "prefix", m.sizes(), m.scalar_type(), m);
+  if (gp.has_value() && gp->defined()) check(*gp, "mru_scan backward", "gp", m.sizes(), m.scalar_type(), m);
+  if (gs1.has_value() && gs1->defined()) check(*gs1, "mru_scan backward", "gs1", s0.sizes(), s0.scalar_type(), m);
+  Tensor gm = alloc(m.sizes(), m.scalar_type(), m), gs0 = alloc(s0.sizes(), s0.scalar_type(), m);
+  if (use_device_kernels(m)) {
+#ifdef LRNN_WITH_CUDA
+    TORCH_CHECK(d <= lrnn::kMruMaxCudaD, "mru_scan: the CUDA kernels support d <= 32, got ", d);
+    check_cuda(lrnn_gpu::mru_scan_backward(dtype_code(m.scalar_type()), BH, T, d, m.data_ptr(), s0.data_ptr(),
+                                           prefix.data_ptr(), void_or_null(gp), void_or_null(gs1), gm.data_ptr(),
+                                           gs0.data_ptr(), stream_ptr(stream)),
+               "mru_scan_backward");
+#else
+    no_cuda("mru_scan_backward");
+#endif
+  } else {
+    dispatch_cpu(m.scalar_type(), [&](auto* tag) {
+      using S = std::remove_pointer_t<decltype(tag)>;
+      using A = lrnn::acc_t<S>;
+      lrnn::mru_scan_backward_cpu<S>(BH, T, d, m.data_ptr<S>(), s0.data_ptr<A>(), prefix.data_ptr<S>(),
+                                     ptr_or_null<S>(gp), ptr_or_null<A>(gs1), gm.data_ptr<S>(), gs0.data_ptr<A>());
+    });
+  }
+  return {gm, gs0};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -248,9 +418,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("stream") = 0);
   m.def("timex_backward", &timex_backward, "TimeX backward: (gw, gx)", py::arg("w"), py::arg("x"), py::arg("g"),
         py::arg("stream") = 0);
+  m.def("gla_forward", &gla_forward, "GLA forward: (o, state)", py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("g"), py::arg("s0"), py::arg("scale"), py::arg("stream") = 0);
+  m.def("gla_backward", &gla_backward, "GLA backward: (gq, gk, gv, gg, gs0)", py::arg("q"), py::arg("k"),
+        py::arg("v"), py::arg("g"), py::arg("s0"), py::arg("s1"), py::arg("scale"), py::arg("go"), py::arg("gs1"),
+        py::arg("stream") = 0);
+  m.def("gla_cuda_path", &gla_cuda_path, "the CUDA algorithm for q's dtype and length: chunked or recurrent",
+        py::arg("q"));
+  m.def("mru_scan_forward", &mru_scan_forward, "MRU scan forward: (prefix, state)", py::arg("m"), py::arg("s0"),
+        py::arg("stream") = 0);
+  m.def("mru_scan_backward", &mru_scan_backward, "MRU scan backward: (gm, gs0)", py::arg("m"), py::arg("s0"),
+        py::arg("prefix"), py::arg("gp"), py::arg("gs1"), py::arg("stream") = 0);
   m.def("set_poison", [](bool on) { g_poison = on; }, "fill outputs with NaN before the kernels write them");
   m.def("set_emulated_device", [](bool on) { g_emulated = on; },
         "emulated build: run the (emulated) CUDA kernels on CPU tensors");
+#ifdef LRNN_TORCH_EMULATION
+  m.def("set_emulation_schedule", &lrnn_gpu::set_emulation_schedule,
+        "emulated build: 0 parallel, 1 forward, 2 reverse, 3 random (tests/cuda_emu/README.md)", py::arg("schedule"),
+        py::arg("seed") = 0);
+#endif
 #ifdef LRNN_WITH_CUDA
   m.attr("has_cuda_kernels") = true;
 #else

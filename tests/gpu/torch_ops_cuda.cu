@@ -1,39 +1,12 @@
 // The CUDA side of the torch test harness: launchers.h's entry points, dispatching on dtype to the framework-free
 // launchers of custom_ops/kernels/*.cuh. No torch here: tests/gpu/ext.py compiles it with nvcc for sm_90
-// (and torch_ops_emulated.cpp compiles it under the CPU emulation of CUDA).
+// (and torch_ops_emulated.cpp compiles it under the CPU emulation of CUDA). One source per group of operators
+// (this one: WKV, TimeX and the error strings; torch_ops_cuda_gla.cu, torch_ops_cuda_mru.cu), compiled in parallel.
+#include "cuda_dispatch.cuh"
 #include "kernels/timex.cuh"
 #include "kernels/wkv.cuh"
-#include "launchers.h"
 
 namespace lrnn_gpu {
-namespace {
-
-template <typename F>
-int dispatch(int dtype, F&& f) {
-  switch (dtype) {
-    case kFloat32:
-      return f(static_cast<float*>(nullptr));
-    case kFloat64:
-      return f(static_cast<double*>(nullptr));
-    case kFloat16:
-      return f(static_cast<__half*>(nullptr));
-    case kBFloat16:
-      return f(static_cast<__nv_bfloat16*>(nullptr));
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
-}
-
-template <typename X>
-const X* in(const void* p) {
-  return static_cast<const X*>(p);
-}
-template <typename X>
-X* out(void* p) {
-  return static_cast<X*>(p);
-}
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-}  // namespace
 
 int wkv_forward(int dtype, int64_t B, int64_t T, int64_t C, const void* w, const void* u, const void* k, const void* v,
                 const void* s0, double eps, void* y, void* s1, void* ckpt, void* stream) {

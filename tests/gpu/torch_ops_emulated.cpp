@@ -4,3 +4,12 @@
 // merge with the CPU kernels' ones in torch_ops.cpp.
 #define lrnn lrnn_emulated
 #include "torch_ops_cuda.cu"
+
+namespace lrnn_gpu {
+
+void set_emulation_schedule(int schedule, int64_t seed) {
+  lrnn_emu::config().schedule = static_cast<lrnn_emu::Schedule>(schedule);
+  lrnn_emu::config().seed = static_cast<uint64_t>(seed);
+}
+
+}  // namespace lrnn_gpu

@@ -42,8 +42,8 @@ class HGRN2Config(PretrainedConfig):
         if _is_int(hidden_size) and hidden_size > 0:
             if expand_ratio is None and _is_int(num_heads) and num_heads > 0:
                 kwargs["expand_ratio"] = hidden_size // num_heads
-            elif num_heads is None and _is_int(expand_ratio) and expand_ratio > 0:
-                kwargs["num_heads"] = hidden_size // expand_ratio
+            elif num_heads is None and _is_int(expand_ratio) and 0 < expand_ratio <= hidden_size:
+                kwargs["num_heads"] = hidden_size // expand_ratio  # (a larger ratio fits no head: validate says so)
         super().__init__(**kwargs)
 
     def validate(self):

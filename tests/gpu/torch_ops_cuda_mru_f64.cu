@@ -1,0 +1,5 @@
+// The MRU scan's kernels for double storage (see torch_ops_cuda_mru.cuh).
+#define LRNN_GPU_MRU_INSTANTIATE
+#include "torch_ops_cuda_mru.cuh"
+
+LRNN_GPU_MRU_INSTANTIATE_FOR(double)
