@@ -18,8 +18,8 @@ FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "
 
 
 def without_orthogonal_init():
-    """Skips the orthogonal matrices of the initialisation, overwritten here anyway: numpy's QR takes about a second
-    per matrix once Paddle is imported (its threaded OpenBLAS path; OPENBLAS_NUM_THREADS=1 avoids that)."""
+    """Skips the orthogonal matrices of the initialisation, overwritten here anyway: once Paddle is imported, numpy's
+    QR of a matrix large enough for OpenBLAS's threads (1100 x 72) takes a second instead of milliseconds."""
     return mock.patch.object(modeling, "_orthogonal", lambda *args, **kwargs: None)
 
 
