@@ -190,21 +190,23 @@ def bench_generation(args):
 
 
 def bench_training(args):
-    """Training tokens/s of each family at one fixed size (random tokens, Adam, fp32)."""
+    """Training tokens/s of each family's recipe model for the device (the CPU recipe is what `tools/train.py`
+    trains by default off GPU), on random tokens with Adam, fp32."""
     import paddle
     import paddle.nn.functional as F
 
     from paddle_lrnn.models import AutoModelForCausalLM
-    from paddle_lrnn.training.recipes import RECIPES, TrainConfig, model_config
+    from paddle_lrnn.training.recipes import families, model_config, resolve
 
     paddle.set_device(args.device)
-    B, T, V = 8, 256, 256
-    print(f"| family (L4 C256, B={B} T={T}, {args.device}) | parameters | tokens/s |")
-    print("|---|---:|---:|")
-    for family in sorted(RECIPES):
+    V = 256
+    print(f"| family ({args.device} recipe, vocab {V}) | layers x width | B x T | parameters | tokens/s |")
+    print("|---|---|---|---:|---:|")
+    for family in families():
         paddle.seed(0)
-        model = AutoModelForCausalLM.from_config(
-            model_config(TrainConfig(model=family, n_layer=4, n_embd=256, ctx_len=T), V))
+        cfg = resolve({"model": family, "device": args.device})
+        B, T = cfg.batch_size // cfg.grad_accum, cfg.ctx_len
+        model = AutoModelForCausalLM.from_config(model_config(cfg, V))
         opt = paddle.optimizer.Adam(learning_rate=1e-4, parameters=model.parameters())
         x, y = paddle.randint(0, V, [B, T]), paddle.randint(0, V, [B, T])
 
@@ -215,7 +217,8 @@ def bench_training(args):
             opt.clear_grad()
 
         ms = timed(step, args.repeat)
-        print(f"| {family} | {model.num_parameters():,} | {B * T / (ms / 1e3):,.0f} |", flush=True)
+        print(f"| {family} | {cfg.n_layer} x {cfg.n_embd} | {B} x {T} | {model.num_parameters():,} | "
+              f"{B * T / (ms / 1e3):,.0f} |", flush=True)
 
 
 SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training}
