@@ -13,13 +13,12 @@ import paddle
 import pytest
 
 from paddle_lrnn.ops._library import library
-from paddle_lrnn.training import metrics, trainer as trainer_module
 from paddle_lrnn.training.amp import FP32_OPS, LossScaler, MixedPrecision
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
+from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, resume_config
+from training_helpers import austen_excerpt, records, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING = {"tokens_per_s", "elapsed_s"}
 FAMILIES = {
     "rwkv2": dict(n_layer=1, n_embd=16),
     "hgrn2": dict(n_layer=2, n_embd=16, model_options=dict(expand_ratio=8)),
@@ -31,10 +30,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:amp_guard can only be enabled")
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(60_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 60_000)
 
 
 def config(corpus_file, out, family="rwkv2", amp="off", **overrides):
@@ -67,26 +63,6 @@ class InfGradientAt(Trainer):
             self.unchanged = all(np.array_equal(a, p.numpy()) for a, p in zip(self.before, self.model.parameters()))
 
 
-def run(cfg, cls=Trainer, resume=False, stop_after=None):
-    t = cls(cfg, log=lambda *_: None, progress=False)
-    real = trainer_module.lr_at
-    if stop_after is not None:  # behave as if SIGTERM arrived during update `stop_after` (0-based)
-        def lr_then_stop(step, **kw):
-            if step == stop_after:
-                t.stop_signal = "SIGTERM"
-            return real(step, **kw)
-        trainer_module.lr_at = lr_then_stop
-    try:
-        return t.train(resume=resume), t
-    finally:
-        trainer_module.lr_at = real
-
-
-def records(out):
-    return [{k: v for k, v in r.items() if k not in TIMING}
-            for r in metrics.read_records(os.path.join(out, "metrics.jsonl"))]
-
-
 def test_amp_on_cpu_is_refused_in_one_line(corpus_file, tmp_path):
     with pytest.raises(ValueError, match="--amp bf16 needs --device gpu: Paddle runs no mixed precision on CPU"):
         resolve(dict(model="rwkv2", device="cpu", amp="bf16"))
@@ -116,16 +92,16 @@ def test_fp16_loss_scaling_changes_no_bit(corpus_file, tmp_path, family):
 
 def test_overflow_skips_the_update_halves_the_scale_and_resumes_exactly(corpus_file, tmp_path):
     cfg = dict(amp="fp16", max_steps=6)
-    _, t = run(config(corpus_file, tmp_path / "full", **cfg), InfGradientAt)
+    _, t = run(config(corpus_file, tmp_path / "full", **cfg), trainer_class=InfGradientAt)
     assert t.unchanged  # no parameter moved in update 3
     full = records(tmp_path / "full")
     assert [r["loss_scale"] for r in full] == [2.0 ** 16, 2.0 ** 15, 2.0 ** 15]
     assert all(np.isfinite(p.numpy()).all() for p in t.model.parameters())
-    state, _ = run(config(corpus_file, tmp_path / "part", **cfg), InfGradientAt, stop_after=3)
+    state, _ = run(config(corpus_file, tmp_path / "part", **cfg), trainer_class=InfGradientAt, stop_after=3)
     assert state["step"] == 4
     with open(os.path.join(tmp_path, "part", "checkpoints", "step-00000004", "trainer_state.json")) as f:
         assert json.load(f)["amp"] == {"mode": "fp16", "scaler": {"scale": 2.0 ** 15, "good_steps": 1}}
-    run(config(corpus_file, tmp_path / "part", **cfg), InfGradientAt, resume=True)
+    run(config(corpus_file, tmp_path / "part", **cfg), trainer_class=InfGradientAt, resume=True)
     assert records(tmp_path / "part") == full
 
 

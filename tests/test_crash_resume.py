@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from paddle_lrnn.training import checkpoint, metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
+from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, resume_config
+from training_helpers import austen_excerpt, without_timing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 HOOKS = os.path.join(HERE, "train_with_hooks.py")
-TIMING = {"tokens_per_s", "elapsed_s"}
 MAX_STEPS = 12
 
 COMMON = dict(device="cpu", n_layer=1, n_embd=16, ctx_len=16, batch_size=4, max_steps=MAX_STEPS, eval_interval=2,
@@ -39,10 +39,7 @@ STOP_SIGNAL = {"rwkv2": signal.SIGINT, "hgrn2": signal.SIGTERM, "mru": signal.SI
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(60_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 60_000)
 
 
 def settings(family, corpus_file, **overrides):
@@ -135,8 +132,7 @@ def test_killed_and_interrupted_runs_resume_exactly(family, corpus_file, tmp_pat
     expected = metrics.read_records(str(tmp_path / "ref" / "metrics.jsonl"))
     got = metrics.read_records(str(out / "metrics.jsonl"))
     assert [r["step"] for r in got] == list(range(2, MAX_STEPS + 1, 2))
-    assert [{k: v for k, v in r.items() if k not in TIMING} for r in got] == \
-           [{k: v for k, v in r.items() if k not in TIMING} for r in expected]  # every logged loss, bit for bit
+    assert without_timing(got) == without_timing(expected)  # every logged loss, bit for bit
     for (name, p), (_, q) in zip(reference.model.named_parameters(), resumed.model.named_parameters()):
         np.testing.assert_array_equal(q.numpy(), p.numpy(), err_msg=name)
     sample = reference_log.split("sample:\n")[1]

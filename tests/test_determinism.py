@@ -14,11 +14,11 @@ import pytest
 
 from paddle_lrnn.layers.rwkv2 import add_at_ids, deterministic_gpu
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
+from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer
+from training_helpers import austen_excerpt, without_timing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TIMING = {"tokens_per_s", "elapsed_s"}
 
 
 def op_digests():
@@ -83,10 +83,7 @@ def test_operators_do_not_depend_on_the_thread_count():
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(60_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 60_000)
 
 
 def train(corpus_file, out, **overrides):
@@ -96,7 +93,7 @@ def train(corpus_file, out, **overrides):
     log = []
     Trainer(cfg, log=log.append, progress=False).train()
     records = metrics.read_records(str(out / "metrics.jsonl"))
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records], log[-1]
+    return without_timing(records), log[-1]
 
 
 def test_same_seed_same_losses_and_sample(corpus_file, tmp_path):

@@ -16,13 +16,13 @@ import pytest
 
 from paddle_lrnn.io.safetensors import load_safetensors
 from paddle_lrnn.models import AutoModelForCausalLM
-from paddle_lrnn.training import checkpoint, metrics, trainer as trainer_module
+from paddle_lrnn.training import checkpoint
 from paddle_lrnn.training.distributed import Parallel, partition
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
+from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, TrainingError, clip_gradients, make_optimizer
+from training_helpers import austen_excerpt, records, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING = {"tokens_per_s", "elapsed_s"}
 FAMILY_SETTINGS = {
     "rwkv2": dict(n_layer=1, n_embd=16),
     "hgrn2": dict(n_layer=2, n_embd=16, model_options=dict(expand_ratio=8)),
@@ -33,10 +33,7 @@ FAMILY_SETTINGS = {
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(60_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 60_000)
 
 
 def settings(corpus_file, out, family, **overrides):
@@ -79,23 +76,7 @@ def finish(proc, log_dir):
 
 def train_here(s, resume=False, stop_after=None):
     """One process, in this one (no collective is called)."""
-    t = Trainer(resolve(s), log=lambda *_: None, progress=False)
-    real = trainer_module.lr_at
-    if stop_after is not None:  # behave as if SIGTERM arrived during update `stop_after` (0-based)
-        def lr_then_stop(step, **kw):
-            if step == stop_after:
-                t.stop_signal = "SIGTERM"
-            return real(step, **kw)
-        trainer_module.lr_at = lr_then_stop
-    try:
-        return t.train(resume=resume), t
-    finally:
-        trainer_module.lr_at = real
-
-
-def records(out):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics.read_records(os.path.join(out,
-                                                                                                      "metrics.jsonl"))]
+    return run(resolve(s), resume=resume, stop_after=stop_after)
 
 
 def assert_same_run(a, b, rel):

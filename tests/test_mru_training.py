@@ -20,19 +20,16 @@ from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.training import metrics
 from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
 from paddle_lrnn.training.schedule import lr_at
-from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir, make_optimizer
+from paddle_lrnn.training.trainer import evaluate_model_dir, make_optimizer
+from training_helpers import austen_excerpt, records, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-TIMING = {"tokens_per_s", "elapsed_s"}
 
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(100_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 100_000)
 
 
 def tiny(data, out, **overrides):
@@ -43,11 +40,6 @@ def tiny(data, out, **overrides):
                                        max_sequence_length=32, dropout_rate=0.0))
     settings.update(overrides)
     return resolve(settings)
-
-
-def run(cfg, resume=False):
-    t = Trainer(cfg, log=lambda *_: None, progress=False)
-    return t.train(resume=resume), t
 
 
 def tool(name, *args):
@@ -237,11 +229,7 @@ def test_interrupted_run_resumes_exactly(corpus_file, tmp_path):
     run(tiny(corpus_file, tmp_path / "part", max_steps=3, eval_interval=3))
     resumed_state, resumed = run(tiny(corpus_file, tmp_path / "part", max_steps=6, eval_interval=3), resume=True)
     assert resumed_state["step"] == 6
-    a = [{k: v for k, v in r.items() if k not in TIMING} for r in metrics.read_records(str(tmp_path / "full" /
-                                                                                              "metrics.jsonl"))]
-    b = [{k: v for k, v in r.items() if k not in TIMING} for r in metrics.read_records(str(tmp_path / "part" /
-                                                                                              "metrics.jsonl"))]
-    assert a == b
+    assert records(tmp_path / "full") == records(tmp_path / "part")
     for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
 

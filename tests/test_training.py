@@ -13,20 +13,17 @@ import pytest
 
 from paddle_lrnn.io.safetensors import load_safetensors
 from paddle_lrnn.models import AutoModelForCausalLM
-from paddle_lrnn.training import checkpoint, metrics, trainer as trainer_module
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
+from paddle_lrnn.training import checkpoint, metrics
+from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.schedule import lr_at
 from paddle_lrnn.training.trainer import Trainer, TrainingError, evaluate_model_dir
+from training_helpers import austen_excerpt, run, without_timing
 
-TIMING = {"tokens_per_s", "elapsed_s"}
 
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(120_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 120_000)
 
 
 def tiny(corpus_file, out, **overrides):
@@ -35,28 +32,6 @@ def tiny(corpus_file, out, **overrides):
                     sample_length=20, seed=7)
     settings.update(overrides)
     return resolve(settings)
-
-
-def run(cfg, resume=False, stop_after=None, trainer_class=Trainer):
-    t = trainer_class(cfg, log=lambda *_: None, progress=False)
-    if stop_after is not None:  # behave as if SIGTERM arrived during update `stop_after`
-        real = trainer_module.lr_at
-
-        def lr_then_stop(step, **kw):
-            if step == stop_after:
-                t.stop_signal = "SIGTERM"
-            return real(step, **kw)
-
-        trainer_module.lr_at = lr_then_stop
-    try:
-        return t.train(resume=resume), t
-    finally:
-        if stop_after is not None:
-            trainer_module.lr_at = real
-
-
-def without_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
 
 
 def test_short_run_writes_everything_and_the_model_loads(corpus_file, tmp_path):

@@ -12,16 +12,14 @@ from paddle_lrnn.data import Gpt2Vocab, load_vocab
 from paddle_lrnn.data.bpe import bytes_to_unicode
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, resolve
+from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
+from training_helpers import austen_excerpt
 
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "austen-excerpt.txt"
-    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
-        path.write_text(f.read(60_000), encoding="utf-8")
-    return str(path)
+    return austen_excerpt(tmp_path_factory, 60_000)
 
 
 @pytest.fixture(scope="module")
