@@ -26,6 +26,20 @@
 #define LRNN_HD inline
 #endif
 
+// The kernels of every other header live in lrnn::LRNN_ISA: lrnn::isa_baseline (an inline namespace, so that
+// lrnn::name finds them) in every translation unit, and again in lrnn::isa_avx2 / lrnn::isa_avx512, compiled for
+// those instruction sets, where a binding includes cpu_isa_variants.h (cpu_isa.h says why and how).
+#ifndef LRNN_ISA
+#define LRNN_ISA isa_baseline
+#define LRNN_ISA_INLINE inline
+#endif
+#define LRNN_ISA_BEGIN \
+  namespace lrnn {     \
+  LRNN_ISA_INLINE namespace LRNN_ISA {
+#define LRNN_ISA_END \
+  }                  \
+  }
+
 namespace lrnn {
 
 // Accumulate in float for every storage type except double (double is kept for gradient checks).

@@ -10,13 +10,16 @@
 // the last ctx_len tokens u (the current one included).
 // Layouts: Linear weights [in, out]; wkv state [L, B, 3, C] (aa, bb, pp); shift states [L, B, C]; copy-head memory
 // keys [B, M, D] and ids [B, M].
-#pragma once
+#ifndef LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H  // the weights' layout: one type for every instruction-set copy
+#define LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H
 
 #include <vector>
 
-#include "wkv.h"
+#include "common.h"
 
+// In a namespace of their own, like every type the kernels of several instruction sets share (cpu_isa.h).
 namespace lrnn {
+namespace types {
 
 struct Rwkv2TimeMixWeights {
   const float *decay, *first, *mix, *key, *value, *receptance, *output;  // decay: time_decay (w = e^decay)
@@ -39,6 +42,22 @@ struct Rwkv2StepWeights {
   const float *emb, *ln_out_w, *ln_out_b, *head, *head_q, *head_k;
   std::vector<Rwkv2BlockWeights> blocks;
 };
+
+}  // namespace types
+using types::Rwkv2BlockWeights;
+using types::Rwkv2ChannelMixWeights;
+using types::Rwkv2StepWeights;
+using types::Rwkv2TimeMixWeights;
+}  // namespace lrnn
+
+#endif  // LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H
+
+#ifndef LRNN_KERNELS_RWKV2_STEP_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_RWKV2_STEP_H
+
+#include "wkv.h"
+
+LRNN_ISA_BEGIN
 
 // Tile of a matrix-vector product: 64 rows by 1024 columns (at most 256 KB), so a layer's products split into
 // enough tiles to share between threads while each tile still streams long contiguous rows.
@@ -249,4 +268,6 @@ inline void rwkv2_step_cpu(const Rwkv2StepWeights& m, int64_t B, const int64_t* 
   }
 }
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_RWKV2_STEP_H
