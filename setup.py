@@ -42,7 +42,10 @@ with_cuda = paddle.is_compiled_with_cuda() and os.environ.get("PADDLE_LRNN_CPU_O
 sources = sorted(glob.glob("custom_ops/paddle/*.cc"))
 # -fno-trapping-math lets gcc if-convert float comparisons, which the vectorised CPU loops need (IEEE results are
 # unchanged; only floating-point exception flags could differ). -fno-math-errno likewise for math calls.
-cxx_flags = ["-O3", "-fopenmp-simd", "-std=c++17", "-fno-trapping-math", "-fno-math-errno", "-pthread"]
+# -fno-semantic-interposition: calls between the library's own functions go direct (and may be inlined), not
+# through the PLT.
+cxx_flags = ["-O3", "-fopenmp-simd", "-std=c++17", "-fno-trapping-math", "-fno-math-errno", "-pthread",
+             "-fno-semantic-interposition"]
 # Portable by default: x86-64 baseline code, plus copies of the kernels for AVX2 and AVX-512 that run only where the
 # processor has them (custom_ops/kernels/cpu_isa.h), so that a wheel built here runs on any x86-64 machine.
 x86 = platform.machine().lower() in ("x86_64", "amd64")

@@ -7,6 +7,7 @@ the date.
   python tools/bench.py --section generation --original-rwkv2 DIR
         # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
   python tools/bench.py --section training --device gpu
+  python tools/bench.py --section weight_matmul   # 16-bit / int8 weight products against the memory floor
 """
 import argparse
 import datetime
@@ -221,7 +222,82 @@ def bench_training(args):
               f"{B * T / (ms / 1e3):,.0f} |", flush=True)
 
 
-SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training}
+def copy_bandwidth(nbytes=512 << 20, repeat=5):
+    """Bytes per second of a numpy copy of a buffer far larger than the caches (bytes copied / time): the
+    bandwidth of the memory floor, measured in the process that is benchmarked."""
+    import numpy as np
+
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    seconds = timed(lambda: np.copyto(dst, src), repeat) / 1e3
+    return nbytes / seconds
+
+
+def decoding_matrices():
+    """{model: ([(matrix, K, N, count) of one repeated unit], units per token, [(matrix, K, N) once per token])}:
+    every matrix a decoding step multiplies, as nn.Linear stores it ([in, out])."""
+    D, I, V, L = 2048, 5632, 32000, 24  # fla-hub HGRN2 1.3B (../shared/reference/hgrn2.md)
+    C, H, VR, LR, DQ = 512, 4 * 512, 6064, 6, 256  # RWKV-v2 enwik8 L6 C512
+    return {
+        "HGRN2 1.3B (D2048 L24 V32000)": ([("q/f/i/o_proj", D, D, 4), ("gate/up_proj", D, I, 2), ("down_proj", I, D, 1)],
+                                          L, [("lm_head", D, V)]),
+        "RWKV-v2 L6 C512 V6064": ([("att key/value/receptance/output", C, C, 4), ("ffn key", C, H, 1),
+                                   ("ffn receptance", C, C, 1), ("ffn value", H, C, 1)],
+                                  LR, [("head", C, VR), ("head_q", C, DQ), ("head_k", C, DQ)]),
+    }
+
+
+def bench_weight_matmul(args):
+    """ops.weight_matmul on every matrix of a decoding step, per weight dtype and row count, against the memory
+    floor (weight bytes / copy bandwidth, measured here) and Paddle's float32 matmul on the same shapes. One
+    repeated unit (a layer) is timed as decoding runs it, matrix after matrix, each matrix a distinct buffer, so
+    that no weight is still cached when it is read again (the units of HGRN2 1.3B hold 100+ MB; RWKV-v2's whole
+    bfloat16 model, 48 MB, is timed as one unit, but its int8 weights fit in a 32 MB L3)."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn import ops
+
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (numpy, {512} MiB); load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; CPU kernels at {ops.cpu_isa()}\n")
+    print("| model | weights | rows | MB / token | ms / token | GB/s | floor ms | vs floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for model, (unit, units, once) in decoding_matrices().items():
+        mats = [(K, N) for _, K, N, count in unit for _ in range(count)]
+        for dtype in ("bfloat16", "float16", "int8", "float32"):
+            def make(K, N):
+                w = paddle.to_tensor(rng.standard_normal((K, N), dtype=np.float32) * 0.02)
+                if dtype == "int8":
+                    return ops.quantize_int8(w)
+                return (w.astype(dtype) if dtype != "float32" else w), None
+
+            unit_w, once_w = [make(K, N) for K, N in mats], [make(K, N) for _, K, N in once]
+            nbytes = sum(w.numel().item() * w.element_size() + (0 if s is None else 4 * s.numel().item())
+                         for w, s in unit_w) * units + sum(w.numel().item() * w.element_size() for w, _ in once_w)
+            for rows in args.rows:
+                xs = {K: paddle.randn([rows, K]) for K in {K for K, _ in mats + [(K, N) for _, K, N in once]}}
+
+                def sweep(weights):
+                    def run():
+                        with paddle.no_grad():
+                            for w, s in weights:
+                                x = xs[w.shape[0]]
+                                ops.weight_matmul(x, w, s) if dtype != "float32" else paddle.matmul(x, w)
+                    return run
+
+                t_unit, t_once = timed_together([sweep(unit_w), sweep(once_w)], [args.repeat] * 2)
+                ms = t_unit * units + t_once
+                floor = nbytes / bandwidth * 1e3
+                label = dtype if dtype != "float32" else "float32 (paddle.matmul)"
+                print(f"| {model} | {label} | {rows} | {nbytes / 1e6:.0f} | {ms:.2f} | {nbytes / ms / 1e6:.1f} | "
+                      f"{floor:.2f} | {ms / floor:.2f}x |", flush=True)
+            del unit_w, once_w
+
+
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training,
+            "weight_matmul": bench_weight_matmul}
 
 
 def main(argv=None):
@@ -230,10 +306,14 @@ def main(argv=None):
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
     p.add_argument("--tokens", type=int, default=200, help="tokens generated per generation measurement")
+    p.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16],
+                   help="rows of activations (sequences decoded at once) for the weight_matmul section")
     p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.tokens < 1:
         raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    if min(args.rows) < 1:
+        raise ValueError(f"--rows must be positive, got {' '.join(map(str, args.rows))}")
     if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
         raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
                                 f"RWKV-v2-RNN/src directory")

@@ -32,6 +32,16 @@
 #ifndef LRNN_ISA
 #define LRNN_ISA isa_baseline
 #define LRNN_ISA_INLINE inline
+// The instruction set a copy may use in intrinsics: what the compiler flags allow here, set by cpu_isa_variants.h
+// for its copies (in C++, gcc's `#pragma GCC target` changes code generation but not macros such as __AVX2__).
+// 0: x86-64 (SSE2), 1: x86-64-v3 (AVX2, FMA, F16C), 2: x86-64-v4 (AVX-512 F/BW/DQ/VL).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define LRNN_ISA_LEVEL 2
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define LRNN_ISA_LEVEL 1
+#else
+#define LRNN_ISA_LEVEL 0
+#endif
 #endif
 #define LRNN_ISA_BEGIN \
   namespace lrnn {     \

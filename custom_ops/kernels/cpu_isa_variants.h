@@ -7,25 +7,33 @@
 #include "cpu_isa.h"
 
 #if LRNN_ISA_DISPATCH
+#pragma push_macro("LRNN_ISA")
+#pragma push_macro("LRNN_ISA_INLINE")
+#pragma push_macro("LRNN_ISA_LEVEL")
 #undef LRNN_ISA
 #undef LRNN_ISA_INLINE
+#undef LRNN_ISA_LEVEL
 #define LRNN_ISA_INLINE
 
 // x86-64-v3 without MOVBE and LZCNT (nothing here uses them and cpu_isa_supported does not check them).
 #pragma GCC push_options
 #pragma GCC target("sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,fma,f16c,bmi,bmi2")
 #define LRNN_ISA isa_avx2
+#define LRNN_ISA_LEVEL 1
 #include "cpu_isa_copy.h"
 #pragma GCC pop_options
 
-// x86-64-v4. gcc's generic tuning then vectorises loops with 512-bit registers.
+// x86-64-v4. Loops the compiler vectorises use 256-bit vectors (with AVX-512's masks and 32 registers), as gcc
+// tunes for every AVX-512 processor but Zen 4: 512-bit ones made the MRU scan and TimeX slower on a Zen 4 than
+// 256-bit ones (measured). Intrinsics (weight_matmul.h) use the full width.
 #pragma GCC push_options
-#pragma GCC target("sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,fma,f16c,bmi,bmi2,avx512f,avx512bw,avx512cd,avx512dq,avx512vl")
+#pragma GCC target("sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,fma,f16c,bmi,bmi2,avx512f,avx512bw,avx512cd,avx512dq,avx512vl,prefer-vector-width=256")
 #define LRNN_ISA isa_avx512
+#define LRNN_ISA_LEVEL 2
 #include "cpu_isa_copy.h"
 #pragma GCC pop_options
 
-#undef LRNN_ISA_INLINE
-#define LRNN_ISA isa_baseline
-#define LRNN_ISA_INLINE inline
+#pragma pop_macro("LRNN_ISA_LEVEL")
+#pragma pop_macro("LRNN_ISA_INLINE")
+#pragma pop_macro("LRNN_ISA")
 #endif

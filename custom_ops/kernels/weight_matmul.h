@@ -1,7 +1,7 @@
-// Weight-only 16-bit and int8 matrix products for CPU decoding: y = x @ dequant(w) with x [M, K] float32 rows (the
-// activations: one row per sequence when decoding, so M is small), w [K, N] as nn.Linear stores it ([in, out]) in
-// bfloat16, float16 or int8, and float32 accumulation. int8 weights are symmetric per output column:
-// dequant(w)[k, n] = q[k, n] * scale[n]; the kernel sums x * q and multiplies by scale[n] once at the end.
+// Matrix products with float32 activations and weights streamed in their storage format, for decoding on CPU:
+// y = x @ dequant(w), x [M, K] float32 rows (one per sequence when decoding, so M is small), w [K, N] as nn.Linear
+// stores it ([in, out]) in float32, bfloat16, float16 or int8, float32 accumulation. int8 weights are symmetric per
+// output column: dequant(w)[k, n] = q[k, n] * scale[n]; the kernel sums x * q and multiplies by scale[n] once.
 //
 // Memory, not arithmetic, bounds a product with few rows: every weight is read once per call, and the aim is to
 // stream them at the machine's bandwidth. The weights are cut into tiles of KB rows by NB columns, shared over the
@@ -10,13 +10,15 @@
 // of multiply-adds in ascending k; tiles along k leave partial sums, and the last tile of a column block to finish
 // adds them in ascending order. KB and NB depend on K and N only, so the result of every row depends neither on
 // the thread count nor on the other rows of x (M is processed kWmMaxRows rows at a time with the same tiles).
+// Several independent products can share one pass over the thread pool (weight_matmuls): the RWKV-v2 step does.
 //
-// Also the int8 quantiser: scale[n] = max_k |w[k, n]| / 127, q = round(w / scale) (halves away from zero, as
-// paddle.round), both in float32 division, so its results are exactly those of the pure-Paddle reference.
+// Also the int8 quantiser: scale[n] = max_k |w[k, n]| / 127, q = round(w / scale) (halves to even, as paddle.round),
+// in float32 divisions, so its results are exactly those of the pure-Paddle reference.
 #ifndef LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H  // the storage types: one for every instruction-set copy
 #define LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H
 
 #include <atomic>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -38,9 +40,24 @@ struct f16_bits {
   uint16_t bits;
 };
 
+enum class WeightFormat { f32, bf16, f16, i8 };
+
+// One product y[m, :] = x[m, :] @ dequant(w) for m < M: w [K, N] in `format`, scale [N] for i8 (else null), x rows
+// K floats apart, y rows N floats apart.
+struct WeightProduct {
+  const void* w;
+  WeightFormat format;
+  int64_t K, N;
+  const float* scale;
+  const float* x;
+  float* y;
+};
+
 }  // namespace types
 using types::bf16_bits;
 using types::f16_bits;
+using types::WeightFormat;
+using types::WeightProduct;
 }  // namespace lrnn
 
 #endif  // LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H
@@ -53,13 +70,14 @@ LRNN_ISA_BEGIN
 #ifndef __CUDA_ARCH__
 // WmVec: float32 lanes of the widest vectors the target has, with the weight formats' conversions to them.
 // madd(acc, w, s) = acc + w * s, fused where the target has FMA.
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if LRNN_ISA_LEVEL >= 2
 struct WmVec {
   static constexpr int kLanes = 16;
   __m512 v;
   static WmVec load(const float* p) { return {_mm512_loadu_ps(p)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm512_fmadd_ps(w.v, _mm512_set1_ps(s), acc.v)}; }
+  static WmVec from(const float* p) { return load(p); }
   static WmVec from(const bf16_bits* p) {  // bfloat16 is the top half of a float32
     const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return {_mm512_castsi512_ps(_mm512_slli_epi32(h, 16))};
@@ -71,13 +89,14 @@ struct WmVec {
     return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))};
   }
 };
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#elif LRNN_ISA_LEVEL == 1
 struct WmVec {
   static constexpr int kLanes = 8;
   __m256 v;
   static WmVec load(const float* p) { return {_mm256_loadu_ps(p)}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm256_fmadd_ps(w.v, _mm256_set1_ps(s), acc.v)}; }
+  static WmVec from(const float* p) { return load(p); }
   static WmVec from(const bf16_bits* p) {
     const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return {_mm256_castsi256_ps(_mm256_slli_epi32(h, 16))};
@@ -96,6 +115,7 @@ struct WmVec {  // x86-64 baseline: no FMA (multiply, then add) and no half-prec
   static WmVec load(const float* p) { return {_mm_loadu_ps(p)}; }
   void store(float* p) const { _mm_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm_add_ps(acc.v, _mm_mul_ps(w.v, _mm_set1_ps(s)))}; }
+  static WmVec from(const float* p) { return load(p); }
   static __m128i load4x16(const void* p) {  // four 16-bit values, zero-extended to 32 bits
     return _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), _mm_setzero_si128());
   }
@@ -125,6 +145,7 @@ struct WmVec {  // other architectures: one lane, plain C++ (the compiler may st
   static WmVec load(const float* p) { return {*p}; }
   void store(float* p) const { *p = v; }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {acc.v + w.v * s}; }
+  static WmVec from(const float* p) { return load(p); }
   static WmVec from(const bf16_bits* p) {
     const uint32_t bits = static_cast<uint32_t>(p->bits) << 16;
     float f;
@@ -159,7 +180,7 @@ struct WmTiling {
 // acc[m, j] += sum_{k in [k0, k0 + R)} x[m, k] * w[k, j] for j < L (one vector), m < M; x rows ldx apart, acc rows
 // ldacc apart, w rows ldw apart.
 template <int R, typename W>
-inline void wm_vector(int64_t M, const float* x, int64_t ldx, const W* w, int64_t ldw, float* acc, int64_t ldacc) {
+__attribute__((always_inline)) inline void wm_vector(int64_t M, const float* x, int64_t ldx, const W* w, int64_t ldw, float* acc, int64_t ldacc) {
   WmVec wr[R];
   for (int i = 0; i < R; ++i) wr[i] = WmVec::from(w + i * ldw);
   for (int64_t m = 0; m < M; ++m) {
@@ -206,46 +227,87 @@ void wm_tile(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_
   }
 }
 
-// y [M, N] = x [M, K] @ dequant(w [K, N]); scale [N] for int8 weights, null otherwise.
-template <typename W>
-void weight_matmul_cpu(int64_t M, int64_t K, int64_t N, const float* x, const W* w, const float* scale, float* y) {
-  const WmTiling t(K, N);
-  static thread_local std::vector<float> partial_buf;  // [nkb, rows, N] when the tiles split k
+// Sum over the tile's rows [k0, k1) into acc (rows ldacc apart) for the `rows` rows of x from m0.
+inline void wm_tile_of(const WeightProduct& p, int64_t rows, int64_t m0, int64_t k0, int64_t k1, int64_t c0,
+                       int64_t n, float* acc, int64_t ldacc) {
+  const float* x = p.x + m0 * p.K;
+  switch (p.format) {
+    case WeightFormat::f32:
+      return wm_tile(rows, p.K, p.N, x, static_cast<const float*>(p.w), k0, k1, c0, n, acc, ldacc);
+    case WeightFormat::bf16:
+      return wm_tile(rows, p.K, p.N, x, static_cast<const bf16_bits*>(p.w), k0, k1, c0, n, acc, ldacc);
+    case WeightFormat::f16:
+      return wm_tile(rows, p.K, p.N, x, static_cast<const f16_bits*>(p.w), k0, k1, c0, n, acc, ldacc);
+    case WeightFormat::i8:
+      return wm_tile(rows, p.K, p.N, x, static_cast<const int8_t*>(p.w), k0, k1, c0, n, acc, ldacc);
+  }
+}
+
+// Runs independent products in one pass over the thread pool (one wake-up for all of them), M rows of x each.
+inline void weight_matmuls(const WeightProduct* products, int64_t count, int64_t M) {
+  struct Tile {
+    int64_t product, cb, kb;
+  };
+  std::vector<WmTiling> tiling;
+  std::vector<Tile> tiles;
+  std::vector<int64_t> done_at(count), partial_at(count);  // a product's first counter and partial sums
+  int64_t counters = 0;
+  size_t partials = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const WmTiling t(products[i].K, products[i].N);
+    tiling.push_back(t);
+    for (int64_t kb = 0; kb < t.nkb; ++kb)
+      for (int64_t cb = 0; cb < t.ncb; ++cb) tiles.push_back({i, cb, kb});
+    done_at[i] = counters;
+    counters += t.ncb;
+    partial_at[i] = static_cast<int64_t>(partials);
+    if (t.nkb > 1) partials += static_cast<size_t>(t.nkb * std::min(M, kWmMaxRows) * products[i].N);
+  }
+  static thread_local std::vector<float> partial_buf;  // per product [nkb, rows, N] where its tiles split k
+  partial_buf.resize(partials);
+  float* const partial_base = partial_buf.data();  // (the pool's threads have thread_locals of their own)
+  std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[counters]);
   for (int64_t m0 = 0; m0 < M; m0 += kWmMaxRows) {
     const int64_t rows = std::min(kWmMaxRows, M - m0);
-    const float* xr = x + m0 * K;
-    float* yr = y + m0 * N;
-    if (t.nkb > 1) partial_buf.resize(static_cast<size_t>(t.nkb * rows * N));
-    float* partial = partial_buf.data();
-    std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[t.ncb]);
-    for (int64_t c = 0; c < t.ncb; ++c) done[c].store(0);
+    double work = 0;
+    for (int64_t i = 0; i < count; ++i) work += 2.0 * rows * products[i].K * products[i].N;
+    for (int64_t c = 0; c < counters; ++c) done[c].store(0);
     parallel_for(
-        t.ncb * t.nkb,
-        [&](int64_t task) {
-          const int64_t cb = task % t.ncb, kb = task / t.ncb;
-          const int64_t c0 = cb * t.nb, n = std::min(t.nb, N - c0), k0 = kb * t.kb, k1 = std::min(K, k0 + t.kb);
+        static_cast<int64_t>(tiles.size()),
+        [&](int64_t index) {
+          const Tile& tile = tiles[index];
+          const WeightProduct& p = products[tile.product];
+          const WmTiling& t = tiling[tile.product];
+          const int64_t c0 = tile.cb * t.nb, n = std::min(t.nb, p.N - c0), k0 = tile.kb * t.kb;
+          const int64_t k1 = std::min(p.K, k0 + t.kb);
+          float* y = p.y + m0 * p.N;
           if (t.nkb == 1) {
-            wm_tile(rows, K, N, xr, w, k0, k1, c0, n, yr + c0, N);
+            wm_tile_of(p, rows, m0, k0, k1, c0, n, y + c0, p.N);
           } else {
-            wm_tile(rows, K, N, xr, w, k0, k1, c0, n, partial + kb * rows * N + c0, N);
+            float* partial = partial_base + partial_at[tile.product];
+            wm_tile_of(p, rows, m0, k0, k1, c0, n, partial + tile.kb * rows * p.N + c0, p.N);
             // The last tile of this column block to finish adds the blocks' partial sums in ascending k (the
             // acquire-release count makes the other tiles' sums visible to it).
-            if (done[cb].fetch_add(1, std::memory_order_acq_rel) != t.nkb - 1) return;
+            if (done[done_at[tile.product] + tile.cb].fetch_add(1, std::memory_order_acq_rel) != t.nkb - 1) return;
             for (int64_t m = 0; m < rows; ++m) {
-              float* out = yr + m * N + c0;
-              std::copy_n(partial + m * N + c0, n, out);
+              float* out = y + m * p.N + c0;
+              std::copy_n(partial + m * p.N + c0, n, out);
               for (int64_t b = 1; b < t.nkb; ++b) {
-                const float* p = partial + (b * rows + m) * N + c0;
-                for (int64_t j = 0; j < n; ++j) out[j] += p[j];
+                const float* part = partial + (b * rows + m) * p.N + c0;
+                for (int64_t j = 0; j < n; ++j) out[j] += part[j];
               }
             }
           }
-          if (scale)
+          if (p.scale)
             for (int64_t m = 0; m < rows; ++m)
-              for (int64_t j = 0; j < n; ++j) yr[m * N + c0 + j] *= scale[c0 + j];
+              for (int64_t j = 0; j < n; ++j) y[m * p.N + c0 + j] *= p.scale[c0 + j];
         },
-        2.0 * rows * K * N);
+        work);
   }
+}
+
+inline void weight_matmuls(std::initializer_list<WeightProduct> products, int64_t M) {
+  weight_matmuls(products.begin(), static_cast<int64_t>(products.size()), M);
 }
 
 // Per-column int8 quantisation of w [K, N] (T: float, or a 16-bit type convertible to float): q [K, N],
@@ -274,7 +336,7 @@ bool quantize_int8_cpu(int64_t K, int64_t N, const T* w, int8_t* q, float* scale
           for (int64_t j = 0; j < n; ++j) {
             const float s = scale[c0 + j];
             // s == 0: a column of zeros, whose q is 0 (the reference's where(scale > 0, ...))
-            const float r = s > 0.0f ? std::round(load<float>(w, k * N + c0 + j) / s) : 0.0f;
+            const float r = s > 0.0f ? std::nearbyint(load<float>(w, k * N + c0 + j) / s) : 0.0f;
             q[k * N + c0 + j] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
           }
       },

@@ -40,23 +40,23 @@ std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const 
     s = scale->data<float>();
   }
   Tensor y = paddle::empty({M, N}, DataType::FLOAT32, x.place());
-  const float* xp = x.data<float>();
-  float* yp = y.data<float>();
-  switch (w.dtype()) {
+  lrnn::WeightProduct product{nullptr, lrnn::WeightFormat::bf16, K, N, s, x.data<float>(), y.data<float>()};
+  switch (w.dtype()) {  // Paddle's 16-bit types are their bits
     case DataType::BFLOAT16:
-      LRNN_ISA_CALL(weight_matmul_cpu, M, K, N, xp,
-                    reinterpret_cast<const lrnn::bf16_bits*>(w.data<paddle::bfloat16>()), s, yp);
+      product.w = w.data<paddle::bfloat16>();
       break;
     case DataType::FLOAT16:
-      LRNN_ISA_CALL(weight_matmul_cpu, M, K, N, xp, reinterpret_cast<const lrnn::f16_bits*>(w.data<paddle::float16>()),
-                    s, yp);
+      product.format = lrnn::WeightFormat::f16;
+      product.w = w.data<paddle::float16>();
       break;
     case DataType::INT8:
-      LRNN_ISA_CALL(weight_matmul_cpu, M, K, N, xp, w.data<int8_t>(), s, yp);
+      product.format = lrnn::WeightFormat::i8;
+      product.w = w.data<int8_t>();
       break;
     default:
       PD_THROW(kMatmul, ": weight must be bfloat16, float16 or int8");
   }
+  LRNN_ISA_CALL(weight_matmuls, &product, 1, M);
   return {y};
 }
 

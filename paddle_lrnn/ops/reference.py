@@ -104,6 +104,6 @@ def quantize_int8(weight):
     w = weight.astype(paddle.float32)
     scale = w.abs().max(axis=0) / paddle.full([], 127.0)  # a tensor divisor: a true division, not * (1 / 127)
     nonzero = scale > 0
-    q = paddle.round(w / paddle.where(nonzero, scale, paddle.ones_like(scale)))
+    q = paddle.round(w / paddle.where(nonzero, scale, paddle.ones_like(scale)))  # halves to even
     q = paddle.where(nonzero, q, paddle.zeros_like(q)).clip(-127, 127)
     return q.astype(paddle.int8), scale
