@@ -126,10 +126,11 @@ def test_quantize_int8_equals_its_reference_bit_for_bit(dtype):
     np.testing.assert_array_equal(q.numpy()[1:, 0], np.rint(w[1:, 0]))  # halves to the even neighbour
     assert scale.numpy()[1] == 0 and not q.numpy()[:, 1].any()
     assert q.numpy()[5, 2] == -127 and not np.delete(q.numpy()[:, 2], 5).any()
-    # the defining property: each weight within half a step of its quantised value
+    # the defining property: each weight within half a step of its quantised value, up to the rounding of w / scale
+    # (at most 127.5 u, u = 2^-24) and of scale itself (|q| <= 127 steps of u scale): |q s - w| <= s (1/2 + 255 u)
     dequant = q.numpy().astype(np.float64) * scale.numpy()
     wt = t.astype("float32").numpy().astype(np.float64)
-    assert (np.abs(dequant - wt) <= scale.numpy() / 2 * (1 + 1e-6)).all()
+    assert (np.abs(dequant - wt) <= scale.numpy() * (0.5 + 255 * U)).all()
 
 
 def test_gradients_are_refused_and_no_grad_works():

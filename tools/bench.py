@@ -239,8 +239,8 @@ def decoding_matrices():
     D, I, V, L = 2048, 5632, 32000, 24  # fla-hub HGRN2 1.3B (../shared/reference/hgrn2.md)
     C, H, VR, LR, DQ = 512, 4 * 512, 6064, 6, 256  # RWKV-v2 enwik8 L6 C512
     return {
-        "HGRN2 1.3B (D2048 L24 V32000)": ([("q/f/i/o_proj", D, D, 4), ("gate/up_proj", D, I, 2), ("down_proj", I, D, 1)],
-                                          L, [("lm_head", D, V)]),
+        "HGRN2 1.3B (D2048 L24 V32000)": ([("q/f/i/o_proj", D, D, 4), ("gate/up_proj", D, I, 2),
+                                           ("down_proj", I, D, 1)], L, [("lm_head", D, V)]),
         "RWKV-v2 L6 C512 V6064": ([("att key/value/receptance/output", C, C, 4), ("ffn key", C, H, 1),
                                    ("ffn receptance", C, C, 1), ("ffn value", H, C, 1)],
                                   LR, [("head", C, VR), ("head_q", C, DQ), ("head_k", C, DQ)]),

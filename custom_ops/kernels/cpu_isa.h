@@ -6,11 +6,11 @@
 // x86-64-v3 set (AVX2, FMA, F16C, BMI1/2) and lrnn::isa_avx512 for the x86-64-v4 set (AVX-512 F/BW/CD/DQ/VL), next
 // to the baseline copy lrnn::isa_baseline. LRNN_ISA_CALL(fn, args...) calls the copy of the level cpu_isa() picks:
 // the highest the processor and the operating system support, capped by PADDLE_LRNN_ISA=baseline|avx2|avx512.
-// Types that bindings pass to every copy live in lrnn::types, never in lrnn itself: argument-dependent lookup would
-// otherwise find the baseline copy's functions (members of lrnn through the inline namespace) next to the current
-// copy's, and the call would not compile. Only the code inside those namespaces can hold AVX instructions: everything else (the thread pool, the standard
+// Only the code inside those namespaces can hold AVX instructions: everything else (the thread pool, the standard
 // library, Paddle's headers) is parsed before any pragma and stays baseline code, so nothing the linker shares
-// between translation units ever needs more than the processor has.
+// between translation units ever needs more than the processor has. Types that bindings pass to every copy live in
+// lrnn::types, never in lrnn itself: argument-dependent lookup would otherwise find the baseline copy's functions
+// (members of lrnn through the inline namespace) next to the current copy's, and the call would not compile.
 //
 // Elsewhere (another architecture, or a compiler without GCC's target pragmas) only the baseline copy exists and
 // the level is always "baseline". Results differ between levels in the last bits (vector width, fused

@@ -23,11 +23,12 @@
 #include "cpu_isa_copy.h"
 #pragma GCC pop_options
 
-// x86-64-v4. Loops the compiler vectorises use 256-bit vectors (with AVX-512's masks and 32 registers), as gcc
-// tunes for every AVX-512 processor but Zen 4: 512-bit ones made the MRU scan and TimeX slower on a Zen 4 than
-// 256-bit ones (measured). Intrinsics (weight_matmul.h) use the full width.
+// x86-64-v4. Loops the compiler vectorises use 256-bit vectors (with AVX-512's masks and 32 registers), as gcc's
+// tuning for Intel's AVX-512 processors does: 512-bit ones made the MRU scan 2-3x slower on an AMD Zen 4
+// (measured). Intrinsics (weight_matmul.h) use the full width.
 #pragma GCC push_options
-#pragma GCC target("sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,fma,f16c,bmi,bmi2,avx512f,avx512bw,avx512cd,avx512dq,avx512vl,prefer-vector-width=256")
+#pragma GCC target("sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,fma,f16c,bmi,bmi2",                      \
+                   "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,prefer-vector-width=256")
 #define LRNN_ISA isa_avx512
 #define LRNN_ISA_LEVEL 2
 #include "cpu_isa_copy.h"

@@ -124,10 +124,12 @@ struct WmVec {  // x86-64 baseline: no FMA (multiply, then add) and no half-prec
     // Exponent and mantissa shifted into a float32's place and scaled by 2^112 (exact for normal and subnormal
     // halves alike); infinities and NaNs get the all-ones exponent; then the sign.
     const __m128i h = load4x16(p), em = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
-    const __m128 finite = _mm_mul_ps(_mm_castsi128_ps(_mm_slli_epi32(em, 13)), _mm_castsi128_ps(_mm_set1_epi32(0x77800000)));
+    const __m128 finite =
+        _mm_mul_ps(_mm_castsi128_ps(_mm_slli_epi32(em, 13)), _mm_castsi128_ps(_mm_set1_epi32(0x77800000)));
     const __m128i special = _mm_cmpgt_epi32(em, _mm_set1_epi32(0x7bff));
     const __m128i inf_nan = _mm_or_si128(_mm_slli_epi32(em, 13), _mm_set1_epi32(0x7f800000));
-    const __m128i bits = _mm_or_si128(_mm_and_si128(special, inf_nan), _mm_andnot_si128(special, _mm_castps_si128(finite)));
+    const __m128i bits =
+        _mm_or_si128(_mm_and_si128(special, inf_nan), _mm_andnot_si128(special, _mm_castps_si128(finite)));
     return {_mm_castsi128_ps(_mm_or_si128(bits, _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16)))};
   }
   static WmVec from(const int8_t* p) {
@@ -180,7 +182,8 @@ struct WmTiling {
 // acc[m, j] += sum_{k in [k0, k0 + R)} x[m, k] * w[k, j] for j < L (one vector), m < M; x rows ldx apart, acc rows
 // ldacc apart, w rows ldw apart.
 template <int R, typename W>
-__attribute__((always_inline)) inline void wm_vector(int64_t M, const float* x, int64_t ldx, const W* w, int64_t ldw, float* acc, int64_t ldacc) {
+__attribute__((always_inline)) inline void wm_vector(int64_t M, const float* x, int64_t ldx, const W* w, int64_t ldw,
+                                                     float* acc, int64_t ldacc) {
   WmVec wr[R];
   for (int i = 0; i < R; ++i) wr[i] = WmVec::from(w + i * ldw);
   for (int64_t m = 0; m < M; ++m) {
@@ -322,7 +325,10 @@ bool quantize_int8_cpu(int64_t K, int64_t N, const T* w, int8_t* q, float* scale
         const int64_t c0 = cb * nb, n = std::min(nb, N - c0);
         float amax[256] = {};
         for (int64_t k = 0; k < K; ++k)
-          for (int64_t j = 0; j < n; ++j) amax[j] = std::max(amax[j], std::fabs(load<float>(w, k * N + c0 + j)));
+          for (int64_t j = 0; j < n; ++j) {
+            const float a = std::fabs(load<float>(w, k * N + c0 + j));
+            amax[j] = a > amax[j] || a != a ? a : amax[j];  // (a NaN stays, for the check below)
+          }
         bool ok = true;
         for (int64_t j = 0; j < n; ++j) {
           ok = ok && std::isfinite(amax[j]);

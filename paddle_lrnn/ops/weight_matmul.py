@@ -97,9 +97,9 @@ def quantize_int8(weight):
         scale[n] = max_k |weight[k, n]| / 127,   q[k, n] = round(weight[k, n] / scale[n])  in [-127, 127]
 
     computed in float32 (a 16-bit weight is widened exactly first), rounding halves to even as paddle.round
-    (and numpy.rint, torch.round) does; a column of zeros gets scale 0 and q 0. The results equal the pure-Paddle reference
-    (paddle_lrnn.ops.reference.quantize_int8) bit for bit on any machine: there is no sum, only exactly rounded
-    divisions. Inference only.
+    (and numpy.rint, torch.round) does; a column of zeros gets scale 0 and q 0. The results equal the pure-Paddle
+    reference (paddle_lrnn.ops.reference.quantize_int8) bit for bit on any machine: there is no sum, only exactly
+    rounded divisions. Inference only.
 
     Args:
         weight: [K, N] float32, bfloat16 or float16, finite.
