@@ -74,6 +74,7 @@ LRNN_ISA_BEGIN
 struct WmVec {
   static constexpr int kLanes = 16;
   __m512 v;
+  static WmVec zero() { return {_mm512_setzero_ps()}; }
   static WmVec load(const float* p) { return {_mm512_loadu_ps(p)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm512_fmadd_ps(w.v, _mm512_set1_ps(s), acc.v)}; }
@@ -93,6 +94,7 @@ struct WmVec {
 struct WmVec {
   static constexpr int kLanes = 8;
   __m256 v;
+  static WmVec zero() { return {_mm256_setzero_ps()}; }
   static WmVec load(const float* p) { return {_mm256_loadu_ps(p)}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm256_fmadd_ps(w.v, _mm256_set1_ps(s), acc.v)}; }
@@ -112,6 +114,7 @@ struct WmVec {
 struct WmVec {  // x86-64 baseline: no FMA (multiply, then add) and no half-precision conversion instruction
   static constexpr int kLanes = 4;
   __m128 v;
+  static WmVec zero() { return {_mm_setzero_ps()}; }
   static WmVec load(const float* p) { return {_mm_loadu_ps(p)}; }
   void store(float* p) const { _mm_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm_add_ps(acc.v, _mm_mul_ps(w.v, _mm_set1_ps(s)))}; }
@@ -144,6 +147,7 @@ struct WmVec {  // x86-64 baseline: no FMA (multiply, then add) and no half-prec
 struct WmVec {  // other architectures: one lane, plain C++ (the compiler may still vectorise around it)
   static constexpr int kLanes = 1;
   float v;
+  static WmVec zero() { return {0.0f}; }
   static WmVec load(const float* p) { return {*p}; }
   void store(float* p) const { *p = v; }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {acc.v + w.v * s}; }
@@ -210,10 +214,11 @@ inline void wm_vector_tail(int64_t M, const float* x, int64_t ldx, const W* w, i
   for (int64_t m = 0; m < M; ++m) std::memcpy(acc + m * ldacc, apad + m * L, n * sizeof(float));
 }
 
-// acc[m, 0:n] = sum_{k in [k0, k1)} x[m, k] * w[k, c0:c0+n] for M <= kWmMaxRows rows.
+// acc[m, 0:n] = sum_{k in [k0, k1)} x[m, k] * w[k, c0:c0+n] for M <= kWmMaxRows rows, sweeping kWmRows rows of
+// weights at a time over all n columns, the sums kept in acc (in L1 for one or two rows): the order for decoding.
 template <typename W>
-void wm_tile(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1, int64_t c0,
-             int64_t n, float* acc, int64_t ldacc) {
+void wm_rows_sweep(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1, int64_t c0,
+                   int64_t n, float* acc, int64_t ldacc) {
   constexpr int L = WmVec::kLanes;
   const int64_t nv = n / L * L;
   for (int64_t m = 0; m < M; ++m) std::fill_n(acc + m * ldacc, n, 0.0f);
@@ -228,6 +233,51 @@ void wm_tile(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_
     for (int64_t j = 0; j < nv; j += L) wm_vector<1>(M, x + k, K, wk + j, N, acc + j, ldacc);
     if (nv < n) wm_vector_tail<1>(M, x + k, K, wk + nv, N, acc + nv, ldacc, n - nv);
   }
+}
+
+// The same sums for more rows of x: R rows by two vectors of columns at a time, the sums in registers over all the
+// tile's rows of weights (with the sums in memory, rows of x beyond two made the kernel bound by the loads and
+// stores of the sums: 5x slower at 16 rows). Each column's chain of multiply-adds is the one wm_rows_sweep
+// computes, so the results are the same bits whichever order runs. Rows [m0, m1) of x, in blocks of R (a last
+// block short of R rows repeats its last row, computed and not stored).
+template <int R, typename W>
+void wm_blocked(int64_t m0, int64_t m1, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1,
+                int64_t c0, int64_t nb, float* acc, int64_t ldacc) {
+  constexpr int L = WmVec::kLanes;
+  for (; m0 < m1; m0 += R) {
+    const int64_t rows = std::min<int64_t>(R, m1 - m0);
+    const float* xr[R];
+    for (int r = 0; r < R; ++r) xr[r] = x + (m0 + std::min<int64_t>(r, rows - 1)) * K;
+    for (int64_t j = 0; j < nb; j += 2 * L) {
+      WmVec a[R][2];
+      for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = WmVec::zero();
+      const W* wk = w + k0 * N + c0 + j;
+      for (int64_t k = k0; k < k1; ++k, wk += N) {
+        const WmVec w0 = WmVec::from(wk), w1 = WmVec::from(wk + L);
+        for (int r = 0; r < R; ++r) {
+          a[r][0] = WmVec::madd(a[r][0], w0, xr[r][k]);
+          a[r][1] = WmVec::madd(a[r][1], w1, xr[r][k]);
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        a[r][0].store(acc + (m0 + r) * ldacc + j);
+        a[r][1].store(acc + (m0 + r) * ldacc + j + L);
+      }
+    }
+  }
+}
+
+// Decoding rows (one or two) sweep the weights row by row; more rows go through register blocks of 8 rows (with
+// 32 vector registers) and 4, and the columns beyond the last pair of vectors through the sweep.
+template <typename W>
+void wm_tile(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1, int64_t c0,
+             int64_t n, float* acc, int64_t ldacc) {
+  if (M <= 2) return wm_rows_sweep(M, K, N, x, w, k0, k1, c0, n, acc, ldacc);
+  const int64_t nb = n / (2 * WmVec::kLanes) * (2 * WmVec::kLanes);
+  const int64_t m8 = WmVec::kLanes >= 16 ? M / 8 * 8 : 0;
+  wm_blocked<8>(0, m8, K, N, x, w, k0, k1, c0, nb, acc, ldacc);
+  wm_blocked<4>(m8, M, K, N, x, w, k0, k1, c0, nb, acc, ldacc);
+  if (nb < n) wm_rows_sweep(M, K, N, x, w, k0, k1, c0 + nb, n - nb, acc + nb, ldacc);
 }
 
 // Sum over the tile's rows [k0, k1) into acc (rows ldacc apart) for the `rows` rows of x from m0.
