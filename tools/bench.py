@@ -7,6 +7,7 @@ the date.
   python tools/bench.py --section generation --original-rwkv2 DIR
         # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
   python tools/bench.py --section training --device gpu
+  python tools/bench.py --section isa             # the CPU operators at each instruction-set level
   python tools/bench.py --section weight_matmul   # 16-bit / int8 weight products against the memory floor
 """
 import argparse
@@ -222,6 +223,32 @@ def bench_training(args):
               f"{B * T / (ms / 1e3):,.0f} |", flush=True)
 
 
+def bench_isa(args):
+    """Each CPU operator at every instruction-set level this processor has (ops.cpu_isa(); the portable build's
+    baseline, AVX2 and AVX-512 copies of the kernels), timed in alternation in one process."""
+    from paddle_lrnn.ops import _library
+
+    levels = _library.ISA_LEVELS[:_library.ISA_LEVELS.index(_library.cpu_isa_supported()) + 1]
+    before = _library.cpu_isa()
+
+    def at(level, fn):
+        def run():
+            _library.set_cpu_isa_cap(level)
+            fn()
+        return run
+
+    print("| operator | shape | pass | " + " | ".join(f"{level} ms" for level in levels) + " | "
+          + " | ".join(f"{level} speed-up" for level in levels[1:]) + " |")
+    print("|---|---|---|" + "---:|" * (2 * len(levels) - 1))
+    for name, shape, kernel, _, make in op_cases():
+        fwd, both = forward_and_backward(kernel, make())
+        for label, fn in (("forward", fwd), ("forward+backward", both)):
+            ms = timed_together([at(level, fn) for level in levels], [args.repeat] * len(levels))
+            print(f"| {name} | {shape} | {label} | " + " | ".join(f"{t:.1f}" for t in ms) + " | "
+                  + " | ".join(f"{ms[0] / t:.2f}x" for t in ms[1:]) + " |", flush=True)
+    _library.set_cpu_isa_cap(before)
+
+
 def copy_bandwidth(nbytes=512 << 20, repeat=5):
     """Bytes per second of a numpy copy of a buffer far larger than the caches (bytes copied / time): the
     bandwidth of the memory floor, measured in the process that is benchmarked."""
@@ -296,7 +323,7 @@ def bench_weight_matmul(args):
             del unit_w, once_w
 
 
-SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training,
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training, "isa": bench_isa,
             "weight_matmul": bench_weight_matmul}
 
 

@@ -235,48 +235,70 @@ void wm_rows_sweep(int64_t M, int64_t K, int64_t N, const float* x, const W* w, 
   }
 }
 
-// The same sums for more rows of x: R rows by two vectors of columns at a time, the sums in registers over all the
-// tile's rows of weights (with the sums in memory, rows of x beyond two made the kernel bound by the loads and
-// stores of the sums: 5x slower at 16 rows). Each column's chain of multiply-adds is the one wm_rows_sweep
-// computes, so the results are the same bits whichever order runs. Rows [m0, m1) of x, in blocks of R (a last
-// block short of R rows repeats its last row, computed and not stored).
+// The same sums for more rows of x: R rows by a strip of two vectors of columns at a time, the sums in registers
+// (with the sums in memory, rows of x beyond two made the sweep bound by the loads and stores of the sums: 5x
+// slower at 16 rows). The strips read a band of kWmBand weight rows that wm_blocked_tile has packed strip by strip
+// (reading the weights row by row, as memory streams best; read strip by strip from memory, every row of a strip
+// was another page and the product ran at a third of the bandwidth). Each column's chain of multiply-adds is the
+// one wm_rows_sweep computes, continued from acc between bands, so the results are the same bits whichever order
+// runs. Rows [m0, m1) of x, in blocks of R (a last block short of R rows repeats its last row, computed and not
+// stored).
+constexpr int64_t kWmBand = 64;
+
 template <int R, typename W>
-void wm_blocked(int64_t m0, int64_t m1, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1,
-                int64_t c0, int64_t nb, float* acc, int64_t ldacc) {
-  constexpr int L = WmVec::kLanes;
+void wm_blocked(int64_t m0, int64_t m1, const float* x, int64_t ldx, const W* pack, int64_t band_rows,
+                int64_t strips, bool first, float* acc, int64_t ldacc) {
+  constexpr int L = WmVec::kLanes, S = 2 * L;
   for (; m0 < m1; m0 += R) {
     const int64_t rows = std::min<int64_t>(R, m1 - m0);
     const float* xr[R];
-    for (int r = 0; r < R; ++r) xr[r] = x + (m0 + std::min<int64_t>(r, rows - 1)) * K;
-    for (int64_t j = 0; j < nb; j += 2 * L) {
+    for (int r = 0; r < R; ++r) xr[r] = x + (m0 + std::min<int64_t>(r, rows - 1)) * ldx;
+    for (int64_t s = 0; s < strips; ++s) {
       WmVec a[R][2];
-      for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = WmVec::zero();
-      const W* wk = w + k0 * N + c0 + j;
-      for (int64_t k = k0; k < k1; ++k, wk += N) {
-        const WmVec w0 = WmVec::from(wk), w1 = WmVec::from(wk + L);
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < 2; ++v)
+          a[r][v] = first || r >= rows ? WmVec::zero() : WmVec::load(acc + (m0 + r) * ldacc + s * S + v * L);
+      const W* p = pack + s * kWmBand * S;
+      for (int64_t k = 0; k < band_rows; ++k, p += S) {
+        const WmVec w0 = WmVec::from(p), w1 = WmVec::from(p + L);
         for (int r = 0; r < R; ++r) {
           a[r][0] = WmVec::madd(a[r][0], w0, xr[r][k]);
           a[r][1] = WmVec::madd(a[r][1], w1, xr[r][k]);
         }
       }
-      for (int64_t r = 0; r < rows; ++r) {
-        a[r][0].store(acc + (m0 + r) * ldacc + j);
-        a[r][1].store(acc + (m0 + r) * ldacc + j + L);
-      }
+      for (int64_t r = 0; r < rows; ++r)
+        for (int v = 0; v < 2; ++v) a[r][v].store(acc + (m0 + r) * ldacc + s * S + v * L);
     }
   }
 }
 
-// Decoding rows (one or two) sweep the weights row by row; more rows go through register blocks of 8 rows (with
-// 32 vector registers) and 4, and the columns beyond the last pair of vectors through the sweep.
+// Blocks of 8 rows (with 32 vector registers) and of 4 over the strips of columns [c0, c0 + strips * 2 L).
+template <typename W>
+void wm_blocked_tile(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1, int64_t c0,
+                     int64_t strips, float* acc, int64_t ldacc) {
+  constexpr int S = 2 * WmVec::kLanes;
+  static thread_local std::vector<W> pack;  // [strips, kWmBand, S]: one band, strip by strip
+  pack.resize(static_cast<size_t>(strips * kWmBand * S));
+  const int64_t m8 = WmVec::kLanes >= 16 ? M / 8 * 8 : 0;
+  for (int64_t kb = k0; kb < k1; kb += kWmBand) {
+    const int64_t band_rows = std::min(kWmBand, k1 - kb);
+    for (int64_t k = 0; k < band_rows; ++k) {
+      const W* row = w + (kb + k) * N + c0;
+      for (int64_t s = 0; s < strips; ++s) std::memcpy(&pack[(s * kWmBand + k) * S], row + s * S, S * sizeof(W));
+    }
+    wm_blocked<8>(0, m8, x + kb, K, pack.data(), band_rows, strips, kb == k0, acc, ldacc);
+    wm_blocked<4>(m8, M, x + kb, K, pack.data(), band_rows, strips, kb == k0, acc, ldacc);
+  }
+}
+
+// Decoding rows (one or two) sweep the weights; more rows go through the register blocks, and the columns beyond
+// the last strip through the sweep.
 template <typename W>
 void wm_tile(int64_t M, int64_t K, int64_t N, const float* x, const W* w, int64_t k0, int64_t k1, int64_t c0,
              int64_t n, float* acc, int64_t ldacc) {
   if (M <= 2) return wm_rows_sweep(M, K, N, x, w, k0, k1, c0, n, acc, ldacc);
-  const int64_t nb = n / (2 * WmVec::kLanes) * (2 * WmVec::kLanes);
-  const int64_t m8 = WmVec::kLanes >= 16 ? M / 8 * 8 : 0;
-  wm_blocked<8>(0, m8, K, N, x, w, k0, k1, c0, nb, acc, ldacc);
-  wm_blocked<4>(m8, M, K, N, x, w, k0, k1, c0, nb, acc, ldacc);
+  const int64_t strips = n / (2 * WmVec::kLanes), nb = strips * 2 * WmVec::kLanes;
+  if (strips > 0) wm_blocked_tile(M, K, N, x, w, k0, k1, c0, strips, acc, ldacc);
   if (nb < n) wm_rows_sweep(M, K, N, x, w, k0, k1, c0 + nb, n - nb, acc + nb, ldacc);
 }
 
