@@ -1,6 +1,7 @@
 // Paddle binding of the weight-only matrix product and the int8 quantiser (kernels/weight_matmul.h): CPU only,
-// forward only (inference; no gradient is defined). paddle_lrnn/ops/weight_matmul.py checks the arguments and
-// reshapes x to [M, K]; the checks here only keep a kernel from reading memory it does not own.
+// forward only (inference; no gradient is defined). x is [..., K], its leading dimensions the rows (no reshape on
+// the way in or out: a decoding step calls this for every matrix). paddle_lrnn/ops/weight_matmul.py checks the
+// arguments; the checks here only keep a kernel from reading memory it does not own.
 #include "kernels/weight_matmul.h"
 
 #include "binding.h"
@@ -25,11 +26,13 @@ void check_cpu(const Tensor& t, const char* op, const char* name) {
 }  // namespace
 
 std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const paddle::optional<Tensor>& scale) {
-  PD_CHECK(x.shape().size() == 2 && w.shape().size() == 2, kMatmul, ": x must be [M, K] and weight [K, N]");
-  const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[1];
+  PD_CHECK(!x.shape().empty() && w.shape().size() == 2, kMatmul, ": x must be [..., K] and weight [K, N]");
+  std::vector<int64_t> y_shape = x.shape();
+  const int64_t K = y_shape.back(), M = K > 0 ? x.numel() / K : 0, N = w.shape()[1];
+  y_shape.back() = N;
   check_cpu(x, kMatmul, "x");
   check_cpu(w, kMatmul, "weight");
-  lrnn_binding::check(x, kMatmul, "x", {M, K}, DataType::FLOAT32, x.place());
+  lrnn_binding::check(x, kMatmul, "x", x.shape(), DataType::FLOAT32, x.place());
   PD_CHECK(w.shape()[0] == K, kMatmul, ": weight has ", w.shape()[0], " rows, x has ", K, " columns");
   const bool int8 = w.dtype() == DataType::INT8;
   PD_CHECK(int8 == scale.is_initialized(), kMatmul, ": a scale goes with int8 weights and only with them");
@@ -39,7 +42,7 @@ std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const 
     lrnn_binding::check(*scale, kMatmul, "scale", {N}, DataType::FLOAT32, x.place());
     s = scale->data<float>();
   }
-  Tensor y = paddle::empty({M, N}, DataType::FLOAT32, x.place());
+  Tensor y = paddle::empty(y_shape, DataType::FLOAT32, x.place());
   lrnn::WeightProduct product{nullptr, lrnn::WeightFormat::bf16, K, N, s, x.data<float>(), y.data<float>()};
   switch (w.dtype()) {  // Paddle's 16-bit types are their bits
     case DataType::BFLOAT16:
@@ -62,7 +65,9 @@ std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const 
 
 std::vector<std::vector<int64_t>> WeightMatmulInferShape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
                                                          const paddle::optional<std::vector<int64_t>>& scale) {
-  return {{x[0], w[1]}};
+  std::vector<int64_t> y = x;
+  y.back() = w[1];
+  return {y};
 }
 
 std::vector<DataType> WeightMatmulInferDtype(const DataType& x, const DataType& w,

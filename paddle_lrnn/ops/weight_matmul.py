@@ -30,18 +30,21 @@ def _refuse_gradients(op, names, tensors):
 
 @paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
 def check_args(x, weight, scale):
+    # (written for speed as well: a decoding step calls this for every matrix, and these checks cost more than the
+    # product of a small one; len(x.shape) rather than x.ndim, places compared as strings only when not both CPU)
     if not _checks.is_tensor(x):
         raise TypeError(f"{OP}: x must be a paddle.Tensor [..., K], got {type(x).__name__}")
-    if x.ndim < 1:
+    shape = x.shape
+    if not shape:
         raise ValueError(f"{OP}: x must have at least one dimension [..., K], got a 0-d tensor")
     if x.dtype != paddle.float32:
         raise TypeError(f"{OP}: x has dtype {_checks._dtype_name(x.dtype)}, expected float32 (the activations)")
     _checks.tensor(OP, "weight", weight, "[K, N]", WEIGHT_DTYPES)
-    if 0 in x.shape:
-        raise ValueError(f"{OP}: x is empty (shape {list(x.shape)}); every dimension must be at least 1")
+    if 0 in shape:
+        raise ValueError(f"{OP}: x is empty (shape {list(shape)}); every dimension must be at least 1")
     K, N = weight.shape
-    if not _checks.dims_match([x.shape[-1]], [K]):
-        raise ValueError(f"{OP}: x has shape {list(x.shape)}, expected [..., {K}] (the rows of weight "
+    if not _checks.dims_match([shape[-1]], [K]):
+        raise ValueError(f"{OP}: x has shape {list(shape)}, expected [..., {K}] (the rows of weight "
                          f"{list(weight.shape)}, stored [in, out] as nn.Linear does)")
     tensors, names = [x, weight], ["x", "weight"]
     if weight.dtype == paddle.int8:
@@ -53,8 +56,10 @@ def check_args(x, weight, scale):
         names.append("scale")
     elif scale is not None:
         raise ValueError(f"{OP}: scale goes with int8 weights only; weight is {_checks._dtype_name(weight.dtype)}")
-    _checks.same_place(OP, names, tensors)
-    if paddle.in_dynamic_mode() and not weight.is_contiguous():
+    dynamic = paddle.in_dynamic_mode()
+    if dynamic and not all(t.place.is_cpu_place() for t in tensors):
+        _checks.same_place(OP, names, tensors)
+    if dynamic and not weight.is_contiguous():
         raise ValueError(f"{OP}: weight must be contiguous ([K, N] row-major, as nn.Linear stores it); make it so "
                          "once with weight.contiguous() rather than on every call")
     _refuse_gradients(OP, names, tensors)
@@ -80,9 +85,7 @@ def weight_matmul(x, weight, scale=None):
     if not paddle.in_dynamic_mode() or not x.place.is_cpu_place():
         w = weight.astype(paddle.float32)
         return paddle.matmul(x, w * scale if scale is not None else w)
-    K, N = weight.shape
-    y = library().lrnn_weight_matmul(x.reshape([-1, K]), weight, scale)
-    return y.reshape([*x.shape[:-1], N])
+    return library().lrnn_weight_matmul(x, weight, scale)  # (x of any rank: the rows are its leading dimensions)
 
 
 @paddle.jit.not_to_static
