@@ -2,6 +2,8 @@
 
 CPU kernels are always built; CUDA kernels too when the installed Paddle has CUDA (set PADDLE_LRNN_CPU_ONLY=1 to
 skip them). The build imports paddle, so install with `pip install --no-build-isolation -e .` (README).
+Needs PaddlePaddle 3.0 or newer (MIN_PADDLE): the bindings use Tensor::is_contiguous, which 2.x lacks, and an older
+Paddle is refused here in one line rather than by the compiler.
 Environment:
   PADDLE_LRNN_CUDA_ARCH   e.g. "80;90": GPU architectures to build for (default: the visible GPUs, else 70-90)
   PADDLE_LRNN_PORTABLE=1  build the CPU kernels for generic x86-64 instead of this machine's instruction set
@@ -10,12 +12,33 @@ import glob
 import os
 import re
 import shutil
-
-import paddle
-from paddle.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
-from setuptools import find_packages, setup
+import sys
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+MIN_PADDLE = (3, 0)
+
+
+def check_paddle():
+    """One line instead of a traceback or a compiler error: Paddle missing (e.g. a build in pip's isolated
+    environment), or older than MIN_PADDLE. Development builds of Paddle call themselves 0.0.0 and pass."""
+    want = ".".join(map(str, MIN_PADDLE))
+    try:
+        import paddle
+    except ImportError:
+        sys.exit(f"error: building paddle_lrnn needs PaddlePaddle >= {want} installed first (pip install "
+                 f"paddlepaddle==3.3.1, or a GPU build), then pip install --no-build-isolation .")
+    found = tuple(int(x) for x in re.findall(r"\d+", paddle.__version__)[:2])
+    if found < MIN_PADDLE and found != (0, 0):
+        sys.exit(f"error: paddle_lrnn needs PaddlePaddle >= {want}; this environment has {paddle.__version__} "
+                 f"(README: supported Paddle versions)")
+
+
+check_paddle()
+
+import paddle  # noqa: E402
+from paddle.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+from setuptools import find_packages, setup  # noqa: E402
+
 VERSION = re.search(r'__version__ = "([^"]+)"', open(os.path.join(ROOT, "paddle_lrnn", "__init__.py")).read()).group(1)
 
 
@@ -46,7 +69,8 @@ extra = {"cxx": cxx_flags}
 Extension = CppExtension
 if with_cuda:
     sources += sorted(glob.glob("custom_ops/paddle/*.cu"))
-    extra["nvcc"] = ["-O3", "-lineinfo", "--expt-relaxed-constexpr", *cuda_arch_flags()]
+    # -std=c++17 explicitly: Paddle 3.x adds it to nvcc's flags itself, but the kernels need it whatever Paddle does.
+    extra["nvcc"] = ["-std=c++17", "-O3", "-lineinfo", "--expt-relaxed-constexpr", *cuda_arch_flags()]
     Extension = CUDAExtension
 
 ext = Extension(sources=sources, include_dirs=[os.path.join(ROOT, "custom_ops")], extra_compile_args=extra,

@@ -1,6 +1,6 @@
 """The original projects' kernels, loaded at run time for bench.py's comparisons. Their code is not part of this
-repository: tests/gpu/fetch_originals.sh copies it into a git-ignored folder (default: originals/ at the repository
-root; $LRNN_ORIGINALS or bench.py --originals to change), which the device tool carries to the GPU machine.
+repository: tests/gpu/fetch_originals.sh copies it, from pinned commits, into a git-ignored folder (default:
+originals/ at the repository root; $LRNN_ORIGINALS or bench.py --originals to change).
 
   in the folder                 original                                               compared with ours
   rwkv4/wkv_{cuda.cu,op.cpp}    RWKV-4's wkv CUDA kernel (BlinkDL/RWKV-LM RWKV-v4/cuda)  wkv, float32
