@@ -83,6 +83,13 @@ class Build(BuildExtension.with_options(no_python_abi_suffix=True)):
         super().run()
         # Paddle's build leaves its object files under build_lib/build; keep them out of the installed package.
         shutil.rmtree(os.path.join(self.build_lib, "build"), ignore_errors=True)
+        # Paddle's generated stub, paddle_lrnn/_C.py, loads the library as _C_pd_.so, but Paddle renames it so only in
+        # an in-place (editable) build: a wheel would hold _C.so, which Python imports instead of the stub and fails
+        # on ("dynamic module does not define module export function"). Measured with Paddle 3.3.1.
+        library = self.get_ext_fullpath(self.extensions[0].name)
+        if not self.inplace and os.path.exists(library):
+            stem, suffix = os.path.splitext(library)
+            os.replace(library, f"{stem}_pd_{suffix}")
 
 
 setup(
