@@ -63,6 +63,7 @@ class InfGradientAt(Trainer):
             self.unchanged = all(np.array_equal(a, p.numpy()) for a, p in zip(self.before, self.model.parameters()))
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_is_refused_in_one_line(corpus_file, tmp_path):
     with pytest.raises(ValueError, match="--amp bf16 needs --device gpu: Paddle runs no mixed precision on CPU"):
         resolve(dict(model="rwkv2", device="cpu", amp="bf16"))
@@ -78,6 +79,7 @@ def test_amp_on_cpu_is_refused_in_one_line(corpus_file, tmp_path):
         resume_config(str(tmp_path / "run"), {"amp": "bf16", "out": str(tmp_path / "run")})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fp16_loss_scaling_changes_no_bit(corpus_file, tmp_path, family):
     _, plain = run(config(corpus_file, tmp_path / "off", family))

@@ -96,6 +96,7 @@ def test_checkpoint_that_is_not_rwkv2(tmp_path):
         converter("rwkv2").from_torch(mru)
 
 
+@pytest.mark.slow
 def test_checkpoint_whose_shapes_do_not_fit(tmp_path):
     sd = load_torch_checkpoint(PTH)
     sd["blocks.1.ffn.value.weight"] = np.zeros((64, 128), np.float32)
@@ -137,6 +138,7 @@ def run_tool(*args):
                           text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_tool_converts_and_refuses_bad_input_in_one_line(tmp_path):
     out = tmp_path / "m"
     ok = run_tool("--model", "rwkv2", "--src", PTH, "--out", str(out), "--vocab", os.path.join(FIXTURE, "vocab.json"))

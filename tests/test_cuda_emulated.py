@@ -14,6 +14,8 @@ from helpers import assert_close
 
 from paddle_lrnn.ops._library import double_attr, library
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 # Tolerances of the emulated CUDA kernel against the CPU kernel on the same inputs and dtype. Both accumulate in
 # float32 (float64 for float64) in the same order; they differ only in exp (glibc's expf vs the CPU kernels'
 # polynomial) and FMA contraction, so half-precision outputs may differ by one rounding of the stored value.

@@ -18,6 +18,8 @@ from helpers import assert_close
 
 from paddle_lrnn.ops._library import double_attr, library
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 HALF = ["float16", "bfloat16"]
 OUT_NAMES = ["o", "state"]
 GRAD_NAMES = ["gq", "gk", "gv", "gg", "gstate"]

@@ -138,6 +138,7 @@ def test_byte_vocab_and_incremental_decoder(tmp_path):
     assert D.load_vocab(tmp_path / "b") == v
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.text())
 def test_byte_and_char_round_trip(text):

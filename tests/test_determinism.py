@@ -75,6 +75,7 @@ def digests_with_threads(n):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_operators_do_not_depend_on_the_thread_count():
     one, three = digests_with_threads(1), digests_with_threads(3)
     assert sorted(one) == ["depthwise_conv1d", "gla", "mru_scan", "timex", "wkv"]

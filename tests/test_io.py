@@ -792,6 +792,7 @@ def test_fuzzed_torch_checkpoints_only_load_or_refuse(tmp_path):
     assert outcomes["refused"] > 100
 
 
+@pytest.mark.slow
 def test_fuzzed_pickles_only_load_or_refuse(tmp_path):
     """Mutates data.pkl itself (whole-file mutations mostly hit the CRC check) and re-wraps it in a valid zip."""
     obj = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "meta": OrderedDict(step=3, t=(1, 2.5, None, b"ab")),

@@ -47,6 +47,7 @@ def logits_in_chunks(model, ids, cuts):
     return np.concatenate(parts, axis=1)
 
 
+@pytest.mark.slow
 def test_default_config_has_the_original_parameter_count_and_initialisation():
     paddle.seed(0)
     model = RWKV2ForCausalLM(RWKV2Config())

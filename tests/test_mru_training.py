@@ -282,6 +282,7 @@ def tiny_bpe(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_gpt2_bpe_trains_and_missing_files_are_named(corpus_file, tiny_bpe, tmp_path):
     state, t = run(tiny(corpus_file, tmp_path / "bpe", vocab="gpt2", tokenizer=str(tiny_bpe), max_steps=2,
                         eval_interval=2, sample_length=5))
@@ -311,6 +312,7 @@ def test_generation_in_step_mode_equals_recomputing_the_whole_sequence(trained):
     assert text.startswith("Elinor") and len(text) == len("Elinor") + 15
 
 
+@pytest.mark.slow
 def test_tools_train_evaluate_and_generate(corpus_file, tmp_path):
     out = tmp_path / "m"
     result = tool("train", "--model", "mru", "--data", corpus_file, "--out", out, "--n-layer", 1, "--n-embd", 16,

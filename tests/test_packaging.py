@@ -40,6 +40,7 @@ def test_setup_without_paddle_says_to_install_it_first(tmp_path):
         "or a GPU build), then pip install --no-build-isolation ."]
 
 
+@pytest.mark.slow
 def test_setup_accepts_the_installed_paddle():
     out = subprocess.run([sys.executable, "setup.py", "--version"], cwd=REPO, capture_output=True, text=True,
                          timeout=120)

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -28,6 +30,7 @@ def test_embedded_corpus_ships_with_its_notice():
     assert "public domain" in open(os.path.join(REPO, "data", "austen", "NOTICE"), encoding="utf-8").read()
 
 
+@pytest.mark.slow
 def test_import_is_cheap_and_loads_no_operator_library():
     code = ("import time, sys; import paddle; t = time.perf_counter(); import paddle_lrnn, paddle_lrnn.models, "
             "paddle_lrnn.ops; print(time.perf_counter() - t, 'paddle_lrnn._C' in sys.modules)")
