@@ -92,6 +92,7 @@ def test_fp16_loss_scaling_changes_no_bit(corpus_file, tmp_path, family):
         np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
 
 
+@pytest.mark.slow
 def test_overflow_skips_the_update_halves_the_scale_and_resumes_exactly(corpus_file, tmp_path):
     cfg = dict(amp="fp16", max_steps=6)
     _, t = run(config(corpus_file, tmp_path / "full", **cfg), trainer_class=InfGradientAt)

@@ -97,6 +97,7 @@ def train(corpus_file, out, **overrides):
     return without_timing(records), log[-1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_sample(corpus_file, tmp_path):
     records, sample = train(corpus_file, tmp_path / "a")
     again, sample_again = train(corpus_file, tmp_path / "b", deterministic=True)

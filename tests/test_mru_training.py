@@ -224,6 +224,7 @@ def test_short_run_learns_and_saves(trained):
     assert 0 < np.abs(up).max() < 8 * 1e-2 * 0.25 * math.sqrt(2 / 24) * 1.5
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(corpus_file, tmp_path):
     full_state, full = run(tiny(corpus_file, tmp_path / "full", max_steps=6, eval_interval=3))
     run(tiny(corpus_file, tmp_path / "part", max_steps=3, eval_interval=3))
