@@ -44,8 +44,8 @@ def _diagnose(path, problem):
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n)) if n < 100_000_000 else {}
             data = os.fstat(f.fileno()).st_size - 8 - n
+            header = json.loads(f.read(n)) if 0 <= data and n < 100_000_000 else {}
         for name, info in header.items():
             end = info["data_offsets"][1] if isinstance(info, dict) and name != "__metadata__" else 0
             if isinstance(end, int) and end > data >= 0:

@@ -30,10 +30,11 @@ is read lazily, tensor by tensor. Views of one storage share memory; the same vi
 array object. bfloat16 tensors come back as uint16 arrays of their bits (Paddle's convention: ``paddle.to_tensor``
 makes them bfloat16 again). ``requires_grad``, hooks and tensor attributes are dropped.
 
-Writing (`save_torch_checkpoint`): dicts (OrderedDict kept), lists, tuples, str, int, float, bool, None and numpy
+Writing (`save_torch_checkpoint`): dicts (OrderedDict kept), lists, tuples, str, bytes, int, float, bool, None, numpy
 arrays (uint16 = bfloat16), in torch's zip layout (records stored and aligned to 64 bytes), readable by
 ``torch.load(weights_only=True)``; the same array object twice becomes one storage (tied weights). Atomic.
 """
+import codecs
 import io
 import os
 import pickle
@@ -72,14 +73,14 @@ class Refused(Exception):
     """Raised while reading; load_torch_checkpoint turns it into a CheckpointError naming the file."""
 
 
-def brief(value, limit=60):
-    """A short description of an untrusted value for a message."""
+def brief(value, limit=60, inner=False):
+    """A short description of an untrusted value for a message (one level into short tuples, never deeper)."""
     if type(value) in (str, bytes):
         return repr(value[:limit]) + ("..." if len(value) > limit else "")
     if type(value) in (int, float, bool) or value is None:
         return repr(value)[:limit]
-    if type(value) in (tuple, list) and len(value) <= 4:
-        return "(" + ", ".join(brief(v, 20) for v in value) + ")"
+    if type(value) in (tuple, list) and len(value) <= 4 and not inner:
+        return "(" + ", ".join(brief(v, 20, True) for v in value) + ")"
     return type(value).__name__
 
 
@@ -388,7 +389,7 @@ class _Archive:
             if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 1:
                 raise Refused(f"zip member {name!r} is compressed or encrypted (method {info.compress_type}, "
                               f"declaring {info.file_size} bytes); torch.save stores every record uncompressed")
-            f.seek(info.header_offset)
+            f.seek(max(info.header_offset, 0))
             head = f.read(30)
             if len(head) != 30 or head[:4] != b"PK\x03\x04" or info.header_offset < end:
                 raise Refused(f"zip member {name!r} has no local header where the directory points, or overlaps "
@@ -496,6 +497,12 @@ class _Pickler(pickle._Pickler):  # the Python implementation: it lets save_glob
         else:
             super().save_global(obj, name)
 
+    def save_bytes(self, obj):  # always as _codecs.encode (the stdlib writes b"" as builtins.bytes(), which torch refuses)
+        self.save_reduce(codecs.encode, (obj.decode("latin-1"), "latin1"), obj=obj)
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[bytes] = save_bytes
+
     def persistent_id(self, obj):
         if type(obj) is tuple and len(obj) == 2 and obj[0] is _REBUILD:  # (marker, array): the array's storage
             key, arr = self.records[id(obj[1])]
@@ -522,11 +529,11 @@ def _plain(obj, path, where="", active=()):
         return obj
     if isinstance(obj, np.generic) and type(obj.item()) in (bool, int, float):
         return obj.item()
-    if obj is None or type(obj) in (bool, int, float, str):
+    if obj is None or type(obj) in (bool, int, float, str, bytes):
         return obj
     if type(obj) not in (dict, OrderedDict, list, tuple):
         fail(f"has type {type(obj).__name__}, which save_torch_checkpoint does not write (it writes dict, list, "
-             f"tuple, str, int, float, bool, None and numpy arrays)")
+             f"tuple, str, bytes, int, float, bool, None and numpy arrays)")
     if id(obj) in active:
         fail("contains itself (a reference cycle)")
     active = (*active, id(obj))
