@@ -29,10 +29,17 @@ def converter(family):
 
 
 def lazy(array, transpose=False, shape=None):
-    """(dtype, shape, producer) of `array` in Paddle's layout: transposed, or reshaped to `shape`; the producer makes
-    the contiguous array only when called."""
+    """(dtype, shape, producer) of `array` in Paddle's layout: transposed, or reshaped to `shape`. The producer makes
+    the contiguous array when called, once: it then lets go of `array`, so that the pages of a memory-mapped file it
+    read leave memory with the result."""
     shape = tuple(array.shape[::-1] if transpose else (shape or array.shape))
-    return paddle_name(array.dtype), shape, lambda: np.ascontiguousarray(array.T if transpose else array).reshape(shape)
+    held = [array]
+
+    def produce():
+        source = held.pop()
+        return np.ascontiguousarray(source.T if transpose else source).reshape(shape)
+
+    return paddle_name(array.dtype), shape, produce
 
 
 def cast_lazy(tensors, dtype):

@@ -28,7 +28,9 @@ def cast(array, name):
     if have == name:
         return array
     if have == "bfloat16":
-        array = (array.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        wide = array.astype(np.uint32)
+        wide <<= np.uint32(16)  # (in place: one temporary the size of the result, not two)
+        array = wide.view(np.float32)
     if name != "bfloat16":
         return array.astype(name)
     u = np.ascontiguousarray(array, np.float32).view(np.uint32)

@@ -143,12 +143,13 @@ def load_arrays(model, arrays, source, dtype=None, who="the model", progress=Non
     """Gives every parameter of `model` its value from `arrays` ({name: array or (dtype, shape, producer)} in Paddle
     layout) after checking that the names and shapes match exactly (one clear error otherwise, and no parameter
     changed). A parameter takes the array's memory itself, cast to `dtype` if given (None: the array's dtype), so a
-    model built under paddle.LazyGuard holds one copy of the weights. `progress(nbytes)` is called per tensor."""
+    model built under paddle.LazyGuard holds one copy of the weights. `arrays` is consumed (each entry is dropped
+    once used, so that what a cast leaves behind is freed at once). `progress(nbytes)` is called per tensor."""
     params = dict(model.named_parameters())
     check_weights({k: shape_of(v) for k, v in arrays.items()}, {k: p.shape for k, p in params.items()}, source,
                   who)
     for name, param in params.items():
-        value = arrays[name]
+        value = arrays.pop(name)
         value = value[2]() if isinstance(value, tuple) else value
         to_paddle(value, dtype)._share_buffer_to(param)
         if progress is not None:
