@@ -1,7 +1,9 @@
 """Conversion and loading at real scale: a random checkpoint in the exact layout of fla-hub's HGRN2 releases (bf16
 safetensors shards + Hugging Face index, config.json with torch_dtype bfloat16, Llama-2-style tokenizer files made
 with the `tokenizers` library), and the peak memory and time of converting and loading it, each measured in a fresh
-process (resource.getrusage's ru_maxrss), beside the process's own floor (Python + Paddle + paddle_lrnn imported).
+process (its VmHWM: ru_maxrss would do but for one thing, Linux carries it over from the parent across fork and
+exec, so a child of a large process reports the parent's size), beside the floor of a process that only imports
+Python + Paddle + paddle_lrnn.
 Used by tools/bench.py --section scale (1.3B) and tests/test_convert_scale.py (a small layout)."""
 import json
 import os
@@ -114,10 +116,10 @@ _PHASES = {
 def measure(phase, src=None, out=None, dtype=None, quiet=True):
     """(seconds, peak RSS bytes) of one phase ("floor", "convert", "load") run in a fresh Python process; the time
     excludes the imports (the floor phase's own time is its import time)."""
-    code = ("import resource, sys, time\nSRC, OUT, DTYPE, QUIET = sys.argv[1:3] + [None if sys.argv[3] == 'None' "
+    code = ("import sys, time\nSRC, OUT, DTYPE, QUIET = sys.argv[1:3] + [None if sys.argv[3] == 'None' "
             "else sys.argv[3], sys.argv[4] == 'True']\nimport paddle, paddle_lrnn.models, paddle_lrnn.convert\n"
-            "t0 = time.perf_counter()\n" + _PHASES[phase] + "\nprint(time.perf_counter() - t0, "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n")
+            "t0 = time.perf_counter()\n" + _PHASES[phase] + "\nprint(time.perf_counter() - t0, [int(l.split()[1]) * "
+            "1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     start = time.perf_counter()

@@ -32,7 +32,7 @@ def cast(array, name):
         wide <<= np.uint32(16)  # (in place: one temporary the size of the result, not two)
         array = wide.view(np.float32)
     if name != "bfloat16":
-        return array.astype(name)
+        return array.astype(name, copy=False)
     u = np.ascontiguousarray(array, np.float32).view(np.uint32)
     rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
     return np.where(np.isnan(array), (u >> np.uint32(16)).astype(np.uint16) | np.uint16(0x40), rounded)
