@@ -55,3 +55,19 @@ def test_converted_model_matches_the_checkpoint_in_float32(checkpoint):
     for (n, p), (_, q) in zip(stored.named_parameters(), loaded.named_parameters()):
         assert p.dtype == paddle.bfloat16
         np.testing.assert_array_equal(p.astype("float32").numpy(), q.numpy(), err_msg=n)
+
+
+def test_sharded_output_loads_as_one(checkpoint, tmp_path):
+    d, weights = checkpoint
+    out = str(tmp_path / "sharded")
+    convert("hgrn2", str(d / "src"), out, max_shard_size=weights // 3, log=lambda *_: None)
+    index = json.load(open(os.path.join(out, "model.safetensors.index.json")))
+    assert len(set(index["weight_map"].values())) >= 3 and index["metadata"]["total_size"] == weights
+    assert not os.path.exists(os.path.join(out, "model.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert {p.dtype for p in model.parameters()} == {paddle.bfloat16}
+    model.save_pretrained(out)  # one file now (under the default shard size): the shards and index are removed
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors"]
+    again = AutoModelForCausalLM.from_pretrained(out)
+    for (n, p), (_, q) in zip(model.named_parameters(), again.named_parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=n)
