@@ -1,9 +1,11 @@
 """``torch.save`` checkpoints without torch, and without running anything from the file.
 
-Why our own reader: every library loader tried runs code named by a crafted checkpoint. Measured with a pickle
-whose REDUCE calls ``os.system`` (tests/hostile.py): PaddleNLP 3.0.0b4's ``paddlenlp.utils.serialization.load_torch``
-and PaddleFormers 1.2.0's ``load_torch`` both ran the command (they unpickle with a permissive ``find_class``);
-``torch.load(weights_only=True)`` refuses it but needs torch, which converting a checkpoint must not.
+Why our own reader: the library loaders run code named by a crafted checkpoint. PaddleNLP 3.0.0b4's
+``paddlenlp.utils.serialization.load_torch`` unpickles with a ``find_class`` that falls back to pickle's own (any
+importable name), so the ``os.system reduce`` pickle of tests/hostile.py runs its command, as measured when the
+need for this reader was reported; PaddleFormers 1.2.0's ``load_torch`` did the same. (That loader also lacks
+bfloat16 storages.) ``torch.load(weights_only=True)`` refuses such a pickle but needs torch, which converting a
+checkpoint must not.
 
 Reading (`load_torch_checkpoint`) takes the zip format torch.save has written since torch 1.6 (RWKV-v2/RWKV-4
 ``.pth`` state dicts, mru-lm's training checkpoint dict, Hugging Face ``pytorch_model.bin``); the older formats
