@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import (PickleWriter, Reduce, craft_zip, dict_pickle, hostile_pickles, key_attack_pickles,
+from hostile import (Reduce, craft_zip, dict_pickle, hostile_pickles, key_attack_pickles,
                      one_tensor_file, tensor_ops, write_raw_safetensors, zip_bomb)
 
 from paddle_lrnn.io import (CheckpointError, atomic_write, cast, load_safetensors, load_sharded_checkpoint,

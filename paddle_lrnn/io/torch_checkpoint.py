@@ -12,7 +12,7 @@ Reading (`load_torch_checkpoint`) takes the zip format torch.save has written si
 (the pre-1.6 pickle chain, TorchScript archives) are refused with a message saying so. The pickle runs in the
 standard library's Python unpickler with its dangerous parts replaced:
 
-* a global is looked up in `ALLOWED` only, never imported: ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_tensor``
+* a global is looked up in an allow-list only (`_Unpickler.allowed`), never imported: ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_tensor``
   / ``_rebuild_parameter`` / ``_rebuild_parameter_with_state``, ``torch._tensor._rebuild_from_type_v2`` (tensors),
   the storage classes ``torch.{Float,Half,BFloat16,Double,Long,Int,Short,Char,Byte,Bool}Storage`` (also
   ``torch.cuda.*``: data always lands in host memory), ``collections.OrderedDict``, ``torch.Size`` (-> tuple),
@@ -28,7 +28,8 @@ Before a tensor is made, its storage record is checked (zip member stored, not c
 overlapping another, exactly ``numel * itemsize`` bytes, CRC-32 correct) and so are its offset, shape and strides
 (inside the storage; an expanded view may not describe more than 1 GiB beyond it). Tensors come back as numpy
 arrays that **memory-map** their storage (copy-on-write: writing to them never changes the file), so a checkpoint
-is read lazily, tensor by tensor. Views of one storage share memory; the same view twice (tied weights) is one
+is read lazily, tensor by tensor (the CRC-32 check streams each storage once through the page cache, keeping none
+of it). Views of one storage share memory; the same view twice (tied weights) is one
 array object. bfloat16 tensors come back as uint16 arrays of their bits (Paddle's convention: ``paddle.to_tensor``
 makes them bfloat16 again). ``requires_grad``, hooks and tensor attributes are dropped.
 
@@ -53,7 +54,7 @@ from ._files import open_regular
 from .atomic import atomic_write
 from .errors import CheckpointError
 
-__all__ = ["load_torch_checkpoint", "save_torch_checkpoint", "ALLOWED"]
+__all__ = ["load_torch_checkpoint", "save_torch_checkpoint"]
 
 _STORAGES = {"DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
              "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
