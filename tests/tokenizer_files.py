@@ -4,6 +4,8 @@ writes the files with the same pipeline (normalizer, pre-tokenizer, post-process
 published ones.
 
   gpt2_files(d)     GPT-2's vocab.json + merges.txt (byte-level BPE, "<|endoftext|>" last)
+  hand_gpt2_files(d, merges)  the same two files written by hand: the 256 byte symbols (id = byte value), the
+                    given merges, "<|endoftext|>"
   neox_json(path)   GPT-NeoX's 20B_tokenizer.json: NFC, byte-level BPE, "<|endoftext|>" = 0, "<|padding|>" = 1, and
                     runs of 2..24 spaces as added (non-special) tokens at the end of the vocabulary
   llama_dir(d)      Llama-2's tokenizer.json + tokenizer_config.json + special_tokens_map.json: <unk> <s> </s>,
@@ -57,6 +59,30 @@ def gpt2_files(directory, vocab_size=600):
         json.dump(vocab, f, ensure_ascii=False)
     with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n" + "".join(m + "\n" for m in merges))
+    return directory
+
+
+def gpt2_byte_symbols():
+    """GPT-2's table byte -> the character standing for it: the printable bytes '!'..'~', 0xA1..0xAC and
+    0xAE..0xFF stand for themselves, the other 68 in increasing order become U+0100, U+0101, ..."""
+    kept = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in kept]
+    return {**{b: chr(b) for b in kept}, **{b: chr(0x100 + k) for k, b in enumerate(others)}}
+
+
+def hand_gpt2_files(directory, merges):
+    """vocab.json (byte symbols with id = byte value, then one token per merge, then "<|endoftext|>") and
+    merges.txt for the given (a, b) merges, highest priority first."""
+    os.makedirs(directory, exist_ok=True)
+    symbols = gpt2_byte_symbols()
+    encoder = {symbols[b]: b for b in range(256)}
+    for a, b in merges:
+        encoder[a + b] = len(encoder)
+    encoder["<|endoftext|>"] = len(encoder)
+    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(encoder, f, ensure_ascii=False)
+    with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     return directory
 
 

@@ -299,7 +299,7 @@ def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None
         cuts = [n * 90 // 100, n * 95 // 100]
         if kind == "chars":
             cuts = [_text.next_char_boundary(path, c, n) for c in cuts]
-        else:
+        elif kind != "bytes":
             cuts = [_text.next_line_start(path, c, n) for c in cuts]
         bounds = [0, *cuts, n]
         ranges = [(s, path, bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)]
@@ -307,7 +307,7 @@ def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None
             if b <= a:
                 raise DataError(f"{path} ({n:,} bytes) is too small to split 90/5/5 by bytes: its {s} split is "
                                 f"empty" + (" (split points move to line starts for this vocabulary)"
-                                            if kind != "chars" else ""))
+                                            if kind not in ("bytes", "chars") else ""))
     else:
         ranges = [("all", path, 0, sizes[0])]
 
