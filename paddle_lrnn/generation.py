@@ -86,7 +86,7 @@ def generate_text(model_dir, prompt, length, *, ignore_eos=False, stats=None, **
     except ValueError as err:
         raise ValueError(f"{model_dir} has no usable vocabulary ({err}); convert with --vocab or train with "
                          f"tools/train.py, which saves one") from None
-    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}")
+    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     ids = vocab.encode(prompt).tolist()
     if not ids:
         raise ValueError("the prompt is empty after encoding; give at least one character")

@@ -160,12 +160,11 @@ def load_vocab(path):
     return vocab
 
 
-def check_fits(vocab, model_vocab_size, what):
+def check_fits(vocab, model_vocab_size, what, holder="the checkpoint's"):
     """DataError when the vocabulary has more ids than the model's embedding has rows (fewer is fine: published
     models pad their embedding, e.g. World's 65536 rows for 65530 ids)."""
     if vocab.vocab_size > model_vocab_size:
-        raise DataError(f"{what} has {vocab.vocab_size} entries but the checkpoint's embedding has {model_vocab_size} "
-                        f"rows")
+        raise DataError(f"{what} has {vocab.vocab_size} entries but {holder} embedding has {model_vocab_size} rows")
 
 
 def checkpoint_vocab(src, vocab, model_vocab_size):

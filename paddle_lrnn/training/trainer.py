@@ -461,13 +461,14 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
     loss on `split` (windows of ctx_len tokens, default the model's, each from a fresh state) in nats per token,
     bits per char or byte, and perplexity per token. split None: "test", or "valid" for a layout without a test
     split (shakespeare-char)."""
-    from ..data import load_vocab
+    from ..data import check_fits, load_vocab
 
     for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
+    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without
     # one (HGRN2) are evaluated on windows of --ctx-len tokens, 1024 by default
     limit = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None)
