@@ -96,8 +96,8 @@ def generate_text(model_dir, prompt, length, *, ignore_eos=False, stats=None, **
                  stopped_at_eos=False)
     yield prompt
     decoder = vocab.decoder()
-    decoder.decode(ids)  # the decoder continues after the prompt (a word vocabulary then puts a space before the
-    decoder.flush()      # first new word unless the prompt ended a line)
+    decoder.decode(ids)  # the decoder continues after the prompt: a word vocabulary then puts a space before the
+    # first new word unless the prompt ended a line, a tokenizer that strips the first space (Llama's) keeps it
     start = time.perf_counter()
     first = None
     for token in generate_ids(model, ids, length, **sampling):

@@ -258,14 +258,14 @@ class LibraryVocab(Vocab):
             out.append(eol)
         return np.array(out, np.int64), 0
 
-    def _decode_checked(self, ids):
+    def _decode_ids(self, ids):
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def decode(self, ids):
-        return self._decode_checked(_as_ids(ids, self.vocab_size).tolist())
+        return self._decode_ids(_as_ids(ids, self.vocab_size).tolist())
 
     def decoder(self):
-        return TokenStreamDecoder(self._decode_checked)
+        return TokenStreamDecoder(self._decode_ids)
 
 
 def _sha256(data):
@@ -531,15 +531,15 @@ class CutDownVocab(Vocab):
         for ids in self.base.encode_blocks(blocks):
             yield self._reduce(ids, None)
 
-    def _decode_checked(self, ids):
+    def _decode_ids(self, ids):
         kept = [i for i in ids if i not in self._special]
-        return self.base._decode_checked(self.inverted_id_map[np.asarray(kept, np.int64)].tolist())
+        return self.base._decode_ids(self.inverted_id_map[np.asarray(kept, np.int64)].tolist())
 
     def decode(self, ids):
-        return self._decode_checked(_as_ids(ids, self.vocab_size).tolist())
+        return self._decode_ids(_as_ids(ids, self.vocab_size).tolist())
 
     def decoder(self):
-        return TokenStreamDecoder(self._decode_checked)
+        return TokenStreamDecoder(self._decode_ids)
 
 
 def _special_ids(vocab):

@@ -139,7 +139,7 @@ def _file(path):
         if name == "vocab.json" and os.path.isfile(os.path.join(folder, "merges.txt")):
             return Gpt2Vocab.from_dir(folder)
         return HFTokenizerVocab.from_path(path)
-    if looks_like_world_vocab(path):
+    if fnmatch.fnmatch(name, "rwkv_vocab_*.txt") or looks_like_world_vocab(path):
         return WorldVocab.from_file(path)
     raise DataError(f"{path}: not a vocabulary file this code reads (expected {EXPECTED})")
 
