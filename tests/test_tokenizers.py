@@ -348,3 +348,29 @@ def test_legacy_metadata_name_still_loads(tmp_path):
     v.save(tmp_path / "v")
     os.rename(tmp_path / "v" / "paddle_lrnn_vocab.json", tmp_path / "v" / "tokenizer_config.json")
     assert D.load_vocab(tmp_path / "v") == v
+
+
+# ---------------------------------------------------------------------------------------------------------- training
+def test_train_with_a_tokenizer_path_then_evaluate_and_generate(made, tmp_path):
+    """--vocab PATH trains on a tokenizer.json; the run saves it; --eval-only and generation read it back."""
+    from paddle_lrnn.generation import generate_text
+    from paddle_lrnn.training.recipes import resolve
+    from paddle_lrnn.training.trainer import evaluate_model_dir
+    from training_helpers import run
+
+    data = tmp_path / "data.txt"
+    data.write_text(T.austen(30_000), encoding="utf-8")
+    out = tmp_path / "run"
+    cfg = resolve(dict(model="rwkv2", data=str(data), out=str(out), device="cpu", n_layer=1, n_embd=16, ctx_len=16,
+                       batch_size=4, max_steps=2, eval_interval=2, eval_iters=1, warmup_steps=0, sample_length=0,
+                       vocab=made["neox"]))
+    _, t = run(cfg)
+    v = D.load_vocab(made["neox"])
+    assert t.corpus.vocab == v and t.model.config.vocab_size == v.vocab_size
+    assert D.load_vocab(out) == v and (out / "tokenizer.json").is_file()
+    result = evaluate_model_dir(str(out), str(data), max_batches=1, log=lambda *_: None)
+    assert result["tokenization"] == "hf" and result["ppl_unit"] == "token"
+    text = "".join(generate_text(str(out), "It is a truth", 4, temperature=0, ignore_eos=True))
+    assert text.startswith("It is a truth")
+    with pytest.raises(ValueError, match="is a path, which names the tokenizer itself: drop --tokenizer"):
+        run(resolve(dict(cfg.__dict__, tokenizer=made["neox"], out=str(tmp_path / "x"))))
