@@ -113,46 +113,42 @@ class TokenStreamDecoder:
 
     def __init__(self, decode):
         self._decode = decode
-        self._ids = []
-        self._read = 0  # ids[:read] have been emitted; the window starts a few tokens earlier for context
-        self._prefix = 0
+        self._ids = []  # the window: the last emitted chunk's ids (context), then the ids not emitted yet
+        self._read = 0  # ids[:read] were emitted
 
     def decode(self, ids):
         out = []
         for i in ids:
             self._ids.append(int(i))
-            done = self._decode(self._ids[self._prefix:self._read])
-            text = self._decode(self._ids[self._prefix:])
+            done = self._decode(self._ids[:self._read])
+            text = self._decode(self._ids)
             if len(text) > len(done) and not text.endswith("\ufffd"):
                 out.append(text[len(done):])
-                self._prefix, self._read = self._read, len(self._ids)
-                del self._ids[:self._prefix]
-                self._read -= self._prefix
-                self._prefix = 0
+                del self._ids[:self._read]
+                self._read = len(self._ids)
         return "".join(out)
 
     def flush(self):
-        rest = self._decode(self._ids[self._prefix:])[len(self._decode(self._ids[self._prefix:self._read])):]
-        self._ids, self._prefix, self._read = [], 0, 0
+        rest = self._decode(self._ids)[len(self._decode(self._ids[:self._read])):]
+        self._ids, self._read = [], 0
         return rest
 
 
 class LibraryVocab(Vocab):
     """A vocabulary run by a tokenizers.Tokenizer; subclasses say where it comes from and which files it keeps.
 
-    files: {name: bytes} the files save() writes back verbatim. add_special: whether encode() lets the
-    post-processor add its special tokens (corpora never get them). eot_token: the end-of-text token or None."""
+    files: {name: bytes} the files save() writes back verbatim. eot_token: the end-of-text token or None. encode()
+    lets the post-processor add its special tokens; corpora (encode_blocks, encode_lines) never get them."""
 
     unit = "token"
     PIECE = 4096  # characters per piece that encode_blocks hands to the library at once
 
-    def __init__(self, tokenizer, files, eot_token=None, add_special=True, source="tokenizer"):
+    def __init__(self, tokenizer, files, eot_token=None, source="tokenizer"):
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self.tokenizer = tokenizer
         self.files = dict(files)
         self.source = source
-        self.add_special = add_special
         vocab = tokenizer.get_vocab(with_added_tokens=True)
         self._size = max(vocab.values()) + 1 if vocab else 0
         if self._size == 0:
@@ -184,7 +180,7 @@ class LibraryVocab(Vocab):
         return {name: _sha256(data) for name, data in sorted(self.files.items())}
 
     def _options(self):
-        return {"eot_token": self.eot_token, "add_special_tokens": self.add_special}
+        return {"eot_token": self.eot_token}
 
     def _write_files(self, directory):
         for name, data in self.files.items():
@@ -193,7 +189,7 @@ class LibraryVocab(Vocab):
         return sorted(self.files)
 
     def encode(self, text):
-        return np.array(self.tokenizer.encode(text, add_special_tokens=self.add_special).ids, np.int64)
+        return np.array(self.tokenizer.encode(text).ids, np.int64)
 
     def encode_list(self, text):
         """text -> list of ids without special tokens (a piece of a corpus)."""
@@ -232,7 +228,7 @@ class LibraryVocab(Vocab):
         return pieces
 
     def _encode_pieces(self, pieces):
-        # without offsets and over the library's threads: 2x faster than one call on the whole text (measured)
+        # without offsets and over the library's threads: 3x faster than one call on the whole text (measured)
         encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         return np.array([i for e in encode(pieces, add_special_tokens=False) for i in e.ids], np.int64)
 
