@@ -15,7 +15,6 @@ from paddle_lrnn.convert.scale import measure, write_hgrn2_checkpoint
 from paddle_lrnn.io import safetensors_entries
 from paddle_lrnn.models import AutoModelForCausalLM
 
-pytest.importorskip("tokenizers")
 MiB = 1 << 20
 
 

@@ -107,15 +107,9 @@ def convert(family, src, out, *, to="paddle", vocab=None, config=None, dtype=Non
     model_config, tensors, _ = module.read_torch(src, config=config) if family in TAKES_CONFIG else \
         module.read_torch(src)
     tensors = cast_lazy(tensors, dtype)
-    vocab_size = model_config.vocab_size
-    tokenizer = None
-    if vocab is not None:
-        from ..data import load_vocab
+    from ..data import checkpoint_vocab
 
-        tokenizer = load_vocab(vocab)
-        if tokenizer.vocab_size != vocab_size:
-            raise ValueError(f"--vocab {vocab} has {tokenizer.vocab_size} entries but the checkpoint's embedding has "
-                             f"{vocab_size} rows")
+    tokenizer = checkpoint_vocab(src, vocab, model_config.vocab_size)  # --vocab, or the files beside the checkpoint
     sizes = {k: int(np.prod(s, dtype=np.int64)) for k, (_, s, _) in tensors.items()}
     total = sum(sizes[k] * numpy_dtype(d).itemsize for k, (d, _, _) in tensors.items())
     bar = progress_bar(total, "converting", quiet)
@@ -132,7 +126,6 @@ def convert(family, src, out, *, to="paddle", vocab=None, config=None, dtype=Non
                          {"format": "paddle"}, max_shard_size)
             if tokenizer is not None:
                 tokenizer.save(staging)
-            # (the checkpoint folder's own tokenizer files are to be carried into `staging` here)
     finally:
         bar.close()
     dtypes = sorted({d for d, _, _ in tensors.values()})
