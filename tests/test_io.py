@@ -762,7 +762,8 @@ def _entry(dtype="F32", shape=(2,), offsets=(0, 8)):
     ({"a": _entry(offsets=(8, 4))}, b"\0" * 8, ["invalid offset for tensor `a`"]),
     ({"a": _entry(offsets=(-8, 0))}, b"\0" * 8, ["invalid value: integer `-8`"]),
     ({"a": _entry(), "b": _entry(offsets=(4, 12))}, b"\0" * 12, ["invalid offset for tensor `b`"]),
-    ({"a": _entry(), "b": _entry()}, b"\0" * 8, ["invalid offset for tensor `b`"]),
+    # both start at 0: which of the two the package names depends on its (unstable) sort by offset
+    ({"a": _entry(), "b": _entry()}, b"\0" * 8, ["invalid offset for tensor `"]),
     ({"a": _entry(dtype="F7")}, b"\0" * 8, ["unknown variant `F7`"]),
     ({"a": _entry(dtype="F8_E4M3", shape=(8,))}, b"\0" * 8, ["F8_E4M3, which is not supported"]),
     ({"a": _entry(shape=(-2,))}, b"\0" * 8, ["invalid value: integer `-2`"]),
