@@ -15,7 +15,8 @@ WORK=$(mktemp -d)
 [ "${KEEP:-}" = 1 ] && echo "wheel smoke: keeping $WORK" || trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/src" "$WORK/dist" "$WORK/run"
 
-git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C "$WORK/src"
+git ls-files -z --cached --others --exclude-standard |
+  tar --null -T - --ignore-failed-read -cf - | tar -xf - -C "$WORK/src"
 start=$SECONDS
 (cd "$WORK/src" && "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/dist" .)
 wheel=$(ls "$WORK"/dist/paddle_lrnn-*.whl)
@@ -32,4 +33,5 @@ python3 -m venv "$WORK/venv"
 echo "wheel smoke: installed it with $paddle_req into a fresh virtualenv"
 
 cd "$WORK/run"
-env -u PYTHONPATH PADDLE_LRNN_CACHE="$WORK/cache" "$WORK/venv/bin/python" "$REPO/tests/smoke/wheel_smoke.py" "$REPO" "$WORK/run"
+env -u PYTHONPATH PADDLE_LRNN_CACHE="$WORK/cache" \
+  "$WORK/venv/bin/python" "$REPO/tests/smoke/wheel_smoke.py" "$REPO" "$WORK/run"

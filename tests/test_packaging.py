@@ -22,11 +22,11 @@ def setup_py_with_paddle(tmp_path, version):
                           env=dict(os.environ, PYTHONPATH=str(tmp_path)), timeout=120)
 
 
-@pytest.mark.parametrize("version", ["2.6.2", "2.5.1", "1.8.5"])
+@pytest.mark.parametrize("version", ["3.2.2", "3.0.0", "2.6.2", "1.8.5"])
 def test_setup_refuses_an_older_paddle_in_one_line(tmp_path, version):
     out = setup_py_with_paddle(tmp_path, version)
     assert out.returncode != 0
-    assert out.stderr.strip() == (f"error: paddle_lrnn needs PaddlePaddle >= 3.0; this environment has {version} "
+    assert out.stderr.strip() == (f"error: paddle_lrnn needs PaddlePaddle >= 3.3; this environment has {version} "
                                   "(README: supported Paddle versions)")
     assert out.stdout == ""
 
@@ -37,7 +37,7 @@ def test_setup_without_paddle_says_to_install_it_first(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(tmp_path)), timeout=120)
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [
-        "error: building paddle_lrnn needs PaddlePaddle >= 3.0 installed first (pip install paddlepaddle==3.3.1, "
+        "error: building paddle_lrnn needs PaddlePaddle >= 3.3 installed first (pip install paddlepaddle==3.3.1, "
         "or a GPU build), then pip install --no-build-isolation ."]
 
 
