@@ -1,5 +1,5 @@
 """Data layer: vocabularies, corpora (splits, caching, errors) and batching, on small real text made from
-data/austen/austen.txt and RWKV-v2's vocab.json fixture. numpy only (no paddle)."""
+the embedded corpus (paddle_lrnn/data/austen/austen.txt) and RWKV-v2's vocab.json fixture. numpy only (no paddle)."""
 import codecs
 import collections
 import json
@@ -18,7 +18,7 @@ from paddle_lrnn.data import corpus as corpus_mod
 from paddle_lrnn.data.bpe import WHITE_SPACE, bytes_to_unicode, pretokenize, safe_cut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AUSTEN = os.path.join(ROOT, "data", "austen", "austen.txt")
+AUSTEN = D.DEFAULT_CORPUS
 FIXTURES = os.environ.get("PADDLE_LRNN_FIXTURES", "")
 for candidate in (FIXTURES, os.path.join(ROOT, "shared", "fixtures"), os.path.join(ROOT, "..", "shared", "fixtures"),
                   os.path.join(ROOT, "..", "..", "shared", "fixtures"), "/work/shared/fixtures"):

@@ -13,13 +13,14 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_lrnn.data import load_vocab
+from paddle_lrnn.data import DEFAULT_CORPUS, load_vocab
 from paddle_lrnn.generation import generate_ids, generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.models.hgrn2 import HGRN2ForCausalLM
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
-from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
+from paddle_lrnn.training.evaluation import evaluate_model_dir
+from paddle_lrnn.training.recipes import model_config, resolve
+from paddle_lrnn.training.trainer import Trainer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -12,15 +12,16 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_lrnn.data import DataError
+from paddle_lrnn.data import DEFAULT_CORPUS, DataError
 from paddle_lrnn.data.bpe import bytes_to_unicode
 from paddle_lrnn.generation import generate_ids, generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
+from paddle_lrnn.training.evaluation import evaluate_model_dir
+from paddle_lrnn.training.recipes import model_config, resolve
 from paddle_lrnn.training.schedule import lr_at
-from paddle_lrnn.training.trainer import evaluate_model_dir, make_optimizer
+from paddle_lrnn.training.trainer import make_optimizer
 from training_helpers import austen_excerpt, records, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))

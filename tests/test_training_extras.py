@@ -12,8 +12,9 @@ from paddle_lrnn.data import Gpt2Vocab, load_vocab
 from paddle_lrnn.data.bpe import bytes_to_unicode
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import metrics
+from paddle_lrnn.training.evaluation import evaluate_model_dir
 from paddle_lrnn.training.recipes import resolve
-from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
+from paddle_lrnn.training.trainer import Trainer
 from training_helpers import austen_excerpt
 
 

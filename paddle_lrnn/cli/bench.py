@@ -1,12 +1,12 @@
 """Benchmarks (never part of the tests): each section prints a markdown table measured in one run, so the ratios
 inside a table are comparable even on a noisy machine. Paste the output into BENCHMARKS.md with the machine and
-the date.
+the date. From a checkout, `python tools/bench.py` is the same command.
 
-  python tools/bench.py                       # every section on CPU
-  python tools/bench.py --section ops         # custom operators against their pure-Paddle references
-  python tools/bench.py --section generation --original-rwkv2 DIR
+  paddle-lrnn-bench                       # every section on CPU
+  paddle-lrnn-bench --section ops         # custom operators against their pure-Paddle references
+  paddle-lrnn-bench --section generation --original-rwkv2 DIR
         # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
-  python tools/bench.py --section training --device gpu
+  paddle-lrnn-bench --section training --device gpu
 """
 import argparse
 import datetime
@@ -17,9 +17,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli
 
 
 def timed(fn, repeat, warmup=1):
@@ -190,7 +188,7 @@ def bench_generation(args):
 
 
 def bench_training(args):
-    """Training tokens/s of each family's recipe model for the device (the CPU recipe is what `tools/train.py`
+    """Training tokens/s of each family's recipe model for the device (the CPU recipe is what `paddle-lrnn-train`
     trains by default off GPU), on random tokens with Adam, fp32."""
     import paddle
     import paddle.nn.functional as F
@@ -249,5 +247,10 @@ def main(argv=None):
             print()
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script's entry point (setup.py)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

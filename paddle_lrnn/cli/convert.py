@@ -1,22 +1,18 @@
-"""Convert original PyTorch checkpoints to paddle_lrnn models, and back. No torch needed; nothing in a checkpoint
-is executed.
+"""Convert original PyTorch checkpoints to paddle_lrnn models, and back (`paddle-lrnn-convert`; from a checkout,
+`python tools/convert.py`). No torch needed; nothing in a checkpoint is executed.
 
-  python tools/convert.py --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
-  python tools/convert.py --model rwkv2 --to torch --src DIR --out CKPT.pth
-  python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
-                                                                             # pytorch_model.bin or a sharded index
-  python tools/convert.py --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
-  python tools/convert.py --model mru --src checkpoint-step-5000.pt --config model.json --out DIR
-                                                     # an mru-lm training checkpoint and its run's model.json
-  python tools/convert.py --model mru --to torch --src DIR --out TRAIN_DIR   # model.json + checkpoints/*.pt
+  paddle-lrnn-convert --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
+  paddle-lrnn-convert --model rwkv2 --to torch --src DIR --out CKPT.pth
+  paddle-lrnn-convert --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
+                                                                         # pytorch_model.bin or a sharded index
+  paddle-lrnn-convert --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
+  paddle-lrnn-convert --model mru --src checkpoint-step-5000.pt --config model.json --out DIR
+                                                 # an mru-lm training checkpoint and its run's model.json
+  paddle-lrnn-convert --model mru --to torch --src DIR --out TRAIN_DIR   # model.json + checkpoints/*.pt
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli
 
 
 def main(argv=None):
@@ -38,5 +34,10 @@ def main(argv=None):
             overwrite=args.overwrite, log=print)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script's entry point (setup.py)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,17 +1,15 @@
-"""Export a model as Paddle inference programs (for paddle.jit.load and Paddle Inference), batch and length open.
+"""Export a model as Paddle inference programs (for paddle.jit.load and Paddle Inference), batch and length open
+(`paddle-lrnn-export`; from a checkout, `python tools/export.py`).
 
-  python tools/export.py --model-dir out/austen --out exported/austen             # model, prefill and step programs
-  python tools/export.py --model-dir DIR --out EXPORTED --no-state --overwrite     # input_ids -> logits only
+  paddle-lrnn-export --model-dir out/austen --out exported/austen             # model, prefill and step programs
+  paddle-lrnn-export --model-dir DIR --out EXPORTED --no-state --overwrite     # input_ids -> logits only
 
 See paddle_lrnn/export.py and README ("Export for Paddle Inference") for the files and how to load them.
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli
 
 
 def main(argv=None):
@@ -35,5 +33,10 @@ def main(argv=None):
           f"{', '.join(name + '.json' for name in manifest['programs'])}")
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script's entry point (setup.py)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,15 +1,12 @@
-"""Generate text with a trained or converted model, printing tokens as they are made.
+"""Generate text with a trained or converted model, printing tokens as they are made (`paddle-lrnn-generate`;
+from a checkout, `python tools/generate.py`).
 
-  python tools/generate.py --model-dir out/run --prompt "It is a truth" --length 300
-  python tools/generate.py --model-dir DIR --prompt "\nIn the" --temperature 1.0 --top-p 0.7 --seed 1
+  paddle-lrnn-generate --model-dir out/run --prompt "It is a truth" --length 300
+  paddle-lrnn-generate --model-dir DIR --prompt "\nIn the" --temperature 1.0 --top-p 0.7 --seed 1
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
+from paddle_lrnn.cli import ArgumentParser, run_cli
 
 
 def main(argv=None):
@@ -46,5 +43,10 @@ def main(argv=None):
     print()
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script's entry point (setup.py)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

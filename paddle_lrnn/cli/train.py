@@ -1,32 +1,30 @@
-"""Train a linear-RNN language model.
+"""Train a linear-RNN language model (`paddle-lrnn-train`; from a checkout, `python tools/train.py`).
 
-  python tools/train.py                                   # RWKV-v2 on the embedded Jane Austen corpus, CPU-sized
-  python tools/train.py --data enwik8 --preset enwik8 --device gpu --out out/enwik8
-  python tools/train.py --out out/enwik8 --resume         # continue exactly where it stopped
-  python tools/train.py --eval-only --model-dir out/enwik8 --data enwik8
-  python tools/train.py --model hgrn2                     # HGRN2 on the embedded corpus, CPU-sized
-  python tools/train.py --model hgrn2 --preset wt103 --data wikitext-103-raw --vocab gpt2 --tokenizer GPT2_DIR \\
-      --device gpu --out out/hgrn2-wt103                  # the HGRN2 WikiText-103 recipe (see README)
-  python tools/train.py --eval-only --model-dir out/hgrn2-wt103 --data wikitext-103-raw --ctx-len 512
-  python tools/train.py --model mru                       # MRU-LM on the embedded corpus, CPU-sized
-  python tools/train.py --model mru --preset shakespeare-char --data input.txt --device gpu --out out/mru
-                                                          # mru-lm's default run on tiny-shakespeare (see docs/mru.md)
-  python tools/train.py --eval-only --model-dir out/mru --data input.txt --layout shakespeare-char   # valid split
-  python tools/train.py --device gpu --amp bf16 ...       # mixed precision (bf16 or fp16 with loss scaling)
+  paddle-lrnn-train                                   # RWKV-v2 on the embedded Jane Austen corpus, CPU-sized
+  paddle-lrnn-train --data enwik8 --preset enwik8 --device gpu --out out/enwik8
+  paddle-lrnn-train --out out/enwik8 --resume         # continue exactly where it stopped
+  paddle-lrnn-train --eval-only --model-dir out/enwik8 --data enwik8
+  paddle-lrnn-train --model hgrn2                     # HGRN2 on the embedded corpus, CPU-sized
+  paddle-lrnn-train --model hgrn2 --preset wt103 --data wikitext-103-raw --vocab gpt2 --tokenizer GPT2_DIR \\
+      --device gpu --out out/hgrn2-wt103              # the HGRN2 WikiText-103 recipe (see README)
+  paddle-lrnn-train --eval-only --model-dir out/hgrn2-wt103 --data wikitext-103-raw --ctx-len 512
+  paddle-lrnn-train --model mru                       # MRU-LM on the embedded corpus, CPU-sized
+  paddle-lrnn-train --model mru --preset shakespeare-char --data input.txt --device gpu --out out/mru
+                                                      # mru-lm's default run on tiny-shakespeare (see docs/mru.md)
+  paddle-lrnn-train --eval-only --model-dir out/mru --data input.txt --layout shakespeare-char   # valid split
+  paddle-lrnn-train --device gpu --amp bf16 ...       # mixed precision (bf16 or fp16 with loss scaling)
   python -m paddle.distributed.launch --gpus 0,1,2,3 tools/train.py --device gpu ...
-                                                          # data parallel: --batch-size is the global batch
+                                                      # data parallel: --batch-size is the global batch
+                                                      # (installed: $(which paddle-lrnn-train) for tools/train.py)
 
 Unset hyper-parameters come from the family's recipe: the original's on --device gpu, scaled down on cpu.
 """
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
-from paddle_lrnn.training.amp import AMP_MODES  # noqa: E402  (no paddle import)
+from paddle_lrnn.cli import ArgumentParser, run_cli
+from paddle_lrnn.training.amp import AMP_MODES  # (no paddle import)
 
 RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
     "max_steps": int, "batch_size": int, "ctx_len": int, "n_layer": int, "n_embd": int, "lr": float,
@@ -94,7 +92,7 @@ def main(argv=None):
     if args.eval_only:
         if not args.model_dir or not args.data:
             raise ValueError("--eval-only needs --model-dir and --data")
-        from paddle_lrnn.training.trainer import evaluate_model_dir
+        from paddle_lrnn.training.evaluation import evaluate_model_dir
 
         result = evaluate_model_dir(args.model_dir, args.data, split=args.split, layout=args.layout or "auto",
                                     max_batches=args.eval_iters, ctx_len=args.ctx_len)
@@ -120,5 +118,10 @@ def main(argv=None):
     Trainer(cfg, progress=not args.no_progress).train(resume=args.resume)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console script's entry point (setup.py)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -7,13 +7,19 @@ package does not import paddle (the trainer turns the int64 batches into tensors
   batching: BatchSampler (random windows; state_dict / load_state_dict; Batch.shard(rank, world_size)),
             eval_batches (in-order windows with exact target counts)
   errors:   DataError (a ValueError) for every bad input
+  DEFAULT_CORPUS: the embedded default corpus, Jane Austen's six novels (public domain; austen/NOTICE), installed
+            with the package, so that training without --data works outside a checkout too
 """
+import os
+
 from .batching import Batch, BatchSampler, EvalBatch, eval_batches, steps_per_epoch
 from .bpe import Gpt2Vocab
 from .corpus import Corpus, SplitInfo, default_cache_dir, load_corpus
 from .errors import DataError
 from .vocab import ByteVocab, CharVocab, Vocab, WordVocab, load_vocab
 
-__all__ = ["Batch", "BatchSampler", "ByteVocab", "CharVocab", "Corpus", "DataError", "EvalBatch", "Gpt2Vocab",
-           "SplitInfo", "Vocab", "WordVocab", "default_cache_dir", "eval_batches", "load_corpus", "load_vocab",
-           "steps_per_epoch"]
+DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "austen", "austen.txt")
+
+__all__ = ["DEFAULT_CORPUS", "Batch", "BatchSampler", "ByteVocab", "CharVocab", "Corpus", "DataError", "EvalBatch",
+           "Gpt2Vocab", "SplitInfo", "Vocab", "WordVocab", "default_cache_dir", "eval_batches", "load_corpus",
+           "load_vocab", "steps_per_epoch"]

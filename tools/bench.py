@@ -1,0 +1,11 @@
+"""`python tools/bench.py` from a checkout: the same command as the installed `paddle-lrnn-bench` (the code is in
+paddle_lrnn/cli/bench.py; --help lists the flags)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from paddle_lrnn.cli.bench import cli, main  # noqa: E402,F401  (main: for callers that load this file)
+
+if __name__ == "__main__":
+    cli()
