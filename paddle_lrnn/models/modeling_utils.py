@@ -12,7 +12,7 @@ import paddle.nn as nn
 
 from ..io.atomic import atomic_files, atomic_write
 from ..io.safetensors import load_safetensors, save_safetensors
-from ..ops._checks import dims_match, is_tensor
+from ..ops.checks import dims_match, is_tensor
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
