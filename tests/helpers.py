@@ -1,5 +1,5 @@
 """Shared test helpers: run a function forward and backward with given cotangents, compare with tolerances; inputs of
-the operators in the ranges the models give them (log forget gates, MRU step matrices)."""
+the operators in the ranges the models give them (convolution filters, log forget gates, MRU step matrices)."""
 import numpy as np
 import paddle
 
@@ -44,12 +44,19 @@ def finite_difference(fn, inputs, cotangent_fn, index, eps=1e-6):
     return grad
 
 
-def assert_close_dg(dg, dg_ref, q, k, dq_ref, dk_ref, rtol, atol_scale):
+def assert_close_dg(dg, dg_ref, q, k, dq_ref, dk_ref, rtol, atol_scale, what=""):
     """dg comes from the reverse running sum of q * dq - k * dk (gla.h), whose terms cancel where the true dg is
     small (gates near 0, a zero initial state): its absolute error scales with those terms, not with dg itself."""
+    name = f"{what}: grad g" if what else "grad g"
     terms = max(np.abs(q * dq_ref).max(), np.abs(k * dk_ref).max(), np.abs(dg_ref).max(), 1e-30)
-    assert np.isfinite(dg).all(), "grad g: non-finite values"
-    np.testing.assert_allclose(dg, dg_ref, rtol=rtol, atol=atol_scale * terms, err_msg="grad g")
+    assert np.isfinite(dg).all(), f"{name}: non-finite values"
+    np.testing.assert_allclose(dg, dg_ref, rtol=rtol, atol=atol_scale * terms, err_msg=name)
+
+
+def conv_inputs(B, C, T, L, seed):
+    """(w [C, L], x [B, C, T]) float32 standard normal: a depthwise filter per channel and its input."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0, 1, (C, L)).astype(np.float32), rng.normal(0, 1, (B, C, T)).astype(np.float32)]
 
 
 def log_gates(rng, shape, low=-20.0, high=-1e-6):
