@@ -5,12 +5,11 @@ resume, eval-only, the shakespeare-char split, byte-level and GPT-2 BPE data, ge
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
+from helpers import run_tool as tool
 
 from paddle_lrnn.data import DEFAULT_CORPUS, DataError
 from paddle_lrnn.data.bpe import bytes_to_unicode
@@ -25,7 +24,6 @@ from paddle_lrnn.training.trainer import make_optimizer
 from training_helpers import austen_excerpt, records, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +39,6 @@ def tiny(data, out, **overrides):
                                        max_sequence_length=32, dropout_rate=0.0))
     settings.update(overrides)
     return resolve(settings)
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 # ------------------------------------------------------------------------------------------------------- recipes

@@ -7,7 +7,7 @@ from unittest import mock
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close
+from helpers import assert_close, off_init
 
 from paddle_lrnn.convert import converter
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
@@ -28,10 +28,7 @@ def perturbed_model(seed, **config):
     paddle.seed(seed)
     with without_orthogonal_init():
         model = RWKV2ForCausalLM(RWKV2Config(**{**dict(vocab_size=37, n_embd=40, n_layer=3, ctx_len=6), **config}))
-    for p in model.parameters():
-        p.set_value(p + paddle.randn(p.shape) * 0.2)
-    model.eval()
-    return model
+    return off_init(model, 0.2)
 
 
 @pytest.fixture

@@ -39,24 +39,16 @@ def test_unused_columns_get_zero_gradient():
     assert np.all(gw[:, :4] == 0) and np.all(gw[:, 4:] != 0)
 
 
-def test_reference_matches_finite_differences():
-    rng = np.random.default_rng(5)
-    w, x = rng.normal(0, 1, (2, 6)), rng.normal(0, 1, (2, 2, 4))
-    cot = rng.normal(0, 1, (2, 2, 4))
-    _, analytic = run_with_grads(reference.timex, [w, x], [cot])
+@pytest.mark.parametrize("fn,seed,C,L,B,T", [(reference.timex, 5, 2, 6, 2, 4), (ops.timex, 6, 3, 9, 2, 7)],
+                         ids=["reference", "float64 kernel"])
+def test_matches_finite_differences(fn, seed, C, L, B, T):
+    rng = np.random.default_rng(seed)
+    w, x = rng.normal(0, 1, (C, L)), rng.normal(0, 1, (B, C, T))
+    cot = rng.normal(0, 1, (B, C, T))
+    _, analytic = run_with_grads(fn, [w, x], [cot])
     loss = lambda out: float((out.numpy() * cot).sum())  # noqa: E731
     for i in range(2):
-        assert_close(analytic[i], finite_difference(reference.timex, [w.copy(), x.copy()], loss, i), 1e-6, 1e-7)
-
-
-def test_float64_kernel_matches_finite_differences():
-    rng = np.random.default_rng(6)
-    w, x = rng.normal(0, 1, (3, 9)), rng.normal(0, 1, (2, 3, 7))
-    cot = rng.normal(0, 1, (2, 3, 7))
-    _, analytic = run_with_grads(ops.timex, [w, x], [cot])
-    loss = lambda out: float((out.numpy() * cot).sum())  # noqa: E731
-    for i in range(2):
-        assert_close(analytic[i], finite_difference(ops.timex, [w.copy(), x.copy()], loss, i), 1e-6, 1e-7)
+        assert_close(analytic[i], finite_difference(fn, [w.copy(), x.copy()], loss, i), 1e-6, 1e-7)
 
 
 def test_rwkv_v2_time_mix_with_timex_equals_wkv():

@@ -5,16 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO, run_tool as tool
 
 from paddle_lrnn.data import DEFAULT_CORPUS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 @pytest.fixture(scope="module")
