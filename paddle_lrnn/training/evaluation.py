@@ -6,7 +6,7 @@ import math
 import paddle
 import paddle.nn.functional as F
 
-from ..data import eval_batches, load_corpus, load_vocab
+from ..data import check_fits, eval_batches, load_corpus, load_vocab
 from ..models import AutoModelForCausalLM
 from .amp import MixedPrecision
 from .distributed import Parallel
@@ -45,6 +45,7 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
             raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
+    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without
     # one (HGRN2) are evaluated on windows of --ctx-len tokens, 1024 by default
     limit = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None)
