@@ -70,7 +70,7 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
-    install_requires=["numpy", "tokenizers>=0.21", "tqdm", "matplotlib"],
+    install_requires=["numpy", "safetensors>=0.8", "tokenizers>=0.21", "tqdm", "matplotlib"],
     entry_points={"console_scripts": [f"paddle-lrnn-{tool} = paddle_lrnn.cli.{tool}:cli"
                                       for tool in ("train", "convert", "generate", "export", "bench")]},
     zip_safe=False,
