@@ -3,15 +3,16 @@ from a directory outside the checkout: what a user of `pip install paddle_lrnn-*
 
   python wheel_smoke.py REPO WORKDIR
 
-REPO (the checkout) provides only the list of modules the package must have, the fixtures and the corpus: the code
-under test is the installed one. Each step prints one line; any failure raises (non-zero exit status).
-  1. paddle_lrnn comes from site-packages, not from REPO;
-  2. every module of REPO's paddle_lrnn/ imports from the wheel (a subpackage missing from it fails here), and the
-     operator library loads and registers every operator;
-  3. each family's original checkpoint (tests/fixtures) converts, and the converted model reproduces the original's
-     logits, so every kernel of the wheel runs;
-  4. the converted RWKV-v2 generates a few tokens, the same for the same seed;
-  5. a few training steps on the corpus, then the saved model generates.
+REPO (the checkout) provides only the list of modules the package must have and the fixtures: the code under test
+is the installed one, run through its console scripts. Each step prints one line; any failure raises (non-zero
+exit status).
+  1. paddle_lrnn comes from site-packages, not from REPO, with its embedded corpus;
+  2. every module of REPO's paddle_lrnn/ imports from the wheel (a subpackage missing from it fails here), the
+     operator library loads and registers every operator, and every console script answers --help;
+  3. paddle-lrnn-convert converts each family's original checkpoint (tests/fixtures), and the converted model
+     reproduces the original's logits, so every kernel of the wheel runs;
+  4. paddle-lrnn-generate continues a prompt with the converted RWKV-v2, the same for the same seed;
+  5. paddle-lrnn-train trains a few steps on the embedded corpus, and the trained model generates.
 """
 import importlib
 import json
@@ -24,9 +25,18 @@ import numpy as np
 
 REPO, WORK = (os.path.abspath(p) for p in sys.argv[1:3])
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
-CORPUS = os.path.join(REPO, "data", "austen", "austen.txt")
+BIN = os.path.dirname(sys.executable)  # the virtualenv's console scripts
+TOOLS = ("train", "convert", "generate", "export", "bench")
 TOLERANCE = 1e-4  # the converter tests' bound against the originals' float32 logits
 T0 = time.time()
+
+
+def tool(name, *args):
+    """Runs console script paddle-lrnn-NAME; returns its stdout, raising with its stderr on failure."""
+    out = subprocess.run([os.path.join(BIN, f"paddle-lrnn-{name}"), *map(str, args)], capture_output=True, text=True,
+                         cwd=WORK, timeout=900)
+    assert out.returncode == 0, f"paddle-lrnn-{name} {' '.join(map(str, args))} failed:\n{out.stderr}"
+    return out.stdout
 
 
 def step(message):
@@ -51,7 +61,10 @@ import paddle_lrnn  # noqa: E402
 
 where = os.path.dirname(os.path.abspath(paddle_lrnn.__file__))
 assert not where.startswith(REPO + os.sep) and "site-packages" in where, f"paddle_lrnn imported from {where}"
-step(f"paddle_lrnn {paddle_lrnn.__version__} from {where}, paddle {paddle.__version__}")
+from paddle_lrnn.data import DEFAULT_CORPUS  # noqa: E402
+
+assert DEFAULT_CORPUS.startswith(where) and os.path.getsize(DEFAULT_CORPUS) > 4_000_000, DEFAULT_CORPUS
+step(f"paddle_lrnn {paddle_lrnn.__version__} from {where}, paddle {paddle.__version__}, corpus {DEFAULT_CORPUS}")
 
 # 2. every module, then the operator library
 modules = repo_modules()
@@ -65,63 +78,55 @@ for name in modules:
         continue
     assert os.path.abspath(module.__file__).startswith(where), f"{name} imported from {module.__file__}"
 assert not missing, "modules missing from the wheel:\n  " + "\n  ".join(missing)
-from paddle_lrnn.ops._library import library  # noqa: E402
+from paddle_lrnn.ops.library import library  # noqa: E402
 
 operators = sorted(n for n in dir(library()) if n.startswith("lrnn_"))
 assert len(operators) >= 5, operators
-step(f"imported {len(modules)} modules; operator library: {', '.join(operators)}")
+for name in TOOLS:
+    assert "usage: paddle-lrnn-" + name in tool(name, "--help")
+step(f"imported {len(modules)} modules; operator library: {', '.join(operators)}; console scripts: "
+     + ", ".join(f"paddle-lrnn-{name}" for name in TOOLS))
 
 # 3. convert each family's original checkpoint and compare with the original's logits
-from paddle_lrnn.convert import convert  # noqa: E402
 from paddle_lrnn.models import AutoModelForCausalLM  # noqa: E402
 
 FAMILIES = {  # family: (source checkpoint, extra convert arguments, reference outputs)
-    "rwkv2": ("rwkv2/rwkv2-small.pth", {"vocab": "rwkv2/vocab.json"}, "rwkv2/rwkv2-small-ref.npz"),
-    "hgrn2": ("hgrn2/hgrn2-small", {}, "hgrn2/hgrn2-small-ref.npz"),
-    "mru": ("mru/checkpoint-step-100.pt", {"config": "mru/model.json"}, "mru/mru-small-ref.npz"),
+    "rwkv2": ("rwkv2/rwkv2-small.pth", ("--vocab", "rwkv2/vocab.json"), "rwkv2/rwkv2-small-ref.npz"),
+    "hgrn2": ("hgrn2/hgrn2-small", (), "hgrn2/hgrn2-small-ref.npz"),
+    "mru": ("mru/checkpoint-step-100.pt", ("--config", "mru/model.json"), "mru/mru-small-ref.npz"),
 }
 for family, (src, extra, ref) in FAMILIES.items():
     out = os.path.join(WORK, f"converted-{family}")
-    convert(family, os.path.join(FIXTURES, src), out, log=lambda *_: None,
-            **{k: os.path.join(FIXTURES, v) for k, v in extra.items()})
+    flag, value = extra or (None, None)
+    tool("convert", "--model", family, "--src", os.path.join(FIXTURES, src), "--out", out, "--quiet",
+         *((flag, os.path.join(FIXTURES, value)) if flag else ()))
     model = AutoModelForCausalLM.from_pretrained(out)
     model.eval()
     ref = np.load(os.path.join(FIXTURES, ref))
     tokens = ref["tokens"] if ref["tokens"].ndim == 2 else ref["tokens"][None]
-    if family == "rwkv2":  # RWKV-LM's runner: row t after feeding tokens 0..t, i.e. causal logits of one sequence
-        expected = ref["logits"][None]
-    else:
-        expected = ref["logits"]
+    expected = ref["logits"] if ref["logits"].ndim == 3 else ref["logits"][None]  # RWKV-LM's runner: one sequence
     with paddle.no_grad():
         logits = model(paddle.to_tensor(tokens)).logits.numpy()
     diff = float(np.abs(logits - expected).max())
     assert diff < TOLERANCE, f"{family}: converted model's logits differ from the original's by {diff}"
-    step(f"converted {family} ({src}); logits within {diff:.1e} of the original's")
+    step(f"paddle-lrnn-convert {family} ({src}); logits within {diff:.1e} of the original's")
 
 # 4. generation from the converted RWKV-v2
-from paddle_lrnn.generation import generate_text  # noqa: E402
-
 rwkv2_dir = os.path.join(WORK, "converted-rwkv2")
-text = "".join(generate_text(rwkv2_dir, "The family", 24, seed=1))
-again = "".join(generate_text(rwkv2_dir, "The family", 24, seed=1))
-assert text.startswith("The family") and len(text) == len("The family") + 24 and text == again, (text, again)
-step(f"generated {text!r}")
+text = tool("generate", "--model-dir", rwkv2_dir, "--prompt", "The family", "--length", 24, "--seed", 1)
+again = tool("generate", "--model-dir", rwkv2_dir, "--prompt", "The family", "--length", 24, "--seed", 1)
+assert text.startswith("The family") and len(text) == len("The family") + 24 + 1 and text == again, (text, again)
+step(f"paddle-lrnn-generate: {text[:-1]!r}")
 
-# 5. a few training steps, then generation from the trained model
-from paddle_lrnn.training.recipes import resolve  # noqa: E402
-from paddle_lrnn.training.trainer import Trainer  # noqa: E402
-
-data = os.path.join(WORK, "corpus.txt")
-with open(CORPUS, encoding="utf-8") as f, open(data, "w", encoding="utf-8") as g:
-    g.write(f.read(60_000))
+# 5. a few training steps on the embedded corpus, then generation from the trained model
 run = os.path.join(WORK, "trained")
-cfg = resolve({"data": data, "out": run, "device": "cpu", "max_steps": 4, "eval_interval": 2, "eval_iters": 1,
-               "n_layer": 2, "n_embd": 16, "ctx_len": 16, "batch_size": 2, "sample_length": 10})
-Trainer(cfg, log=lambda *_: None, progress=False).train()
+tool("train", "--out", run, "--max-steps", 4, "--eval-interval", 2, "--eval-iters", 1, "--n-layer", 2,
+     "--n-embd", 16, "--ctx-len", 16, "--batch-size", 2, "--sample-length", 10, "--device", "cpu", "--no-progress")
 with open(os.path.join(run, "metrics.jsonl"), encoding="utf-8") as f:
     records = [json.loads(line) for line in f]
 assert records and records[-1]["step"] == 4 and np.isfinite(records[-1]["val_loss"]), records
-text = "".join(generate_text(run, "It is", 16, seed=0))
-assert text.startswith("It is") and len(text) == len("It is") + 16, text
-step(f"trained 4 steps (val_loss {records[-1]['val_loss']:.3f}); generated {text!r}")
+text = tool("generate", "--model-dir", run, "--prompt", "It is", "--length", 16, "--seed", 0)
+assert text.startswith("It is") and len(text) == len("It is") + 16 + 1, text  # and print()'s newline
+step(f"paddle-lrnn-train: 4 steps on the embedded corpus (val_loss {records[-1]['val_loss']:.3f}); "
+     f"paddle-lrnn-generate: {text[:-1]!r}")
 print("wheel smoke test passed")
