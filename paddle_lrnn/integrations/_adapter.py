@@ -122,7 +122,7 @@ class CausalLMMixin:
         if attention_mask is not None:
             check_attention_mask(attention_mask, input_ids, allow_right_padding=True)
         out = self.lrnn(input_ids, state=past_key_values, use_cache=bool(use_cache))
-        loss = None if labels is None else lm_loss(out.logits, labels, self.lrnn.config)
+        loss = None if labels is None else lm_loss(out.logits, labels)
         if return_dict is False:
             result = (out.logits,) if out.state is None else (out.logits, out.state)
             return result if loss is None else (loss,) + result
@@ -164,8 +164,8 @@ class CausalLMMixin:
         """{state key: its batch axis, or None for a tensor shared by the batch}, from the states after one token
         for batches of 1 and 2 (computed once per model)."""
         if self._state_batch_axes is None:
-            with paddle.no_grad():
-                one, two = (self.lrnn(paddle.zeros([b, 1], "int64"), use_cache=True).state for b in (1, 2))
+            with paddle.no_grad():  # forward itself: the probe is no call of the model that hooks should see
+                one, two = (self.lrnn.forward(paddle.zeros([b, 1], "int64"), use_cache=True).state for b in (1, 2))
             axes = {}
             for key in one:
                 differ = [i for i, (a, b) in enumerate(zip(one[key].shape, two[key].shape)) if a != b]
@@ -213,13 +213,15 @@ _HARMLESS_LOAD_KWARGS = {
 }
 
 
-def lm_loss(logits, labels, config):
+def lm_loss(logits, labels):
     """Mean cross-entropy of logits [B, T, V] against labels [B, T] over the positions whose label is not
-    IGNORE_INDEX."""
+    IGNORE_INDEX (paddle's mean reduction would divide by every position, ignored ones included)."""
     if list(labels.shape) != list(logits.shape[:2]):
         raise ValueError(f"labels must have the shape of input_ids {list(logits.shape[:2])}, got {list(labels.shape)}")
-    return F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), labels.reshape([-1]).astype("int64"),
-                           ignore_index=IGNORE_INDEX)
+    labels = labels.reshape([-1]).astype("int64")
+    total = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]), labels, reduction="sum",
+                            ignore_index=IGNORE_INDEX)
+    return total / paddle.clip((labels != IGNORE_INDEX).astype(total.dtype).sum(), min=1.0)
 
 
 def check_attention_mask(mask, input_ids, allow_right_padding):

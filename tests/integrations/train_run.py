@@ -1,0 +1,76 @@
+"""Trains the tiny model of every family with the library's Trainer, the settings README gives, in a process of its
+own (as a user's resumed run would be):
+
+    python tests/integrations/train_run.py LIBRARY full OUT     10 steps from scratch, a checkpoint every 5
+    python tests/integrations/train_run.py LIBRARY resume OUT   the same run resumed from OUT/<family>/checkpoint-5
+
+Each run writes OUT/<family>/final-<mode>.npz (the parameters after the last step) and, in full mode, the model
+saved by trainer.save_model in OUT/<family>/final and the logged losses in OUT/<family>/losses.json.
+"""
+import importlib
+import json
+import os
+import sys
+
+import numpy as np
+import paddle
+
+from integration_support import VARIANTS, tiny_config
+
+# What README tells users of each library to pass: safetensors checkpoints that resume in a single process.
+LIBRARY_ARGS = {
+    "paddlenlp": dict(unified_checkpoint=True, report_to=[]),
+    "paddleformers": dict(save_checkpoint_format="unified_checkpoint", load_checkpoint_format="unified_checkpoint",
+                          amp_master_grad=False, report_to=["none"]),
+}
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class CharWindows(paddle.io.Dataset):
+    """Windows of 33 characters of the embedded corpus as (input_ids, labels) shifted by one, as the libraries'
+    causal LMs take them."""
+
+    def __init__(self, n_windows=48, window=33):
+        with open(os.path.join(REPO, "data", "austen", "austen.txt"), encoding="utf-8") as f:
+            text = f.read(n_windows * window)
+        chars = sorted(set(text))
+        self.vocab_size = len(chars)
+        ids = np.array([chars.index(c) for c in text], dtype="int64").reshape(n_windows, window)
+        self.items = [{"input_ids": row[:-1], "labels": row[1:]} for row in ids]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def main(library, mode, out):
+    integration = importlib.import_module(f"paddle_lrnn.integrations.{library}")
+    trainer_module = importlib.import_module(f"{library}.trainer")
+    data = CharWindows()
+    for model_type in sorted({t for t, _ in VARIANTS}):
+        lrnn_config = tiny_config(model_type, data.vocab_size)
+        if "dropout_rate" in lrnn_config.defaults:  # the resumed run must also restore the dropout RNG
+            lrnn_config.dropout_rate = 0.1
+        model_class = integration.MODEL_CLASSES[model_type]
+        paddle.seed(1)
+        model = model_class(model_class.config_class(**lrnn_config.to_dict()))
+        run_dir = os.path.join(out, model_type)
+        args = trainer_module.TrainingArguments(
+            output_dir=run_dir, max_steps=10, save_steps=5, per_device_train_batch_size=4, learning_rate=3e-3,
+            logging_steps=1, seed=7, disable_tqdm=True, **LIBRARY_ARGS[library])
+        trainer = trainer_module.Trainer(model=model, args=args, train_dataset=data)
+        if mode == "full":
+            trainer.train()
+            trainer.save_model(os.path.join(run_dir, "final"))
+            losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+            with open(os.path.join(run_dir, "losses.json"), "w") as f:
+                json.dump(losses, f)
+        else:
+            trainer.train(resume_from_checkpoint=os.path.join(run_dir, "checkpoint-5"))
+        np.savez(os.path.join(run_dir, f"final-{mode}.npz"), **{k: v.numpy() for k, v in model.state_dict().items()})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
