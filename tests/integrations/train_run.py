@@ -60,11 +60,14 @@ def main(library, mode, out):
         args = trainer_module.TrainingArguments(
             output_dir=run_dir, max_steps=10, save_steps=5, per_device_train_batch_size=4, learning_rate=3e-3,
             logging_steps=1, seed=7, disable_tqdm=True, **LIBRARY_ARGS[library])
-        trainer = trainer_module.Trainer(model=model, args=args, train_dataset=data)
+        losses = []  # (PaddleNLP 3.0.0b4 empties trainer.state.log_history at every log)
+        recorder = type("LossRecorder", (trainer_module.TrainerCallback,), {
+            "on_log": lambda self, args, state, control, logs=None, **kw: losses.append(logs["loss"])
+            if logs and "loss" in logs else None})
+        trainer = trainer_module.Trainer(model=model, args=args, train_dataset=data, callbacks=[recorder()])
         if mode == "full":
             trainer.train()
             trainer.save_model(os.path.join(run_dir, "final"))
-            losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
             with open(os.path.join(run_dir, "losses.json"), "w") as f:
                 json.dump(losses, f)
         else:
