@@ -248,3 +248,18 @@ def test_trainer_trains_and_resumes_exactly(library, tmp_path):
             back = LrnnAutoModel.from_pretrained(str(saved_dir))
             for name, param in back.named_parameters():
                 np.testing.assert_array_equal(param.numpy(), full[name], err_msg=f"{saved_dir} {name}")
+
+
+def test_readme_example_runs(library, tmp_path):
+    """README's five lines for the library, on a tiny model in place of out/austen; what they save loads back."""
+    readme = open(os.path.join(HERE, "..", "..", "README.md"), encoding="utf-8").read()
+    section = readme.split("## PaddleNLP and PaddleFormers", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if f"paddle_lrnn.integrations.{library}" in b]
+    lrnn = tiny_model(VARIANTS[0][0], vocab_size=64)
+    lrnn.save_pretrained(str(tmp_path / "austen"))
+    exec(code.replace('"out/austen', f'"{tmp_path}/austen'), {})
+    (out_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("austen-")]
+    back = LrnnAutoModel.from_pretrained(str(out_dir))
+    for name, param in lrnn.named_parameters():
+        np.testing.assert_array_equal(dict(back.named_parameters())[name].numpy(), param.numpy(), err_msg=name)
