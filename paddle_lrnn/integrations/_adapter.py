@@ -80,7 +80,6 @@ class ConfigMixin:
 class CausalLMMixin:
     lrnn_model_class = None
     output_class = None
-    main_input_name = "input_ids"
 
     def __init__(self, config, lrnn_model=None):
         super().__init__(config)
@@ -238,10 +237,9 @@ def check_attention_mask(mask, input_ids, allow_right_padding):
         raise ValueError(f"attention_mask has shape {list(keep.shape)}, input_ids {list(input_ids.shape)}")
     if keep.all():
         return
-    if allow_right_padding and (np.diff(keep.astype(np.int8), axis=1) <= 0).all():
-        return
-    raise ValueError("attention_mask marks padding "
-                     + ("before real tokens" if allow_right_padding else "in the prompt")
-                     + ": a recurrent model reads every token of a row in order, so padding must not precede real "
-                     + ("tokens (pad on the right)" if allow_right_padding else
-                        "tokens; generate from prompts of equal length (e.g. one prompt per call)"))
+    if not allow_right_padding:
+        raise ValueError("attention_mask marks padding in the prompt: a recurrent model would read the padding into "
+                         "its state; generate from prompts of equal length without padding (e.g. one per call)")
+    if not (np.diff(keep.astype(np.int8), axis=1) <= 0).all():
+        raise ValueError("attention_mask marks padding before real tokens: a recurrent model reads every token of a "
+                         "row in order, so pad on the right (labels -100 there)")

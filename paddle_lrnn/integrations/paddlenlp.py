@@ -61,7 +61,7 @@ def _register():
     def from_config(cls, config, **kwargs):
         model_class = MODEL_CLASSES.get(getattr(config, "model_type", None))
         if model_class is not None and isinstance(config, model_class.config_class):
-            return model_class(config, **kwargs)
+            return model_class.from_config(config, **kwargs)
         return library_from_config(cls, config, **kwargs)
 
     from_pretrained.__doc__ = library_from_pretrained.__doc__

@@ -94,6 +94,8 @@ def test_auto_classes_load_a_paddle_lrnn_directory(auto, integration, saved, vid
         np.testing.assert_array_equal(value.numpy(), params[name].numpy(), err_msg=name)
     ids = paddle.to_tensor(PROMPTS)
     np.testing.assert_array_equal(model(input_ids=ids).logits.numpy(), lrnn(ids).logits.numpy())
+    fresh = auto[1].from_config(config)  # a new model of that config, initialised as paddle_lrnn initialises it
+    assert type(fresh) is model_class and sorted(fresh.state_dict()) == sorted(params)
 
 
 @pytest.mark.parametrize("vid", VARIANT_IDS)
@@ -183,7 +185,7 @@ def test_forward_loss_from_labels(auto, saved):
         right = paddle.to_tensor([[1] * 7, [1] * 5 + [0] * 2])
         np.testing.assert_allclose(float(model(input_ids=ids, labels=labels, attention_mask=right).loss),
                                    float(out.loss), rtol=1e-6)
-        with pytest.raises(ValueError, match="padding must not precede real tokens"):
+        with pytest.raises(ValueError, match="padding before real tokens"):
             model(input_ids=ids, labels=labels, attention_mask=paddle.to_tensor([[1] * 7, [0] * 2 + [1] * 5]))
         loss, logits_tuple = model(input_ids=ids, labels=labels, return_dict=False)
         np.testing.assert_array_equal(logits_tuple.numpy(), logits.numpy())
