@@ -23,7 +23,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ..models.auto import FAMILIES
-from ..models.modeling_utils import WEIGHTS_NAME, ModelFileError, read_config
+from ..models.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, ModelFileError, read_config
 
 IGNORE_INDEX = -100
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -57,6 +57,37 @@ def build_classes(library, config_base, model_base, output_class, model_extras=N
         by_name[model_class.__name__] = model_class
         by_type[model_type] = model_class
     return by_name, by_type
+
+
+def route_from_pretrained(auto_class, model_classes):
+    """Makes the library's auto_class.from_pretrained send a local directory whose config.json has one of our
+    model types to that family's class (model_classes: {model_type: class}), before the library's own lookup, which
+    tries substrings of the path first (PaddleFormers takes ".../qwen2-hgrn2" for Qwen2) and, in PaddleNLP, has no
+    registry at all. Anything else goes to the library unchanged."""
+    if getattr(auto_class, "_paddle_lrnn_routed", False):
+        return
+    library_from_pretrained = auto_class.from_pretrained.__func__
+
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        directory = os.path.join(os.fspath(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+        model_class = model_classes.get(_local_model_type(directory))
+        if model_class is not None:
+            return model_class.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        return library_from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs)
+
+    from_pretrained.__doc__ = library_from_pretrained.__doc__
+    auto_class.from_pretrained = classmethod(from_pretrained)
+    auto_class._paddle_lrnn_routed = True
+
+
+def _local_model_type(directory):
+    """config.json's model_type of a local model directory, or None (not a directory, no readable config)."""
+    if not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+        return None
+    try:
+        return read_config(directory).get("model_type")
+    except ModelFileError:
+        return None
 
 
 class ConfigMixin:

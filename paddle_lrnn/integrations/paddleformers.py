@@ -1,6 +1,7 @@
 """paddle_lrnn models in PaddleFormers 1.2.0. Importing this module registers every family with PaddleFormers'
 AutoConfig and AutoModelForCausalLM (their register methods) and defines the classes (RWKV2ForCausalLM,
-HGRN2Config, ...) as its attributes:
+HGRN2Config, ...) as its attributes; AutoModelForCausalLM.from_pretrained sends a paddle_lrnn directory to its
+family before PaddleFormers guesses a class from substrings of the path:
 
     import paddle_lrnn.integrations.paddleformers
     from paddleformers.transformers import AutoModelForCausalLM
@@ -15,7 +16,7 @@ use TrainingArguments(save_checkpoint_format="unified_checkpoint", load_checkpoi
 (safetensors, which paddle_lrnn also reads). Importing PaddleFormers patches some Paddle functions unless
 FLAGS_enable_paddleformers_monkey_patch=0 is set; the models work either way.
 """
-from ._adapter import build_classes
+from ._adapter import build_classes, route_from_pretrained
 
 try:
     from paddleformers.transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PretrainedModel
@@ -39,3 +40,6 @@ __all__ = ["MODEL_CLASSES", *_classes]
 for _model_type, _model_class in MODEL_CLASSES.items():
     AutoConfig.register(_model_type, _model_class.config_class, exist_ok=True)
     AutoModelForCausalLM.register(_model_class.config_class, _model_class, exist_ok=True)
+# The registry is consulted only after the path's substrings ("qwen2", "llama", ...) and config.json's
+# "architectures" have found nothing; a paddle_lrnn directory goes to its family first.
+route_from_pretrained(AutoModelForCausalLM, MODEL_CLASSES)

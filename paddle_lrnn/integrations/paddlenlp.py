@@ -13,13 +13,10 @@ paddle_lrnn reads only the safetensors files.
 
 AutoConfig is registered with AutoConfig.register. PaddleNLP's AutoModelForCausalLM has no registration API (it picks
 a class from a fixed table of PaddleNLP's own modules, by substrings of config.json's "architectures" or of the
-path), so registering wraps its from_pretrained and from_config: a directory or config whose model_type is a
-paddle_lrnn family goes to that family's class, anything else to PaddleNLP unchanged.
+path), so its from_pretrained and from_config are wrapped: a directory or config whose model_type is a paddle_lrnn
+family goes to that family's class, anything else to PaddleNLP unchanged.
 """
-import os
-
-from ..models.modeling_utils import CONFIG_NAME, ModelFileError, read_config
-from ._adapter import build_classes
+from ._adapter import build_classes, route_from_pretrained
 
 try:
     from paddlenlp.transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PretrainedModel
@@ -33,30 +30,13 @@ globals().update(_classes)
 __all__ = ["MODEL_CLASSES", *_classes]
 
 
-def _model_type(directory):
-    """config.json's model_type of a local model directory, or None (not a directory, no readable config)."""
-    if not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
-        return None
-    try:
-        return read_config(directory).get("model_type")
-    except ModelFileError:
-        return None
-
-
 def _register():
     for model_type, model_class in MODEL_CLASSES.items():
         AutoConfig.register(model_type, model_class.config_class, exist_ok=True)
-    if getattr(AutoModelForCausalLM, "_paddle_lrnn_wrapped", False):
+    route_from_pretrained(AutoModelForCausalLM, MODEL_CLASSES)
+    if getattr(AutoModelForCausalLM, "_paddle_lrnn_from_config", False):
         return
-    library_from_pretrained = AutoModelForCausalLM.from_pretrained.__func__
     library_from_config = AutoModelForCausalLM.from_config.__func__
-
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        directory = os.path.join(os.fspath(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
-        model_class = MODEL_CLASSES.get(_model_type(directory))
-        if model_class is not None:
-            return model_class.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        return library_from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs)
 
     def from_config(cls, config, **kwargs):
         model_class = MODEL_CLASSES.get(getattr(config, "model_type", None))
@@ -64,10 +44,8 @@ def _register():
             return model_class.from_config(config, **kwargs)
         return library_from_config(cls, config, **kwargs)
 
-    from_pretrained.__doc__ = library_from_pretrained.__doc__
-    AutoModelForCausalLM.from_pretrained = classmethod(from_pretrained)
     AutoModelForCausalLM.from_config = classmethod(from_config)
-    AutoModelForCausalLM._paddle_lrnn_wrapped = True
+    AutoModelForCausalLM._paddle_lrnn_from_config = True
 
 
 _register()

@@ -1,8 +1,10 @@
 """paddle_lrnn's models inside PaddleNLP and PaddleFormers (paddle_lrnn.integrations), once per library (conftest):
 their Auto classes load our model directories, their generate() decodes as generate_ids does and beam search finds
 the best beams, their Trainer trains and resumes exactly, and what they save loads back in paddle_lrnn."""
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -217,6 +219,15 @@ def test_what_the_library_saves_loads_back_in_paddle_lrnn(auto, library, saved, 
         LrnnAutoModel.from_pretrained(str(tmp_path / "default"))
 
 
+def test_directory_names_do_not_mislead_the_auto_class(auto, integration, saved, tmp_path):
+    """The libraries guess classes from substrings of the path (PaddleFormers takes ".../qwen2-hgrn2" for Qwen2);
+    a paddle_lrnn directory is recognised by its config.json first."""
+    lrnn, directory = saved[VARIANT_IDS[0]]
+    shutil.copytree(directory, tmp_path / "qwen2-llama-gpt-bert")
+    model = auto[1].from_pretrained(str(tmp_path / "qwen2-llama-gpt-bert"))
+    assert type(model) is integration.MODEL_CLASSES[lrnn.config.model_type]
+
+
 def test_from_pretrained_refuses_what_it_cannot_honour(auto, integration, saved):
     lrnn, directory = saved[VARIANT_IDS[0]]
     with pytest.raises(TypeError, match="convert_from_torch.*tools/convert.py"):
@@ -232,14 +243,17 @@ def test_config_values_are_checked_by_paddle_lrnn(integration):
 
 
 def test_trainer_trains_and_resumes_exactly(library, tmp_path):
-    """10 steps of every family with the library's Trainer (README's settings), then the same run resumed from its
-    step-5 checkpoint in a new process: the parameters after step 10 are identical (MRU trains with dropout, so the
+    """10 steps of every family, loaded from a paddle_lrnn directory, with the library's Trainer (README's settings),
+    then the same run resumed from its step-5 checkpoint in a new process: the parameters after step 10 are identical (MRU trains with dropout, so the
     RNG state is restored too). The loss falls, and the checkpoint and the saved model load in paddle_lrnn."""
     script = os.path.join(HERE, "train_run.py")
     for mode in ("full", "resume"):
         subprocess.run([sys.executable, script, library, mode, str(tmp_path)], check=True, capture_output=True)
     for model_type in sorted(FAMILIES):
         run = tmp_path / model_type
+        # training the loaded model never writes through to the file it was loaded from
+        weights = (run / "base" / "model.safetensors").read_bytes()
+        assert hashlib.sha256(weights).hexdigest() == (run / "base.sha256").read_text()
         full, resumed = np.load(run / "final-full.npz"), np.load(run / "final-resume.npz")
         assert sorted(full) == sorted(resumed)
         for name in full:

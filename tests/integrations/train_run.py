@@ -4,9 +4,12 @@ own (as a user's resumed run would be):
     python tests/integrations/train_run.py LIBRARY full OUT     10 steps from scratch, a checkpoint every 5
     python tests/integrations/train_run.py LIBRARY resume OUT   the same run resumed from OUT/<family>/checkpoint-5
 
-Each run writes OUT/<family>/final-<mode>.npz (the parameters after the last step) and, in full mode, the model
-saved by trainer.save_model in OUT/<family>/final and the logged losses in OUT/<family>/losses.json.
+Both start from the paddle_lrnn model directory OUT/<family>/base (written by the full run), loaded through the
+library's AutoModelForCausalLM. Each run writes OUT/<family>/final-<mode>.npz (the parameters after the last step) and, in full mode, the model
+saved by trainer.save_model in OUT/<family>/final, the logged losses in OUT/<family>/losses.json and the
+SHA-256 of the base weights as written in OUT/<family>/base.sha256.
 """
+import hashlib
 import importlib
 import json
 import os
@@ -16,6 +19,7 @@ import numpy as np
 import paddle
 
 from integration_support import VARIANTS, tiny_config
+from paddle_lrnn.models import AutoModelForCausalLM
 
 # What README tells users of each library to pass: safetensors checkpoints that resume in a single process.
 LIBRARY_ARGS = {
@@ -49,14 +53,21 @@ def main(library, mode, out):
     integration = importlib.import_module(f"paddle_lrnn.integrations.{library}")
     trainer_module = importlib.import_module(f"{library}.trainer")
     data = CharWindows()
+    auto_model = importlib.import_module(f"{library}.transformers").AutoModelForCausalLM
     for model_type in sorted({t for t, _ in VARIANTS}):
-        lrnn_config = tiny_config(model_type, data.vocab_size)
-        if "dropout_rate" in lrnn_config.defaults:  # the resumed run must also restore the dropout RNG
-            lrnn_config.dropout_rate = 0.1
-        model_class = integration.MODEL_CLASSES[model_type]
-        paddle.seed(1)
-        model = model_class(model_class.config_class(**lrnn_config.to_dict()))
         run_dir = os.path.join(out, model_type)
+        base = os.path.join(run_dir, "base")  # a paddle_lrnn model directory, fine-tuned as a user would
+        if mode == "full":
+            lrnn_config = tiny_config(model_type, data.vocab_size)
+            if "dropout_rate" in lrnn_config.defaults:  # the resumed run must also restore the dropout RNG
+                lrnn_config.dropout_rate = 0.1
+            paddle.seed(1)
+            AutoModelForCausalLM.from_config(lrnn_config).save_pretrained(base)
+            with open(os.path.join(base, "model.safetensors"), "rb") as f:  # to check that training leaves it be
+                digest = hashlib.sha256(f.read()).hexdigest()
+            with open(os.path.join(run_dir, "base.sha256"), "w") as f:
+                f.write(digest)
+        model = auto_model.from_pretrained(base)
         args = trainer_module.TrainingArguments(
             output_dir=run_dir, max_steps=10, save_steps=5, per_device_train_batch_size=4, learning_rate=3e-3,
             logging_steps=1, seed=7, disable_tqdm=True, **LIBRARY_ARGS[library])
