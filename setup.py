@@ -69,7 +69,7 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
-    install_requires=["numpy", "tokenizers>=0.21", "tqdm", "matplotlib"],
+    install_requires=["numpy", "safetensors>=0.8", "tokenizers>=0.21", "tqdm", "matplotlib"],
     # Optional integrations (paddle_lrnn.integrations; README "PaddleNLP and PaddleFormers"), pinned to the versions
     # they were tested with and to the dependency pins without which they do not install or import next to Paddle
     # 3.3.1 (unpinned, visualdl pulls an httpx that breaks `import paddle`). Both bring numpy <= 1.26.4; the core

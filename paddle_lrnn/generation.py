@@ -80,7 +80,7 @@ def generate_text(model_dir, prompt, length, *, ignore_eos=False, stats=None, **
     from .models import AutoModelForCausalLM
 
     check_sampling(**{k: v for k, v in sampling.items() if k in ("temperature", "top_p", "top_a")})
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")  # (no 16-bit CPU matmul yet)
     try:
         vocab = load_vocab(model_dir)
     except ValueError as err:
