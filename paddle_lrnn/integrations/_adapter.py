@@ -22,11 +22,11 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from ..io.sharded import INDEX_NAME, WEIGHTS_NAME
 from ..models.auto import FAMILIES
-from ..models.modeling_utils import CONFIG_NAME, WEIGHTS_NAME, ModelFileError, read_config
+from ..models.modeling_utils import CONFIG_NAME, ModelFileError, read_config
 
 IGNORE_INDEX = -100
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PICKLED_WEIGHTS_NAME = "model_state.pdparams"  # what PaddleNLP's save_pretrained writes by default
 
 
@@ -209,9 +209,10 @@ class CausalLMMixin:
     # ---------------------------------------------------------------------------------------------------- files
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, dtype=None, subfolder=None, **kwargs):
-        """Loads a model directory written by paddle_lrnn (save_pretrained, a converter, the train tool) or by this
-        class's save_pretrained, with paddle_lrnn's loader (config.json + model.safetensors; names and shapes
-        checked, no pickled code run). dtype: cast the parameters after loading."""
+        """Loads a model directory written by paddle_lrnn (save_pretrained, a converter, the train tool) or by the
+        library's save_pretrained in safetensors, with paddle_lrnn's loader: config.json and model.safetensors or
+        its shards, memory-mapped, names and shapes checked, no pickled code run. dtype: "float32", "bfloat16" or
+        "float16" (or the paddle dtype) to cast to; None keeps the stored one."""
         refused = sorted(k for k in kwargs if k not in _HARMLESS_LOAD_KWARGS or _HARMLESS_LOAD_KWARGS[k](kwargs[k]))
         if args or refused:
             raise TypeError(f"{cls.__name__}.from_pretrained loads a local model directory (config.json and "
@@ -221,16 +222,16 @@ class CausalLMMixin:
         directory = os.fspath(pretrained_model_name_or_path)
         if subfolder:
             directory = os.path.join(directory, subfolder)
-        if not any(os.path.isfile(os.path.join(directory, n)) for n in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)) \
+        if not any(os.path.isfile(os.path.join(directory, n)) for n in (WEIGHTS_NAME, INDEX_NAME)) \
                 and os.path.isfile(os.path.join(directory, PICKLED_WEIGHTS_NAME)):
             raise ModelFileError(
                 f"{directory} holds its weights only as {PICKLED_WEIGHTS_NAME}, a pickle (loading one can run code), "
                 f"which paddle_lrnn does not read. Save with save_pretrained(directory, safe_serialization=True), "
                 f"and train with TrainingArguments(unified_checkpoint=True) for safetensors checkpoints.")
-        lrnn = cls.lrnn_model_class.from_pretrained(directory)
+        if dtype is not None and not isinstance(dtype, str):
+            dtype = str(dtype).rsplit(".", 1)[-1]  # paddle.bfloat16 -> "bfloat16"
+        lrnn = cls.lrnn_model_class.from_pretrained(directory, dtype=dtype)
         model = cls(cls.config_class(**read_config(directory)), lrnn_model=lrnn)
-        if dtype is not None:
-            model.to(dtype=dtype)
         model.eval()
         return model
 

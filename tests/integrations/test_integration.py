@@ -96,6 +96,8 @@ def test_auto_classes_load_a_paddle_lrnn_directory(auto, integration, saved, vid
         np.testing.assert_array_equal(value.numpy(), params[name].numpy(), err_msg=name)
     ids = paddle.to_tensor(PROMPTS)
     np.testing.assert_array_equal(model(input_ids=ids).logits.numpy(), lrnn(ids).logits.numpy())
+    half = auto[1].from_pretrained(directory, dtype="bfloat16")  # cast as paddle_lrnn's loader casts
+    assert {str(p.dtype) for p in half.parameters()} == {"paddle.bfloat16"}
     fresh = auto[1].from_config(config)  # a new model of that config, initialised as paddle_lrnn initialises it
     assert type(fresh) is model_class and sorted(fresh.state_dict()) == sorted(params)
 
