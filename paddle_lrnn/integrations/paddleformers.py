@@ -23,7 +23,7 @@ try:
     from paddleformers.transformers.model_outputs import CausalLMOutputWithPast
 except ImportError as err:
     raise ImportError(f"paddle_lrnn.integrations.paddleformers needs PaddleFormers: pip install "
-                      f"\"paddle_lrnn[paddleformers]\" ({err})") from err
+                      f"\"paddle_lrnn[paddleformers]\" ({err})", name=err.name) from err
 
 
 def _identity_aoa_config(cls, config):

@@ -23,7 +23,7 @@ try:
     from paddlenlp.transformers.model_outputs import CausalLMOutputWithPast
 except ImportError as err:
     raise ImportError(f"paddle_lrnn.integrations.paddlenlp needs PaddleNLP: pip install \"paddle_lrnn[paddlenlp]\" "
-                      f"({err})") from err
+                      f"({err})", name=err.name) from err
 
 _classes, MODEL_CLASSES = build_classes(__name__, PretrainedConfig, PretrainedModel, CausalLMOutputWithPast)
 globals().update(_classes)

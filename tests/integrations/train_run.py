@@ -50,7 +50,7 @@ class CharWindows(paddle.io.Dataset):
 
 
 def main(library, mode, out):
-    integration = importlib.import_module(f"paddle_lrnn.integrations.{library}")
+    importlib.import_module(f"paddle_lrnn.integrations.{library}")  # registers every family with the library
     trainer_module = importlib.import_module(f"{library}.trainer")
     data = CharWindows()
     auto_model = importlib.import_module(f"{library}.transformers").AutoModelForCausalLM
