@@ -66,6 +66,7 @@ setup(
     version=VERSION,
     description="Linear-RNN language models (RWKV-v2, HGRN2, MRU) for PaddlePaddle with custom C++/CUDA operators",
     packages=find_packages(include=["paddle_lrnn", "paddle_lrnn.*"]),
+    package_data={"paddle_lrnn.data": ["austen/austen.txt", "austen/NOTICE"]},  # the default corpus
     ext_modules=[ext],
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
@@ -78,5 +79,7 @@ setup(
         "paddlenlp": ["paddlenlp==3.0.0b4", "aistudio-sdk==0.2.6", "datasets<3.2", "pyarrow<19", "visualdl<3"],
         "paddleformers": ["paddleformers==1.2.0", "pyarrow<26"],
     },
+    entry_points={"console_scripts": [f"paddle-lrnn-{tool} = paddle_lrnn.cli.{tool}:cli"
+                                      for tool in ("train", "convert", "generate", "export", "bench")]},
     zip_safe=False,
 )
