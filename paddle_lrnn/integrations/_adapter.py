@@ -218,7 +218,8 @@ class CausalLMMixin:
             raise TypeError(f"{cls.__name__}.from_pretrained loads a local model directory (config.json and "
                             f"{WEIGHTS_NAME}); unsupported argument(s): "
                             f"{', '.join(refused) or 'positional ' + repr(args)}. PyTorch checkpoints: convert them "
-                            f"with paddle_lrnn's converter (python tools/convert.py), which runs no pickled code.")
+                            f"with paddle-lrnn-convert (python tools/convert.py in a checkout), which runs no pickled "
+                            f"code.")
         directory = os.fspath(pretrained_model_name_or_path)
         if subfolder:
             directory = os.path.join(directory, subfolder)

@@ -19,6 +19,7 @@ import numpy as np
 import paddle
 
 from integration_support import VARIANTS, tiny_config
+from paddle_lrnn.data import DEFAULT_CORPUS
 from paddle_lrnn.models import AutoModelForCausalLM
 
 # What README tells users of each library to pass: safetensors checkpoints that resume in a single process.
@@ -27,7 +28,6 @@ LIBRARY_ARGS = {
     "paddleformers": dict(save_checkpoint_format="unified_checkpoint", load_checkpoint_format="unified_checkpoint",
                           amp_master_grad=False, report_to=["none"]),
 }
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class CharWindows(paddle.io.Dataset):
@@ -35,7 +35,7 @@ class CharWindows(paddle.io.Dataset):
     causal LMs take them."""
 
     def __init__(self, n_windows=48, window=33):
-        with open(os.path.join(REPO, "data", "austen", "austen.txt"), encoding="utf-8") as f:
+        with open(DEFAULT_CORPUS, encoding="utf-8") as f:
             text = f.read(n_windows * window)
         chars = sorted(set(text))
         self.vocab_size = len(chars)
