@@ -18,6 +18,8 @@ from paddle_lrnn.models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small models whose sequences below run past every window: RWKV-v2's copy-head memory (ctx_len - 1 = 5 tokens),
 # HGRN2's short convolutions (with lower bounds), MRU's attention window and xPos table (8 positions).
