@@ -26,9 +26,11 @@ import numpy as np
 import paddle
 import pytest
 from hostile import craft_zip, hostile_pickles, one_tensor_file, write_raw_safetensors, zip_bomb
+from tokenizer_files import neox_json
 
 from paddle_lrnn import ops
 from paddle_lrnn.cli import run_cli
+from paddle_lrnn.data import DEFAULT_CORPUS
 from paddle_lrnn.io import atomic as atomic_module
 from paddle_lrnn.models import AutoModelForCausalLM
 
@@ -109,7 +111,7 @@ def ws(tmp_path_factory):
     w = Workspace(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PADDLE_LRNN_CACHE", w.path("cache"))
-        with open(os.path.join(REPO, "data", "austen", "austen.txt"), encoding="utf-8") as f:
+        with open(DEFAULT_CORPUS, encoding="utf-8") as f:
             text = f.read(20_000)
         open(w.small_txt, "w", encoding="utf-8").write(text)
         open(w.empty_txt, "w").close()
@@ -192,6 +194,19 @@ def hgrn2_dir_with(ws, name, weights_name, write):
     return d
 
 
+def hgrn2_sharded_with(ws, name, change):
+    """The hgrn2 fixture as two safetensors shards and their index, then change(directory) applied."""
+    from paddle_lrnn.io import load_safetensors, save_sharded
+
+    d = ws.path(name)
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(HGRN2_DIR, "config.json"), d)
+    save_sharded(d, load_safetensors(os.path.join(HGRN2_DIR, "model.safetensors")), {"format": "pt"},
+                 max_shard_size=600_000)  # (two shards)
+    change(d)
+    return d
+
+
 def model_dir_with(ws, name, family, change):
     d = ws.copy(family, name)
     change(d)
@@ -204,6 +219,32 @@ def mru_json_with(ws, **fields):
     path = ws.path("model-changed.json")
     json.dump(cfg, open(path, "w"))
     return path
+
+
+def tokenizer_file(ws, name, change=None, data=None):
+    """A GPT-NeoX-shaped tokenizer.json of 723 entries at ws/name (made once), its JSON changed by `change`, or the
+    bytes `data` in its place."""
+    good = ws.path("neox-tokenizer.json")
+    if not os.path.exists(good):
+        neox_json(good)
+    path = ws.path(name)
+    if data is not None:
+        open(path, "wb").write(data)
+    else:
+        spec = json.load(open(good, encoding="utf-8"))
+        if change:
+            change(spec)
+        json.dump(spec, open(path, "w", encoding="utf-8"))
+    return path
+
+
+def model_with_tokenizer(ws, name, family):
+    """A trained model whose vocabulary is replaced by a tokenizer.json larger than its embedding."""
+    def change(d):
+        for n in ("vocab.json", "paddle_lrnn_vocab.json"):
+            os.remove(f"{d}/{n}")
+        shutil.copy(tokenizer_file(ws, "big-tokenizer.json"), f"{d}/tokenizer.json")
+    return model_dir_with(ws, name, family, change)
 
 
 def t(*shape, dtype="float32"):
@@ -243,10 +284,10 @@ def tool_row(id, target, build, pattern, **kw):
 
 
 _ckpt_snapshot, _ckpt_check = unchanged(lambda ws: ws.path("copies", "resume-rwkv2"), "model.safetensors",
-                                        "config.json", "vocab.json", "tokenizer_config.json",
+                                        "config.json", "vocab.json", "paddle_lrnn_vocab.json",
                                         "checkpoints/latest", "checkpoints/step-00000001/model.safetensors")
 _final_snapshot, _final_check = unchanged(lambda ws: ws.path("copies", "resume-mru"), "model.safetensors",
-                                          "config.json", "vocab.json", "tokenizer_config.json")
+                                          "config.json", "vocab.json", "paddle_lrnn_vocab.json")
 _save_snapshot, _save_check = unchanged(lambda ws: ws.path("copies", "save-over"), "model.safetensors",
                                         "config.json")
 
@@ -326,6 +367,13 @@ ROWS = [
     tool_row("eval/rwkv2/characters-outside-the-vocabulary", "train",
              lambda ws: ["--eval-only", "--model-dir", ws.models["rwkv2"], "--data", ws.foreign_txt],
              r"'ö' \(U\+00F6\) at line 1, column 8 .* is not in the vocabulary"),
+    tool_row("eval/mru/tokenizer-larger-than-the-model", "train",
+             lambda ws: ["--eval-only", "--model-dir", model_with_tokenizer(ws, "bigtok-mru", "mru"), "--data",
+                         ws.small_txt],
+             r"the tokenizer in .*bigtok-mru has 723 entries but the model's embedding has \d+ rows"),
+    tool_row("train/rwkv2/vocab-path-missing", "train",
+             lambda ws: ["--data", ws.small_txt, "--vocab", ws.path("nowhere", "tokenizer.json"), "--out", ws.path("o")],
+             r"--vocab .*nowhere/tokenizer\.json: neither a vocabulary kind \(.*\) nor an existing tokenizer file"),
     tool_row("eval/mru/context-beyond-the-model", "train",
              lambda ws: ["--eval-only", "--model-dir", ws.models["mru"], "--data", ws.small_txt, "--ctx-len", 4096],
              r"--ctx-len 4096 exceeds the model's context length 128"),
@@ -367,8 +415,11 @@ ROWS = [
              r"the prompt is empty after encoding"),
     tool_row("generate/hgrn2/no-vocabulary", "generate",
              lambda ws: ["--model-dir", model_dir_with(ws, "novocab", "hgrn2", lambda d: [
-                 os.remove(f"{d}/{n}") for n in ("vocab.json", "tokenizer_config.json")])],
+                 os.remove(f"{d}/{n}") for n in ("vocab.json", "paddle_lrnn_vocab.json")])],
              r"novocab has no usable vocabulary .*; convert with --vocab or train with tools/train\.py"),
+    tool_row("generate/hgrn2/tokenizer-larger-than-the-model", "generate",
+             lambda ws: ["--model-dir", model_with_tokenizer(ws, "bigtok", "hgrn2")],
+             r"the tokenizer in .*bigtok has 723 entries but the model's embedding has \d+ rows"),
     tool_row("generate/rwkv2/truncated-weights", "generate",
              lambda ws: ["--model-dir", model_dir_with(ws, "truncated", "rwkv2", lambda d: os.truncate(
                  f"{d}/model.safetensors", 1000))],
@@ -399,6 +450,34 @@ ROWS = [
              lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", f"{ws.models['rwkv2']}/vocab.json",
                          "--out", ws.path("c")],
              r"--vocab .*vocab\.json has \d+ entries but the checkpoint's embedding has 53 rows"),
+    tool_row("convert/hgrn2/tokenizer-larger-than-the-model", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", tokenizer_file(ws, "big-tokenizer.json"),
+                         "--out", ws.path("c")],
+             r"--vocab .*big-tokenizer\.json has 723 entries but the checkpoint's embedding has 53 rows"),
+    tool_row("convert/hgrn2/missing-tokenizer", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", ws.path("nowhere", "tokenizer.json"),
+                         "--out", ws.path("c")],
+             r"nowhere/tokenizer\.json: no such vocabulary file or directory"),
+    tool_row("convert/hgrn2/unreadable-tokenizer", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab",
+                         tokenizer_file(ws, "junk-tokenizer.json", data=bytes(range(256))), "--out", ws.path("c")],
+             r"junk-tokenizer\.json: not a Hugging Face tokenizer\.json \(UTF-8 JSON\)"),
+    tool_row("convert/hgrn2/unknown-tokenizer-model", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", tokenizer_file(
+                 ws, "bigram-tokenizer.json", lambda spec: spec["model"].update(type="Bigram")), "--out", ws.path("c")],
+             r"a tokenizer\.json of model type 'Bigram', which the tokenizers library does not run \(expected one "
+             r"of BPE, Unigram, WordPiece, WordLevel\)", process=True),
+    tool_row("convert/hgrn2/world-vocabulary-malformed-line", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", ws.path("rwkv_vocab_bad.txt"), "--out",
+                         ws.path("c")],
+             r"rwkv_vocab_bad\.txt: line 2 is not a World vocabulary entry .*\(the token has 2 bytes, the line says 3\)",
+             before=lambda ws: open(ws.path("rwkv_vocab_bad.txt"), "w").write("1 'a' 1\n2 'bc' 3\n")),
+    tool_row("convert/hgrn2/unusable-tokenizer-beside-the-checkpoint", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", ws.path("hgrn2-badtok"), "--out", ws.path("c")],
+             r"the tokenizer beside the checkpoint is unusable \(.*hgrn2-badtok/tokenizer\.json: not a Hugging Face "
+             r"tokenizer\.json .*\); name another with --vocab",
+             before=lambda ws: (shutil.copytree(HGRN2_DIR, ws.path("hgrn2-badtok"), dirs_exist_ok=True),
+                                open(ws.path("hgrn2-badtok", "tokenizer.json"), "w").write("{"))),
     tool_row("convert/rwkv2/runs-os-system", "convert",
              lambda ws: ["--model", "rwkv2", "--src", hostile(ws, "system", "os.system reduce"), "--out",
                          ws.path("c")],
@@ -431,6 +510,26 @@ ROWS = [
                      "dtype": "F32", "shape": [53, 96], "data_offsets": [0, 53 * 96 * 4]}}, b"\0" * 64)),
                  "--out", ws.path("c")],
              r"refusing to load .*bad-offsets/model\.safetensors: .*outside the data section"),
+    tool_row("convert/hgrn2/dtype-not-in-the-list", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--dtype", "float64", "--out", ws.path("c")],
+             r"argument --dtype: invalid choice: 'float64' \(choose from 'float32', 'bfloat16', 'float16'\)"),
+    tool_row("convert/hgrn2/index-names-a-missing-shard", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", hgrn2_sharded_with(
+                 ws, "missing-shard", lambda d: os.remove(f"{d}/model-00002-of-00002.safetensors")), "--out",
+                 ws.path("c")],
+             r"refusing to load .*model\.safetensors\.index\.json: shard 'model-00002-of-00002\.safetensors' is "
+             r"missing or not a regular file"),
+    tool_row("convert/hgrn2/shard-disagrees-with-the-index", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", hgrn2_sharded_with(ws, "moved-tensor", lambda d: (lambda m: open(
+                 f"{d}/model.safetensors.index.json", "w").write(json.dumps({"weight_map": dict.fromkeys(
+                     m, "model-00001-of-00002.safetensors")})))(json.load(open(
+                         f"{d}/model.safetensors.index.json"))["weight_map"])), "--out", ws.path("c")],
+             r"refusing to load .*model-00001-of-00002\.safetensors: the index assigns '.*' to this shard, which "
+             r"lacks it"),
+    tool_row("convert/hgrn2/truncated-shard", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", hgrn2_sharded_with(ws, "cut-shard", lambda d: os.truncate(
+                 f"{d}/model-00002-of-00002.safetensors", 5000)), "--out", ws.path("c")],
+             r"refusing to load .*model-00002-of-00002\.safetensors: .*truncated"),
     tool_row("convert/rwkv2/out-exists", "convert",
              lambda ws: ["--model", "rwkv2", "--src", RWKV2_PTH, "--out", ws.models["rwkv2"]],
              r"--out .*rwkv2 already exists; choose another path or pass --overwrite"),
@@ -632,6 +731,7 @@ def test_bad_input_is_answered_in_one_line(row, ws, capsys):
     assert_nothing_partial(ws, before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", params([r for r in ROWS if r.process]))
 def test_bad_input_in_a_real_process(row, ws):
     before = leftovers(ws.root)
@@ -647,6 +747,7 @@ def test_bad_input_in_a_real_process(row, ws):
     assert_nothing_partial(ws, before)
 
 
+@pytest.mark.slow
 def test_file_size_limit_in_a_real_process(ws):
     """A real write failure (RLIMIT_FSIZE: writes past 64 KiB fail with EFBIG) while a finished run resumes: one line
     naming the file, the run's files as they were, nothing half-written left."""

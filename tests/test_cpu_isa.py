@@ -16,9 +16,9 @@ import pytest
 from helpers import assert_close, ldu_matrices, log_gates, run_with_grads
 
 from paddle_lrnn import ops
-from paddle_lrnn.ops import _library, reference
+from paddle_lrnn.ops import library, reference
 
-LEVELS = _library.ISA_LEVELS
+LEVELS = library.ISA_LEVELS
 # Instructions beyond the x86-64 baseline (SSE2): anything VEX/EVEX-encoded (AVX and later, including the scalar
 # BMI forms), 256/512-bit or mask registers, and the SSE3/SSSE3/SSE4 and bit-manipulation instructions.
 BEYOND_BASELINE = re.compile(
@@ -31,14 +31,14 @@ FUNCTION = re.compile(r"^[0-9a-f]+ <(.*)>:$")
 
 
 def supported_levels():
-    return LEVELS[:LEVELS.index(_library.cpu_isa_supported()) + 1]
+    return LEVELS[:LEVELS.index(library.cpu_isa_supported()) + 1]
 
 
 @pytest.fixture
 def restore_level():
-    before = _library.cpu_isa()
+    before = library.cpu_isa()
     yield
-    _library.set_cpu_isa_cap(before)
+    library.set_cpu_isa_cap(before)
 
 
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
@@ -46,9 +46,9 @@ def test_only_the_avx_copies_hold_instructions_beyond_x86_64():
     """Disassembles the library: every function holding an instruction beyond the x86-64 baseline belongs to
     lrnn::isa_avx2 or lrnn::isa_avx512 (the copies that run only where cpu_isa_supported found the instructions),
     and both copies are there."""
-    if _library.build_march() != "x86-64":
-        pytest.skip(f"the library was built for -march={_library.build_march()}, not the portable x86-64 baseline")
-    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", _library.library().so_path],
+    if library.build_march() != "x86-64":
+        pytest.skip(f"the library was built for -march={library.build_march()}, not the portable x86-64 baseline")
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", library.library().so_path],
                           capture_output=True, text=True, check=True).stdout
     beyond, current = set(), None
     for line in text.splitlines():
@@ -89,7 +89,7 @@ def operator_cases(rng):
 def test_every_operator_matches_its_reference_at_every_level(level, restore_level):
     if level not in supported_levels():
         pytest.skip(f"this processor has no {level}")
-    assert _library.set_cpu_isa_cap(level) == level and ops.cpu_isa() == level
+    assert library.set_cpu_isa_cap(level) == level and ops.cpu_isa() == level
     rng = np.random.default_rng(LEVELS.index(level))
     for name, kernel, ref, inputs, (rtol, atol) in operator_cases(rng):
         inputs = [None if a is None else a.astype(np.float32) for a in inputs]

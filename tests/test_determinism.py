@@ -24,12 +24,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def op_digests():
     """{operator@level: SHA-256 of its float32 outputs and input gradients} at every instruction-set level the
     processor has, on shapes big enough for the thread pool (and with a state passed between two calls)."""
-    from paddle_lrnn.ops import _library
+    from paddle_lrnn.ops import library
 
-    levels = _library.ISA_LEVELS[:_library.ISA_LEVELS.index(_library.cpu_isa_supported()) + 1]
+    levels = library.ISA_LEVELS[:library.ISA_LEVELS.index(library.cpu_isa_supported()) + 1]
     out = {}
     for level in levels:
-        _library.set_cpu_isa_cap(level)
+        library.set_cpu_isa_cap(level)
         out.update({f"{name}@{level}": digest for name, digest in level_digests().items()})
     return out
 
@@ -96,6 +96,7 @@ def digests_with_threads(n):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_operators_do_not_depend_on_the_thread_count():
     one, three = digests_with_threads(1), digests_with_threads(3)
     assert sorted({key.split("@")[0] for key in one}) == ["depthwise_conv1d", "gla", "mru_scan", "timex",
@@ -118,6 +119,7 @@ def train(corpus_file, out, **overrides):
     return without_timing(records), log[-1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_sample(corpus_file, tmp_path):
     records, sample = train(corpus_file, tmp_path / "a")
     again, sample_again = train(corpus_file, tmp_path / "b", deterministic=True)

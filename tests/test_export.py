@@ -11,11 +11,14 @@ import sys
 import numpy as np
 import paddle
 import pytest
+from helpers import off_init
 
 from paddle_lrnn.export import export, inference_config, load, read_manifest
 from paddle_lrnn.models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small models whose sequences below run past every window: RWKV-v2's copy-head memory (ctx_len - 1 = 5 tokens),
@@ -79,10 +82,7 @@ def small_model(family, seed=0):
     cls, config = FAMILIES[family]
     paddle.seed(seed)
     model = cls(type(config).from_dict(config.to_dict()))
-    for name, p in model.named_parameters():
-        p.set_value(p + paddle.randn(p.shape) * (0.05 if "state_matrices_up" in name else 0.1))
-    model.eval()
-    return model
+    return off_init(model, lambda name: 0.05 if "state_matrices_up" in name else 0.1)
 
 
 def eager_reference(model, ids):

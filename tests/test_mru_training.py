@@ -5,26 +5,26 @@ resume, eval-only, the shakespeare-char split, byte-level and GPT-2 BPE data, ge
 import json
 import math
 import os
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
+from helpers import run_tool as tool
 
-from paddle_lrnn.data import DataError
-from paddle_lrnn.data.bpe import bytes_to_unicode
+from paddle_lrnn.data import DEFAULT_CORPUS, DataError
 from paddle_lrnn.generation import generate_ids, generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
+from paddle_lrnn.training.evaluation import evaluate_model_dir
+from paddle_lrnn.training.recipes import model_config, resolve
 from paddle_lrnn.training.schedule import lr_at
-from paddle_lrnn.training.trainer import evaluate_model_dir, make_optimizer
+from paddle_lrnn.training.trainer import make_optimizer
+from tokenizer_files import hand_gpt2_files
 from training_helpers import austen_excerpt, records, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,6 @@ def tiny(data, out, **overrides):
                                        max_sequence_length=32, dropout_rate=0.0))
     settings.update(overrides)
     return resolve(settings)
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 # ------------------------------------------------------------------------------------------------------- recipes
@@ -224,6 +219,7 @@ def test_short_run_learns_and_saves(trained):
     assert 0 < np.abs(up).max() < 8 * 1e-2 * 0.25 * math.sqrt(2 / 24) * 1.5
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(corpus_file, tmp_path):
     full_state, full = run(tiny(corpus_file, tmp_path / "full", max_steps=6, eval_interval=3))
     run(tiny(corpus_file, tmp_path / "part", max_steps=3, eval_interval=3))
@@ -270,18 +266,10 @@ def test_byte_level_data_trains(tmp_path):
 def tiny_bpe(tmp_path):
     """A GPT-2-format vocab.json + merges.txt: the 256 byte symbols, a few merges, <|endoftext|>."""
     merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("an", "d"), ("Ġ", "and"), ("i", "n")]
-    byte_sym = bytes_to_unicode()
-    encoder = {byte_sym[b]: b for b in range(256)}
-    for a, b in merges:
-        encoder[a + b] = len(encoder)
-    encoder["<|endoftext|>"] = len(encoder)
-    d = tmp_path / "gpt2"
-    d.mkdir()
-    (d / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return d
+    return Path(hand_gpt2_files(tmp_path / "gpt2", merges))
 
 
+@pytest.mark.slow
 def test_gpt2_bpe_trains_and_missing_files_are_named(corpus_file, tiny_bpe, tmp_path):
     state, t = run(tiny(corpus_file, tmp_path / "bpe", vocab="gpt2", tokenizer=str(tiny_bpe), max_steps=2,
                         eval_interval=2, sample_length=5))
@@ -311,6 +299,7 @@ def test_generation_in_step_mode_equals_recomputing_the_whole_sequence(trained):
     assert text.startswith("Elinor") and len(text) == len("Elinor") + 15
 
 
+@pytest.mark.slow
 def test_tools_train_evaluate_and_generate(corpus_file, tmp_path):
     out = tmp_path / "m"
     result = tool("train", "--model", "mru", "--data", corpus_file, "--out", out, "--n-layer", 1, "--n-embd", 16,

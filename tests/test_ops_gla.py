@@ -172,13 +172,14 @@ def gla_with_state(q, k, v, g, s):
     return gla(q, k, v, g, s)
 
 
+@pytest.mark.slow
 def test_to_static_matches_eager():
     inputs = [paddle.to_tensor(a, stop_gradient=False) for a in make_inputs(2, 12, 2, 4, 3, 13, with_state=True)]
     spec = [paddle.static.InputSpec([None, None, 2, 4], "float32")] * 2 + [
         paddle.static.InputSpec([None, None, 2, 3], "float32"), paddle.static.InputSpec([None, None, 2, 4], "float32"),
         paddle.static.InputSpec([None, 2, 4, 3], "float32")]
     # Default (SOT) mode with dynamic batch and time: exercises InferShape/InferDtype of the op and its grad op.
-    # (full_graph=True, the AST mode, cannot convert the shared argument checks in _checks.py.)
+    # (full_graph=True, the AST mode, cannot convert the shared argument checks in checks.py.)
     static_fn = paddle.jit.to_static(gla_with_state, input_spec=spec)
     results = []
     for fn in (gla, static_fn):

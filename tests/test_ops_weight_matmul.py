@@ -14,22 +14,22 @@ import paddle
 import pytest
 
 from paddle_lrnn import ops
-from paddle_lrnn.ops import _library, reference
+from paddle_lrnn.ops import library, reference
 
 U = 2.0 ** -24
 DTYPES = ["bfloat16", "float16", "int8"]
 
 
-@pytest.fixture(params=_library.ISA_LEVELS)
+@pytest.fixture(params=library.ISA_LEVELS)
 def isa(request):
     """Runs the test with the kernels capped at each level (a level this processor lacks is skipped)."""
-    order = _library.ISA_LEVELS
-    if order.index(request.param) > order.index(_library.cpu_isa_supported()):
+    order = library.ISA_LEVELS
+    if order.index(request.param) > order.index(library.cpu_isa_supported()):
         pytest.skip(f"this processor has no {request.param}")
-    before = _library.cpu_isa()
-    assert _library.set_cpu_isa_cap(request.param) == request.param
+    before = library.cpu_isa()
+    assert library.set_cpu_isa_cap(request.param) == request.param
     yield request.param
-    _library.set_cpu_isa_cap(before)
+    library.set_cpu_isa_cap(before)
 
 
 def weights(rng, K, N, dtype, scale=0.05):

@@ -2,18 +2,18 @@
 gradient accumulation trains exactly what the whole batch trains, --tokenizer passes GPT-2's files by path, metrics
 and --eval-only name their perplexity unit and report <split>_ppl, and recurrent models without a context limit are
 evaluated on windows of any --ctx-len."""
-import json
 import math
 
 import numpy as np
 import pytest
 
 from paddle_lrnn.data import Gpt2Vocab, load_vocab
-from paddle_lrnn.data.bpe import bytes_to_unicode
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import metrics
+from paddle_lrnn.training.evaluation import evaluate_model_dir
 from paddle_lrnn.training.recipes import resolve
-from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
+from paddle_lrnn.training.trainer import Trainer
+from tokenizer_files import hand_gpt2_files
 from training_helpers import austen_excerpt
 
 
@@ -26,15 +26,7 @@ def corpus_file(tmp_path_factory):
 def gpt2_dir(tmp_path_factory):
     """GPT-2-format tokenizer files: the 256 byte symbols plus a few merges and <|endoftext|>."""
     merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("an", "d"), ("Ġ", "and"), ("i", "n"), ("e", "r")]
-    byte_sym = bytes_to_unicode()
-    encoder = {byte_sym[b]: b for b in range(256)}
-    for a, b in merges:
-        encoder[a + b] = len(encoder)
-    encoder["<|endoftext|>"] = len(encoder)
-    d = tmp_path_factory.mktemp("gpt2")
-    (d / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return str(d)
+    return hand_gpt2_files(str(tmp_path_factory.mktemp("gpt2")), merges)
 
 
 def tiny(corpus_file, out, **overrides):
@@ -50,6 +42,7 @@ def train(cfg):
     return t.train(), t
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_trains_what_the_whole_batch_trains(corpus_file, tmp_path):
     whole_state, whole = train(tiny(corpus_file, tmp_path / "whole"))
     for k in (2, 4):
@@ -94,6 +87,7 @@ def test_eval_window_limit_only_for_models_with_a_context_limit(corpus_file, tmp
     assert model.config.ctx_len == 16
 
 
+@pytest.mark.slow
 def test_resume_may_change_grad_accum(corpus_file, tmp_path):
     from paddle_lrnn.training.trainer import resume_config
 

@@ -12,8 +12,8 @@ of 4. Inference only: neither operator has a gradient.
 """
 import paddle
 
-from . import _checks
-from ._library import library
+from . import checks
+from .library import library
 
 OP = "paddle_lrnn.ops.weight_matmul"
 QUANTIZE_OP = "paddle_lrnn.ops.quantize_int8"
@@ -28,37 +28,37 @@ def _refuse_gradients(op, names, tensors):
                          "paddle.no_grad()")
 
 
-@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (checks)
 def check_args(x, weight, scale):
     # (written for speed as well: a decoding step calls this for every matrix, and these checks cost more than the
     # product of a small one; len(x.shape) rather than x.ndim, places compared as strings only when not both CPU)
-    if not _checks.is_tensor(x):
+    if not checks.is_tensor(x):
         raise TypeError(f"{OP}: x must be a paddle.Tensor [..., K], got {type(x).__name__}")
     shape = x.shape
     if not shape:
         raise ValueError(f"{OP}: x must have at least one dimension [..., K], got a 0-d tensor")
     if x.dtype != paddle.float32:
-        raise TypeError(f"{OP}: x has dtype {_checks._dtype_name(x.dtype)}, expected float32 (the activations)")
-    _checks.tensor(OP, "weight", weight, "[K, N]", WEIGHT_DTYPES)
+        raise TypeError(f"{OP}: x has dtype {checks._dtype_name(x.dtype)}, expected float32 (the activations)")
+    checks.tensor(OP, "weight", weight, "[K, N]", WEIGHT_DTYPES)
     if 0 in shape:
         raise ValueError(f"{OP}: x is empty (shape {list(shape)}); every dimension must be at least 1")
     K, N = weight.shape
-    if not _checks.dims_match([shape[-1]], [K]):
+    if not checks.dims_match([shape[-1]], [K]):
         raise ValueError(f"{OP}: x has shape {list(shape)}, expected [..., {K}] (the rows of weight "
                          f"{list(weight.shape)}, stored [in, out] as nn.Linear does)")
     tensors, names = [x, weight], ["x", "weight"]
     if weight.dtype == paddle.int8:
         if scale is None:
             raise ValueError(f"{OP}: int8 weights need their scale ([N] float32, from quantize_int8)")
-        _checks.tensor(OP, "scale", scale, "[N]", (paddle.float32,))
-        _checks.shape(OP, "scale", scale, [N], " (one per column of weight)")
+        checks.tensor(OP, "scale", scale, "[N]", (paddle.float32,))
+        checks.shape(OP, "scale", scale, [N], " (one per column of weight)")
         tensors.append(scale)
         names.append("scale")
     elif scale is not None:
-        raise ValueError(f"{OP}: scale goes with int8 weights only; weight is {_checks._dtype_name(weight.dtype)}")
+        raise ValueError(f"{OP}: scale goes with int8 weights only; weight is {checks._dtype_name(weight.dtype)}")
     dynamic = paddle.in_dynamic_mode()
     if dynamic and not all(t.place.is_cpu_place() for t in tensors):
-        _checks.same_place(OP, names, tensors)
+        checks.same_place(OP, names, tensors)
     if dynamic and not weight.is_contiguous():
         raise ValueError(f"{OP}: weight must be contiguous ([K, N] row-major, as nn.Linear stores it); make it so "
                          "once with weight.contiguous() rather than on every call")
@@ -90,7 +90,7 @@ def weight_matmul(x, weight, scale=None):
 
 @paddle.jit.not_to_static
 def check_quantize_args(weight):
-    _checks.tensor(QUANTIZE_OP, "weight", weight, "[K, N]", QUANTIZE_DTYPES)
+    checks.tensor(QUANTIZE_OP, "weight", weight, "[K, N]", QUANTIZE_DTYPES)
     _refuse_gradients(QUANTIZE_OP, ["weight"], [weight])
 
 

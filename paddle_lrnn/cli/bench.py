@@ -1,0 +1,401 @@
+"""Benchmarks (never part of the tests): each section prints a markdown table measured in one run, so the ratios
+inside a table are comparable even on a noisy machine. Paste the output into BENCHMARKS.md with the machine and
+the date. From a checkout, `python tools/bench.py` is the same command.
+
+  paddle-lrnn-bench                       # every section on CPU
+  paddle-lrnn-bench --section ops         # custom operators against their pure-Paddle references
+  paddle-lrnn-bench --section generation --original-rwkv2 DIR
+        # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
+  paddle-lrnn-bench --section training --device gpu
+  paddle-lrnn-bench --section scale   # convert + load a random 1.3B HGRN2 checkpoint (bf16, fla-hub's layout):
+                                      # ~2.5 GiB on disk per copy in --scale-dir (default: a temporary directory,
+                                      # removed afterwards)
+  paddle-lrnn-bench --section isa            # the CPU operators at each instruction-set level
+  paddle-lrnn-bench --section weight_matmul  # 16-bit / int8 weight products against the memory floor (~1.3 GB)
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+from paddle_lrnn.cli import ArgumentParser, run_cli
+
+
+def timed(fn, repeat, warmup=1):
+    """Median wall time of fn() in milliseconds."""
+    return timed_together([fn], [repeat], warmup)[0]
+
+
+def timed_together(fns, repeats, warmup=1):
+    """Median wall times (ms) of several callables, timed in alternation (round r runs every fn that still has
+    repetitions left), so that a change of machine load during the run hits all of them alike and their ratio
+    holds."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for r in range(max(repeats)):
+        for fn, n, out in zip(fns, repeats, times):
+            if r < n:
+                start = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def forward_and_backward(fn, inputs):
+    """(forward only, forward + backward) callables for fn(*inputs) with a sum-of-outputs loss."""
+    import paddle
+
+    def fwd():
+        with paddle.no_grad():
+            fn(*inputs)
+
+    def fwd_bwd():
+        outs = fn(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else [outs]
+        paddle.grad([o.astype("float32").sum() for o in outs], [t for t in inputs if not t.stop_gradient])
+
+    return fwd, fwd_bwd
+
+
+def op_cases():
+    """(name, shape label, kernel fn, reference fn, make inputs)."""
+    import paddle
+
+    from paddle_lrnn import ops
+    from paddle_lrnn.ops import reference
+
+    def tensor(*shape, scale=1.0, low=None):
+        t = paddle.rand(list(shape)) * 2 + 0.05 if low else paddle.randn(list(shape)) * scale
+        t.stop_gradient = False
+        return t
+
+    cases = [
+        ("wkv", "B=4 T=1024 C=512", ops.wkv, reference.wkv,
+         lambda: [tensor(512, low=True), tensor(512), tensor(4, 1024, 512), tensor(4, 1024, 512)]),
+        ("timex", "B=4 C=512 T=1024", ops.timex, reference.timex,
+         lambda: [tensor(512, 1024, scale=0.05), tensor(4, 512, 1024)]),
+    ]
+    if hasattr(ops, "gla"):
+        def gla_inputs():
+            q, k, v = tensor(2, 1024, 4, 64), tensor(2, 1024, 4, 64), tensor(2, 1024, 4, 64)
+            g = paddle.nn.functional.log_sigmoid(paddle.randn([2, 1024, 4, 64]) + 3)
+            g.stop_gradient = False
+            return [q, k, v, g]
+
+        cases.append(("gla", "B=2 T=1024 H=4 K=V=64", ops.gla, reference.gla, gla_inputs))
+    if hasattr(ops, "mru_scan"):
+        def mru_inputs():
+            m = paddle.eye(16).reshape([1, 1, 1, 16, 16]) + paddle.randn([8, 8, 1024, 16, 16]) * 0.02
+            m.stop_gradient = False
+            return [m]
+
+        cases.append(("mru_scan", "B=8 H=8 T=1024 d=16", ops.mru_scan, reference.mru_scan, mru_inputs))
+    return cases
+
+
+def bench_ops(args):
+    print("| operator | shape | pass | kernel ms | reference ms | speed-up |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, shape, kernel, ref, make in op_cases():
+        inputs = make()
+        k_fwd, k_both = forward_and_backward(kernel, inputs)
+        r_fwd, r_both = forward_and_backward(ref, inputs)
+        for label, kf, rf in (("forward", k_fwd, r_fwd), ("forward+backward", k_both, r_both)):
+            tk, tr = timed_together([kf, rf], [args.repeat, max(1, args.repeat // 3)])
+            print(f"| {name} | {shape} | {label} | {tk:.2f} | {tr:.1f} | {tr / tk:.1f}x |", flush=True)
+    bench_wkv_vs_timex(args)
+
+
+def bench_wkv_vs_timex(args):
+    """RWKV-v2's time-mix both ways: the O(T) recurrence against the original O(T^2) convolution (two passes)."""
+    import paddle
+
+    from paddle_lrnn import ops
+
+    print("\n| RWKV-v2 time-mix, B=4 C=512 | pass | WKV ms | TimeX ms (2 passes) | WKV speed-up |")
+    print("|---|---|---:|---:|---:|")
+    for T in (1024, 4096):
+        w, u = paddle.rand([512]) + 0.05, paddle.randn([512])
+        k, v = paddle.randn([4, T, 512]), paddle.randn([4, T, 512])
+        curve = paddle.rand([512, T])
+        ek, ekv = paddle.randn([4, 512, T]), paddle.randn([4, 512, T])
+        for t in (k, v, curve, ek, ekv):
+            t.stop_gradient = False
+        w_fwd, w_both = forward_and_backward(lambda k, v: ops.wkv(w, u, k, v, eps=1e-16), [k, v])
+        t_fwd, t_both = forward_and_backward(
+            lambda c, a, b: ops.timex(c, a) / ops.timex(c, b, eps=1e-16), [curve, ekv, ek])
+        for label, wf, tf in (("forward", w_fwd, t_fwd), ("forward+backward", w_both, t_both)):
+            tw, tt = timed_together([wf, tf], [args.repeat, max(1, args.repeat // 3)])
+            print(f"| T={T} | {label} | {tw:.2f} | {tt:.1f} | {tt / tw:.1f}x |", flush=True)
+
+
+def bench_generation(args):
+    """Step-mode tokens/s of an RWKV-v2 L6 C512 enwik8-size model; with --original-rwkv2, the original RNN
+    runner on the same weights in the same run."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn.convert import converter
+    from paddle_lrnn.generation import generate_ids
+    from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+
+    paddle.seed(0)
+    model = RWKV2ForCausalLM(RWKV2Config(vocab_size=6064, n_embd=512, n_layer=6, ctx_len=1024))
+    for p in model.parameters():  # off the init, where many matrices are zero
+        p.set_value(p + paddle.randn(p.shape) * 0.02)
+    n = args.tokens
+    prompt = list(range(1, 33))
+
+    def ours(fused):
+        def generate():
+            model.fused_step = fused  # the fused CPU step operator, or the layers one by one
+            for _ in generate_ids(model, prompt, n, seed=0):
+                pass
+        return generate
+
+    runs = [("paddle_lrnn (fused step, fp32)", ours(True), n), ("paddle_lrnn (layer by layer, fp32)", ours(False), n)]
+    if args.original_rwkv2:
+        import torch
+
+        sys.path.insert(0, args.original_rwkv2)
+        from model_run import RWKV_RNN  # the original runner, imported from the user's checkout
+
+        with tempfile.TemporaryDirectory() as tmp:
+            name = os.path.join(tmp, "bench")
+            converter("rwkv2").to_torch(model, name + ".pth")
+            rnn = RWKV_RNN(name, "cpu", "RWKV", 6, 512, 1024)
+        torch.set_num_threads(os.cpu_count())
+
+        def original():  # run.py's loop: feed the prompt, then sample, append, feed the new token
+            rnn.clear()
+            ctx = list(prompt)
+            with torch.no_grad():
+                for t in range(len(prompt)):
+                    logits = rnn.run(ctx[: t + 1])
+                for _ in range(n):
+                    ctx.append(int(np.argmax([float(v) for v in logits])))  # copy-head entries are 0-d tensors
+                    logits = rnn.run(ctx[-1024:])
+
+        runs.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", original, n + len(prompt)))
+    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
+    rows = [(label, tokens / (t / 1e3)) for (label, _, tokens), t in zip(runs, ms)]
+    print("| generator, L6 C512 V6064 | tokens/s | vs original |")
+    print("|---|---:|---:|")
+    base = rows[-1][1] if args.original_rwkv2 else None
+    for label, rate in rows:
+        print(f"| {label} | {rate:.1f} | {f'{rate / base:.2f}x' if base else '-'} |")
+
+
+def bench_training(args):
+    """Training tokens/s of each family's recipe model for the device (the CPU recipe is what `paddle-lrnn-train`
+    trains by default off GPU), on random tokens with Adam, fp32."""
+    import paddle
+    import paddle.nn.functional as F
+
+    from paddle_lrnn.models import AutoModelForCausalLM
+    from paddle_lrnn.training.recipes import families, model_config, resolve
+
+    paddle.set_device(args.device)
+    V = 256
+    print(f"| family ({args.device} recipe, vocab {V}) | layers x width | B x T | parameters | tokens/s |")
+    print("|---|---|---|---:|---:|")
+    for family in families():
+        paddle.seed(0)
+        cfg = resolve({"model": family, "device": args.device})
+        B, T = cfg.batch_size // cfg.grad_accum, cfg.ctx_len
+        model = AutoModelForCausalLM.from_config(model_config(cfg, V))
+        opt = paddle.optimizer.Adam(learning_rate=1e-4, parameters=model.parameters())
+        x, y = paddle.randint(0, V, [B, T]), paddle.randint(0, V, [B, T])
+
+        def step():
+            loss = F.cross_entropy(model(x).logits.reshape([-1, V]), y.reshape([-1]))
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+
+        ms = timed(step, args.repeat)
+        print(f"| {family} | {cfg.n_layer} x {cfg.n_embd} | {B} x {T} | {model.num_parameters():,} | "
+              f"{B * T / (ms / 1e3):,.0f} |", flush=True)
+
+
+def bench_scale(args):
+    """Peak RSS and time of converting and loading a random checkpoint in fla-hub's HGRN2 layout, each phase in a
+    fresh process, against the weights' bytes and the floor of a process that only imports Paddle and paddle_lrnn."""
+    import shutil
+
+    from paddle_lrnn.convert.scale import HGRN2_1_3B, measure, write_hgrn2_checkpoint
+
+    sizes = HGRN2_1_3B if args.scale_size == "1.3B" else dict(hidden_size=512, num_hidden_layers=4, vocab_size=32000)
+    root = tempfile.mkdtemp(prefix="paddle_lrnn-scale-", dir=args.scale_dir)
+    try:
+        src, out = os.path.join(root, "fla"), os.path.join(root, "paddle")
+        start = time.perf_counter()
+        weights = write_hgrn2_checkpoint(src, **sizes)
+        made = time.perf_counter() - start
+        _, floor = measure("floor")
+        gib = 1 << 30
+        print(f"HGRN2 {args.scale_size} layout ({sizes}), {weights / gib:.2f} GiB of bf16 weights in two shards "
+              f"(largest {max(os.path.getsize(os.path.join(src, f)) for f in os.listdir(src)) / gib:.2f} GiB), "
+              f"written in {made:.0f} s; floor (Python + Paddle + paddle_lrnn imported) {floor / gib:.2f} GiB\n")
+        print("| phase | seconds | GiB/s | peak RSS GiB | above floor GiB | above floor / weights |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, phase, dtype, nbytes in (("convert (bf16 kept)", "convert", None, weights),
+                                            ("from_pretrained (bf16, as stored)", "load", None, weights),
+                                            ("from_pretrained(dtype=float32)", "load", "float32", 2 * weights)):
+            seconds, rss = measure(phase, src, out, dtype)
+            print(f"| {label} | {seconds:.1f} | {nbytes / gib / seconds:.2f} | {rss / gib:.2f} | "
+                  f"{(rss - floor) / gib:.2f} | {(rss - floor) / nbytes:.2f} |", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_isa(args):
+    """Each CPU operator at every instruction-set level this processor has (ops.cpu_isa(); the portable build's
+    baseline, AVX2 and AVX-512 copies of the kernels), timed in alternation in one process."""
+    from paddle_lrnn.ops import library
+
+    levels = library.ISA_LEVELS[:library.ISA_LEVELS.index(library.cpu_isa_supported()) + 1]
+    before = library.cpu_isa()
+
+    def at(level, fn):
+        def run():
+            library.set_cpu_isa_cap(level)
+            fn()
+        return run
+
+    print("| operator | shape | pass | " + " | ".join(f"{level} ms" for level in levels) + " | "
+          + " | ".join(f"{level} speed-up" for level in levels[1:]) + " |")
+    print("|---|---|---|" + "---:|" * (2 * len(levels) - 1))
+    for name, shape, kernel, _, make in op_cases():
+        fwd, both = forward_and_backward(kernel, make())
+        for label, fn in (("forward", fwd), ("forward+backward", both)):
+            ms = timed_together([at(level, fn) for level in levels], [args.repeat] * len(levels))
+            print(f"| {name} | {shape} | {label} | " + " | ".join(f"{t:.1f}" for t in ms) + " | "
+                  + " | ".join(f"{ms[0] / t:.2f}x" for t in ms[1:]) + " |", flush=True)
+    library.set_cpu_isa_cap(before)
+
+
+def copy_of_buffer(nbytes=256 << 20):
+    """(copy, nbytes): a callable copying a buffer far larger than the caches with numpy. bytes copied / its time is
+    the bandwidth of the memory floor (weight bytes / bandwidth), measured in alternation with what is benchmarked
+    so that both see the same load."""
+    import numpy as np
+
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    return (lambda: np.copyto(dst, src)), nbytes
+
+
+def decoding_matrices():
+    """{model: ([(matrix, K, N, count) of one repeated unit], units per token, [(matrix, K, N) once per token])}:
+    every matrix a decoding step multiplies, as nn.Linear stores it ([in, out])."""
+    D, I, V, L = 2048, 5632, 32000, 24  # fla-hub HGRN2 1.3B (../shared/reference/hgrn2.md)
+    C, H, VR, LR, DQ = 512, 4 * 512, 6064, 6, 256  # RWKV-v2 enwik8 L6 C512
+    return {
+        "HGRN2 1.3B (D2048 L24 V32000)": ([("q/f/i/o_proj", D, D, 4), ("gate/up_proj", D, I, 2),
+                                           ("down_proj", I, D, 1)], L, [("lm_head", D, V)]),
+        "RWKV-v2 L6 C512 V6064": ([("att key/value/receptance/output", C, C, 4), ("ffn key", C, H, 1),
+                                   ("ffn receptance", C, C, 1), ("ffn value", H, C, 1)],
+                                  LR, [("head", C, VR), ("head_q", C, DQ), ("head_k", C, DQ)]),
+    }
+
+
+def bench_weight_matmul(args):
+    """ops.weight_matmul on every matrix of a decoding step, per weight dtype and row count, against the memory
+    floor (weight bytes / copy bandwidth, measured here) and Paddle's float32 matmul on the same shapes. One
+    repeated unit (a layer) is timed as decoding runs it, matrix after matrix, each matrix a distinct buffer, so
+    that no weight is still cached when it is read again (the units of HGRN2 1.3B hold 100+ MB; RWKV-v2's whole
+    bfloat16 model, 48 MB, is timed as one unit, but its int8 weights fit in a 32 MB L3)."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn import ops
+
+    copy, copied = copy_of_buffer()
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; CPU kernels at {ops.cpu_isa()}; the floor "
+          "is weight bytes / copy bandwidth (numpy copy of 256 MiB, timed in alternation with each row)\n")
+    print("| model | weights | rows | MB / token | ms / token | GB/s | copy GB/s | floor ms | vs floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for model, (unit, units, once) in decoding_matrices().items():
+        mats = [(K, N) for _, K, N, count in unit for _ in range(count)]
+        for dtype in ("bfloat16", "float16", "int8", "float32"):
+            def make(K, N):
+                w = paddle.to_tensor(rng.standard_normal((K, N), dtype=np.float32) * 0.02)
+                if dtype == "int8":
+                    return ops.quantize_int8(w)
+                return (w.astype(dtype) if dtype != "float32" else w), None
+
+            unit_w, once_w = [make(K, N) for K, N in mats], [make(K, N) for _, K, N in once]
+            nbytes = sum(w.numel().item() * w.element_size() + (0 if s is None else 4 * s.numel().item())
+                         for w, s in unit_w) * units + sum(w.numel().item() * w.element_size() for w, _ in once_w)
+            for rows in args.rows:
+                xs = {K: paddle.randn([rows, K]) for K in {K for K, _ in mats + [(K, N) for _, K, N in once]}}
+
+                def sweep(weights):
+                    def run():
+                        with paddle.no_grad():
+                            for w, s in weights:
+                                x = xs[w.shape[0]]
+                                ops.weight_matmul(x, w, s) if dtype != "float32" else paddle.matmul(x, w)
+                    return run
+
+                t_unit, t_once, t_copy = timed_together([sweep(unit_w), sweep(once_w), copy], [args.repeat] * 3)
+                ms = t_unit * units + t_once
+                bandwidth = copied / t_copy * 1e3
+                floor = nbytes / bandwidth * 1e3
+                label = dtype if dtype != "float32" else "float32 (paddle.matmul)"
+                print(f"| {model} | {label} | {rows} | {nbytes / 1e6:.0f} | {ms:.2f} | {nbytes / ms / 1e6:.1f} | "
+                      f"{bandwidth / 1e9:.1f} | {floor:.2f} | {ms / floor:.2f}x |", flush=True)
+            del unit_w, once_w
+
+
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training, "scale": bench_scale,
+            "isa": bench_isa, "weight_matmul": bench_weight_matmul}
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
+    p.add_argument("--tokens", type=int, default=200, help="tokens generated per generation measurement")
+    p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
+    p.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16],
+                   help="rows of activations (sequences decoded at once) for the weight_matmul section")
+    p.add_argument("--scale-size", choices=["1.3B", "46M"], default="1.3B", help="the scale section's model size")
+    p.add_argument("--scale-dir", help="where the scale section writes its checkpoints (default: the system's "
+                   "temporary directory)")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.tokens < 1:
+        raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    if min(args.rows) < 1:
+        raise ValueError(f"--rows must be positive, got {' '.join(map(str, args.rows))}")
+    if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
+        raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
+                                f"RWKV-v2-RNN/src directory")
+    import paddle
+
+    paddle.set_device(args.device)
+    print(f"# paddle_lrnn benchmarks, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, paddle {paddle.__version__}, device {args.device}\n")
+    for name, fn in SECTIONS.items():
+        if args.section == name or (args.section == "all" and name != "scale"):  # (scale: minutes and GiBs)
+            print(f"## {name}\n")
+            fn(args)
+            print()
+
+
+def cli():
+    """The console script's entry point (setup.py)."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
