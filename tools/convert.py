@@ -3,6 +3,8 @@ is executed.
 
   python tools/convert.py --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
   python tools/convert.py --model rwkv2 --to torch --src DIR --out CKPT.pth
+  python tools/convert.py --model rwkv4 --src RWKV-4-Pile-169M-20220807-8023.pth --vocab 20B_tokenizer.json --out DIR
+  python tools/convert.py --model rwkv4 --to torch --src DIR --out CKPT.pth   # a .pth RWKV-LM's RWKV_RNN loads
   python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
                                                                              # pytorch_model.bin or a sharded index
   python tools/convert.py --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
@@ -21,10 +23,10 @@ from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family: rwkv2, hgrn2 or mru")
+    p.add_argument("--model", required=True, help="model family: rwkv2, rwkv4, hgrn2 or mru")
     p.add_argument("--src", required=True, help="the checkpoint to convert (a Paddle model directory with --to torch)")
-    p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2, an "
-                   "fla checkpoint directory for hgrn2, an mru-lm train folder for mru)")
+    p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2 "
+                   "and rwkv4, an fla checkpoint directory for hgrn2, an mru-lm train folder for mru)")
     p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
     p.add_argument("--vocab", help="the original's vocab.json, stored with the converted model (rwkv2)")
     p.add_argument("--config", help="mru: the run's model.json (default: the one beside --src or in its parent "

@@ -5,7 +5,7 @@ import os
 
 from ..io.atomic import atomic_directory
 
-FAMILIES = ("rwkv2", "hgrn2", "mru")
+FAMILIES = ("rwkv2", "rwkv4", "hgrn2", "mru")
 TAKES_CONFIG = ("mru",)  # families whose checkpoints lack the model's sizes: they come from a separate file
 
 

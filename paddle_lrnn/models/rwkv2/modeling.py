@@ -18,6 +18,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ...layers.init import rwkv_init
 from ...layers.rwkv2 import K_CLAMP, K_EPS, RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
 from ...ops._checks import dims_match
 from ...ops.rwkv2_step import rwkv2_step, weight_names
@@ -74,22 +75,10 @@ class RWKV2ForCausalLM(PretrainedModel):
         embedding, mixing coefficients 0 for the first half of the channels and 1 for the rest, the bonus
         exp(time_first) = 0.3 and the per-layer decay curves."""
         cfg = self.config
-        V, C, L = cfg.vocab_size, cfg.n_embd, cfg.n_layer
-        zero_scale = {"att.key", "att.receptance", "att.output", "ffn.receptance", "ffn.value", "ffnPre.receptance",
-                      "ffnPre.value", "head_q"}
-        for name, layer in self.named_sublayers():
-            if isinstance(layer, nn.Embedding):
-                _orthogonal(layer.weight, math.sqrt(max(V, C)) * 1e-4, transpose=False)
-            elif isinstance(layer, nn.Linear):
-                fan_in, fan_out = layer.weight.shape
-                gain = math.sqrt(fan_out / fan_in) if fan_out > fan_in else 1.0
-                if (fan_out, fan_in) == (V, C):
-                    gain *= 0.5
-                if name == "head_k":
-                    gain *= 0.1
-                if any(name.endswith(z) for z in zero_scale):
-                    gain = 0.0
-                _orthogonal(layer.weight, gain, transpose=True)
+        C, L = cfg.n_embd, cfg.n_layer
+        rwkv_init(self, cfg.vocab_size, C, {"att.key": 0, "att.receptance": 0, "att.output": 0, "ffn.receptance": 0,
+                                            "ffn.value": 0, "ffnPre.receptance": 0, "ffnPre.value": 0, "head_q": 0,
+                                            "head_k": 0.1})
         mix = paddle.to_tensor((np.arange(C) >= C / 2).astype("float32").reshape(1, 1, C))
         for layer_id, block in enumerate(self.blocks):
             for sub in ("att", "ffn", "ffnPre"):
@@ -169,16 +158,3 @@ def _decay_curve(layer_id, n_layer, n_embd):
     h = np.arange(n_embd) / max(n_embd - 1, 1)
     return np.log(f1 * f2 ** (7 * h)).astype("float32")
 
-
-def _orthogonal(param, gain, transpose):
-    """Sets param to gain x a (semi-)orthogonal matrix drawn from Paddle's RNG (QR of a Gaussian, sign-fixed);
-    zeros for gain 0. transpose: param holds the transpose of the [out, in] matrix (Paddle Linear layout)."""
-    rows, cols = param.shape[::-1] if transpose else param.shape
-    if gain == 0:
-        param.set_value(paddle.zeros(param.shape, param.dtype))
-        return
-    a = paddle.randn([max(rows, cols), min(rows, cols)]).numpy().astype("float64")
-    q, r = np.linalg.qr(a)
-    q *= np.sign(np.diag(r))
-    m = q if rows >= cols else q.T  # [rows, cols] with orthonormal columns (or rows)
-    param.set_value(paddle.to_tensor((gain * (m.T if transpose else m)).astype("float32")).astype(param.dtype))
