@@ -9,6 +9,7 @@ import paddle
 import pytest
 
 from paddle_lrnn.models import AutoConfig, AutoModelForCausalLM, ModelFileError
+from paddle_lrnn.models.modeling_utils import skip_init
 from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
 SMALL = dict(vocab_size=37, n_embd=32, n_layer=3, ctx_len=16)
@@ -35,8 +36,8 @@ def run_in_chunks(model, ids, cuts):
 
 
 def test_the_169m_layout_has_the_released_names_shapes_and_count():
-    paddle.seed(0)
-    model = RWKV4ForCausalLM(RWKV4Config())
+    with paddle.LazyGuard(), skip_init():  # shapes only: no memory, no initialisation
+        model = RWKV4ForCausalLM(RWKV4Config())
     shapes = {name: list(p.shape) for name, p in model.named_parameters()}
     # RWKV-4-Pile-169M: 12 layers x 768, vocabulary 50277; 2VC + L(13C^2 + 11C) + 4C parameters
     V, C, L = 50277, 768, 12
@@ -80,6 +81,13 @@ def test_initialisation_is_the_originals():
     # the decay at the first and last channel of the first layer: exp(-exp(-5)) and exp(-exp(3))
     w = np.exp(-np.exp(params["blocks.0.att.time_decay"]))
     assert w[0] == pytest.approx(0.99329, abs=1e-5) and w[-1] == pytest.approx(1.9e-9, rel=0.02)
+
+
+def test_skip_init_leaves_the_initialisation_to_loaded_weights():
+    with skip_init():
+        skipped = RWKV4ForCausalLM(RWKV4Config(**SMALL))
+    assert float(skipped.blocks[1].att.time_decay.abs().max()) == 0  # not the decay curve
+    assert float(RWKV4ForCausalLM(RWKV4Config(**SMALL)).blocks[1].att.time_decay.abs().max()) > 1
 
 
 def test_ffn_pre_variant_replaces_block_0_time_mix():

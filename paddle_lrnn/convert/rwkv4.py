@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from ..io.torch_checkpoint import load_torch_checkpoint, save_torch_checkpoint
-from ..models.modeling_utils import ModelFileError, linear_weight_names, load_arrays
+from ..models.modeling_utils import ModelFileError, linear_weight_names, load_arrays, skip_init
 from ..models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
 REQUIRED = ("emb.weight", "blocks.0.ln0.weight", "blocks.0.ln1.weight", "blocks.0.ffn.key.weight",
@@ -74,7 +74,8 @@ def ctx_len_from_name(path):
 def from_torch(path):
     """An RWKV4ForCausalLM holding the weights of an original .pth state dict (read without torch)."""
     sd = _state_dict(load_torch_checkpoint(path), path)
-    model = RWKV4ForCausalLM(config_from_state_dict(sd, ctx_len_from_name(path)))
+    with skip_init():
+        model = RWKV4ForCausalLM(config_from_state_dict(sd, ctx_len_from_name(path)))
     transposed = linear_weight_names(model)
     shapes = {name: list(p.shape) for name, p in model.named_parameters()}
     arrays = {}

@@ -1,8 +1,10 @@
 """Conventions shared by every model family (PaddleNLP-style): a config saved as config.json, weights saved as
 model.safetensors (Paddle parameter names and layouts), `save_pretrained` / `from_pretrained`, and the forward
 interface `model(input_ids, state=None, use_cache=False) -> CausalLMOutput`."""
+import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -120,6 +122,22 @@ def load_arrays(model, arrays, source):
         param.set_value(paddle.to_tensor(np.ascontiguousarray(arrays[name])).astype(param.dtype))
 
 
+_construction = threading.local()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Models constructed inside skip their own weight initialisation (PretrainedModel.init_weights), for weights
+    that are loaded next: RWKV's orthogonal initialisation of a large model takes minutes (a QR decomposition of
+    every matrix, the [vocab, n_embd] ones included)."""
+    previous = getattr(_construction, "skip_init", False)
+    _construction.skip_init = True
+    try:
+        yield
+    finally:
+        _construction.skip_init = previous
+
+
 class PretrainedModel(nn.Layer):
     """Base of the family models: save_pretrained / from_pretrained in the PaddleNLP layout."""
 
@@ -130,6 +148,11 @@ class PretrainedModel(nn.Layer):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+
+    def init_weights(self):
+        """The family's own initialisation (_init_weights), unless the model is being built inside skip_init()."""
+        if not getattr(_construction, "skip_init", False):
+            self._init_weights()
 
     def save_pretrained(self, directory):
         """Writes config.json and model.safetensors into `directory`, replacing both or, on any failure (a full
@@ -145,7 +168,8 @@ class PretrainedModel(nn.Layer):
         path = os.path.join(directory, WEIGHTS_NAME)
         if not os.path.isfile(path):
             raise ModelFileError(f"{directory} has no {WEIGHTS_NAME}; expected a directory written by save_pretrained")
-        model = cls(config)
+        with skip_init():
+            model = cls(config)
         load_arrays(model, load_safetensors(path), path)
         model.eval()
         return model

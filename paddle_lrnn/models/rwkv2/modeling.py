@@ -66,7 +66,7 @@ class RWKV2ForCausalLM(PretrainedModel):
         self.head = nn.Linear(C, V, bias_attr=False)
         self.head_q = nn.Linear(C, config.head_qk_dim, bias_attr=False)
         self.head_k = nn.Linear(C, config.head_qk_dim, bias_attr=False)
-        self._init_weights()
+        self.init_weights()
         self._fused_weights = None
 
     def _init_weights(self):

@@ -65,7 +65,7 @@ class RWKV4ForCausalLM(PretrainedModel):
         self.blocks = nn.LayerList([RWKV4Block(config, i) for i in range(config.n_layer)])
         self.ln_out = nn.LayerNorm(C)
         self.head = nn.Linear(C, V, bias_attr=False)
-        self._init_weights()
+        self.init_weights()
 
     def _init_weights(self):
         """RWKV-v4/src/model.py's initialisation: RWKV_Init's orthogonal matrices (zeros for the time-mix's key,
