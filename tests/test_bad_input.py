@@ -494,6 +494,9 @@ ROWS = [
              lambda ws: ["--model", "rwkv4", "--data", ws.small_txt, "--model-option", "variant=RWKV-5", "--out",
                          ws.path("o"), *TINY],
              r"RWKV4Config\.variant must be 'RWKV' or 'RWKV-ffnPre', got 'RWKV-5'"),
+    tool_row("generate/rwkv4/ban-outside-the-vocabulary", "generate",
+             lambda ws: ["--model-dir", ws.models["rwkv4"], "--ban", 0, "--ban", 100_000],
+             r"token_ban holds ids outside the vocabulary \[0, \d+\): \[0, 100000\]"),
     tool_row("generate/rwkv4/top-p-0", "generate", lambda ws: ["--model-dir", ws.models["rwkv4"], "--top-p", 0],
              r"top_p must be in \(0, 1\], got 0\.0"),
     # ---- bench
