@@ -506,6 +506,9 @@ ROWS = [
     tool_row("bench/original-without-runner", "bench",
              lambda ws: ["--section", "generation", "--original-rwkv2", ws.path("empty-dir")],
              r"--original-rwkv2 .*empty-dir has no model_run\.py"),
+    tool_row("bench/rwkv4/original-without-runner", "bench",
+             lambda ws: ["--section", "rwkv4-generation", "--original-rwkv4", ws.path("empty-dir")],
+             r"--original-rwkv4 .*empty-dir has no model_run\.py; expected RWKV-LM's RWKV-v4/src directory"),
     # ---- export
     tool_row("export/missing-model-dir", "export", lambda ws: ["--model-dir", ws.path("nowhere"), "--out",
                                                                ws.path("e")],

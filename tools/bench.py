@@ -6,6 +6,8 @@ the date.
   python tools/bench.py --section ops         # custom operators against their pure-Paddle references
   python tools/bench.py --section generation --original-rwkv2 DIR
         # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
+  python tools/bench.py --section rwkv4-generation --original-rwkv4 DIR
+        # DIR holds RWKV-LM's RWKV-v4/src (model_run.py); an RWKV-4 169M-layout model, about 2 GB of memory
   python tools/bench.py --section training --device gpu
 """
 import argparse
@@ -189,6 +191,99 @@ def bench_generation(args):
         print(f"| {label} | {rate:.1f} | {f'{rate / base:.2f}x' if base else '-'} |")
 
 
+def read_bandwidth():
+    """The machine's read bandwidth in bytes/s, measured here: the best of summing a 512 MiB float32 array with
+    numpy (one thread) and with Paddle (its threads)."""
+    import numpy as np
+    import paddle
+
+    a = np.ones(128 << 20, np.float32)
+    t = paddle.to_tensor(a)
+    ms = timed_together([lambda: a.sum(), lambda: float(t.sum())], [5, 5])
+    return a.nbytes / (min(ms) / 1e3)
+
+
+def bench_rwkv4_generation(args):
+    """Step-mode tokens/s of an RWKV-4 169M-layout model (L12 C768 V50277, RWKV-4-Pile-169M's shapes, random
+    weights) in float32: greedy decoding after a 32-token prompt, against the memory floor (the bytes of the weights
+    a token reads, every matrix but the embedding, over the read bandwidth measured in this run), against the
+    matrix-vector products alone (one paddle.matmul per weight matrix, what a fused step could not go below), and,
+    with --original-rwkv4, RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in
+    the same run."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn.convert import converter
+    from paddle_lrnn.generation import generate_ids
+    from paddle_lrnn.models.modeling_utils import skip_init
+    from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
+
+    paddle.seed(0)
+    config = RWKV4Config(vocab_size=50277, n_embd=768, n_layer=12, ctx_len=1024)
+    with skip_init():  # random weights of the released layout (the orthogonal init of 50277 x 768 takes minutes)
+        model = RWKV4ForCausalLM(config)
+    for name, p in model.named_parameters():
+        scale = 1.0 if ".time_" in name or ".ln" in name else 0.02
+        p.set_value(paddle.randn(p.shape) * scale + (1.0 if name.endswith(("ln0.weight", "ln1.weight", "ln2.weight",
+                                                                              "ln_out.weight")) else 0.0))
+    model.eval()
+    n = args.tokens
+    prompt = list(range(1, 33))
+
+    def ours():
+        for _ in generate_ids(model, prompt, n, temperature=0):
+            pass
+
+    matrices = [p for name, p in model.named_parameters() if p.ndim == 2 and name != "emb.weight"]
+    rows = {p.shape[0]: paddle.randn([1, p.shape[0]]) for p in matrices}
+
+    def products():  # one token's matrix-vector products, nothing else
+        for _ in range(n):
+            for p in matrices:
+                paddle.matmul(rows[p.shape[0]], p)
+
+    runs = [("paddle_lrnn (layer by layer, fp32)", ours, n), ("its matrix-vector products alone (fp32)", products, n)]
+    if args.original_rwkv4:
+        import torch
+
+        os.environ.setdefault("RWKV_RUN_DEVICE", "cpu")  # read by model_run.py when imported
+        sys.path.insert(0, args.original_rwkv4)
+        from model_run import RWKV_RNN  # the original runner, imported from the user's checkout
+
+        with tempfile.TemporaryDirectory() as tmp:
+            name = os.path.join(tmp, "bench")
+            converter("rwkv4").to_torch(model, name + ".pth")
+            rnn = RWKV_RNN(name, "cpu", "RWKV", config.n_layer, config.n_embd, config.ctx_len)
+        torch.set_num_threads(os.cpu_count())
+
+        def original():  # run.py's loop: feed the prompt token by token, then take the argmax and feed it
+            rnn.clear()
+            ctx = list(prompt)
+            with torch.no_grad():
+                for t in range(len(prompt)):
+                    logits = rnn.run(ctx[: t + 1])
+                for _ in range(n):
+                    ctx.append(int(np.argmax(logits)))
+                    logits = rnn.run(ctx[-config.ctx_len:])
+
+        runs.append(("RWKV-LM RWKV-v4 RWKV_RNN runner (torch, fp32)", original, n + len(prompt)))
+    bandwidth = read_bandwidth()
+    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
+    weight_bytes = sum(int(np.prod(p.shape)) * 4 for p in matrices) + sum(
+        int(np.prod(p.shape)) * 4 for name, p in model.named_parameters() if p.ndim != 2)
+    floor = weight_bytes / bandwidth
+    print(f"| generator, L12 C768 V50277 (169M), greedy | ms/token | tokens/s | vs memory floor | vs original |")
+    print("|---|---:|---:|---:|---:|")
+    base = (ms[-1] / runs[-1][2]) if args.original_rwkv4 else None
+    print(f"| memory floor ({weight_bytes / 1e6:.0f} MB per token at {bandwidth / 1e9:.1f} GB/s) | "
+          f"{floor * 1e3:.1f} | {1 / floor:.1f} | 1.00x | - |")
+    for (label, _, tokens), t in zip(runs, ms):
+        per_token = t / tokens
+        print(f"| {label} | {per_token:.1f} | {1e3 / per_token:.1f} | {floor * 1e3 / per_token:.2f}x | "
+              f"{f'{base / per_token:.2f}x' if base else '-'} |", flush=True)
+    print("\nbfloat16 and float16 weights: not measured; Paddle 3.3.1's CPU build has no 16-bit matrix product.")
+
+
 def bench_training(args):
     """Training tokens/s of each family's recipe model for the device (the CPU recipe is what `tools/train.py`
     trains by default off GPU), on random tokens with Adam, fp32."""
@@ -221,7 +316,8 @@ def bench_training(args):
               f"{B * T / (ms / 1e3):,.0f} |", flush=True)
 
 
-SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training}
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "rwkv4-generation": bench_rwkv4_generation,
+            "training": bench_training}
 
 
 def main(argv=None):
@@ -231,12 +327,17 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
     p.add_argument("--tokens", type=int, default=200, help="tokens generated per generation measurement")
     p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
+    p.add_argument("--original-rwkv4", help="directory holding RWKV-LM's RWKV-v4/src (for the rwkv4-generation "
+                   "section)")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.tokens < 1:
         raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
     if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
         raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
                                 f"RWKV-v2-RNN/src directory")
+    if args.original_rwkv4 and not os.path.isfile(os.path.join(args.original_rwkv4, "model_run.py")):
+        raise FileNotFoundError(f"--original-rwkv4 {args.original_rwkv4} has no model_run.py; expected RWKV-LM's "
+                                f"RWKV-v4/src directory")
     import paddle
 
     paddle.set_device(args.device)
