@@ -69,6 +69,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
-    install_requires=["numpy", "tqdm", "matplotlib"],
+    install_requires=["numpy", "tokenizers>=0.21", "tqdm", "matplotlib"],
     zip_safe=False,
 )

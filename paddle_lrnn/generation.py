@@ -1,6 +1,7 @@
 """Sampling and the streaming generation loop: the prompt goes through the parallel kernels once, then one token at
 a time in step mode with the model's state."""
 import math
+import time
 
 import numpy as np
 import paddle
@@ -97,11 +98,14 @@ def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a
 
 
 
-def generate_text(model_dir, prompt, length, **sampling):
+def generate_text(model_dir, prompt, length, *, ignore_eos=False, stats=None, **sampling):
     """Loads the model and vocabulary saved in model_dir and yields the prompt, then the generated text piece by
-    piece (a piece may be empty while a multi-byte character is incomplete). Prompt characters outside the
-    vocabulary are an error, raised before anything is yielded."""
-    from .data import load_vocab
+    piece (a piece is empty while a character is incomplete: one split over byte tokens is printed whole, once).
+    Generation stops at the vocabulary's end-of-text token (not printed) unless ignore_eos. Prompt characters
+    outside the vocabulary are an error, raised before anything is yielded, as is a vocabulary with more ids than
+    the model has rows. stats: a dict that receives prompt_tokens, prompt_seconds (the prompt's forward pass and
+    the first sample), decode_tokens, decode_seconds (every later token) and stopped_at_eos."""
+    from .data import check_fits, load_vocab
     from .models import AutoModelForCausalLM
 
     check_sampling(**{k: v for k, v in sampling.items() if k in ("temperature", "top_p", "top_a", "top_k",
@@ -113,13 +117,42 @@ def generate_text(model_dir, prompt, length, **sampling):
     except ValueError as err:
         raise ValueError(f"{model_dir} has no usable vocabulary ({err}); convert with --vocab or train with "
                          f"tools/train.py, which saves one") from None
+    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     ids = vocab.encode(prompt).tolist()
     if not ids:
         raise ValueError("the prompt is empty after encoding; give at least one character")
+    stop = None if ignore_eos else vocab.eot_id
+    stats = {} if stats is None else stats
+    stats.update(prompt_tokens=len(ids), prompt_seconds=0.0, decode_tokens=0, decode_seconds=0.0,
+                 stopped_at_eos=False)
     yield prompt
     decoder = vocab.decoder()
-    decoder.decode(ids)  # the decoder continues after the prompt (a word vocabulary then puts a space before the
-    decoder.flush()      # first new word unless the prompt ended a line)
+    decoder.decode(ids)  # the decoder continues after the prompt: a word vocabulary then puts a space before the
+    # first new word unless the prompt ended a line, a tokenizer that strips the first space (Llama's) keeps it
+    start = time.perf_counter()
+    first = None
     for token in generate_ids(model, ids, length, **sampling):
+        now = time.perf_counter()
+        if first is None:
+            first = now
+            stats["prompt_seconds"] = now - start
+        else:
+            stats["decode_tokens"] += 1
+            stats["decode_seconds"] = now - first
+        if token == stop:
+            stats["stopped_at_eos"] = True
+            break
         yield decoder.decode([token])
     yield decoder.flush()
+
+
+def speed_report(stats):
+    """generate_text's stats as one line: prompt and decoding tokens/s."""
+    def rate(n, seconds):
+        return f"{n / seconds:,.1f} tokens/s" if seconds > 0 else "- tokens/s"
+
+    line = (f"prompt: {stats['prompt_tokens']} tokens in {stats['prompt_seconds']:.3f} s "
+            f"({rate(stats['prompt_tokens'], stats['prompt_seconds'])}); decode: {stats['decode_tokens']} tokens in "
+            f"{stats['decode_seconds']:.3f} s ({rate(stats['decode_tokens'], stats['decode_seconds'])})")
+    return line + ("; stopped at the end-of-text token" if stats.get("stopped_at_eos") else "")
+

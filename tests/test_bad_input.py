@@ -26,6 +26,7 @@ import numpy as np
 import paddle
 import pytest
 from hostile import craft_zip, hostile_pickles, one_tensor_file, write_raw_safetensors, zip_bomb
+from tokenizer_files import neox_json
 
 from paddle_lrnn import ops
 from paddle_lrnn.cli import run_cli
@@ -217,6 +218,32 @@ def mru_json_with(ws, **fields):
     return path
 
 
+def tokenizer_file(ws, name, change=None, data=None):
+    """A GPT-NeoX-shaped tokenizer.json of 723 entries at ws/name (made once), its JSON changed by `change`, or the
+    bytes `data` in its place."""
+    good = ws.path("neox-tokenizer.json")
+    if not os.path.exists(good):
+        neox_json(good)
+    path = ws.path(name)
+    if data is not None:
+        open(path, "wb").write(data)
+    else:
+        spec = json.load(open(good, encoding="utf-8"))
+        if change:
+            change(spec)
+        json.dump(spec, open(path, "w", encoding="utf-8"))
+    return path
+
+
+def model_with_tokenizer(ws, name, family):
+    """A trained model whose vocabulary is replaced by a tokenizer.json larger than its embedding."""
+    def change(d):
+        for n in ("vocab.json", "paddle_lrnn_vocab.json"):
+            os.remove(f"{d}/{n}")
+        shutil.copy(tokenizer_file(ws, "big-tokenizer.json"), f"{d}/tokenizer.json")
+    return model_dir_with(ws, name, family, change)
+
+
 def t(*shape, dtype="float32"):
     return paddle.zeros(list(shape), dtype)
 
@@ -249,10 +276,10 @@ def tool_row(id, target, build, pattern, **kw):
 
 
 _ckpt_snapshot, _ckpt_check = unchanged(lambda ws: ws.path("copies", "resume-rwkv2"), "model.safetensors",
-                                        "config.json", "vocab.json", "tokenizer_config.json",
+                                        "config.json", "vocab.json", "paddle_lrnn_vocab.json",
                                         "checkpoints/latest", "checkpoints/step-00000001/model.safetensors")
 _final_snapshot, _final_check = unchanged(lambda ws: ws.path("copies", "resume-mru"), "model.safetensors",
-                                          "config.json", "vocab.json", "tokenizer_config.json")
+                                          "config.json", "vocab.json", "paddle_lrnn_vocab.json")
 _save_snapshot, _save_check = unchanged(lambda ws: ws.path("copies", "save-over"), "model.safetensors",
                                         "config.json")
 
@@ -332,6 +359,13 @@ ROWS = [
     tool_row("eval/rwkv2/characters-outside-the-vocabulary", "train",
              lambda ws: ["--eval-only", "--model-dir", ws.models["rwkv2"], "--data", ws.foreign_txt],
              r"'ö' \(U\+00F6\) at line 1, column 8 .* is not in the vocabulary"),
+    tool_row("eval/mru/tokenizer-larger-than-the-model", "train",
+             lambda ws: ["--eval-only", "--model-dir", model_with_tokenizer(ws, "bigtok-mru", "mru"), "--data",
+                         ws.small_txt],
+             r"the tokenizer in .*bigtok-mru has 723 entries but the model's embedding has \d+ rows"),
+    tool_row("train/rwkv2/vocab-path-missing", "train",
+             lambda ws: ["--data", ws.small_txt, "--vocab", ws.path("nowhere", "tokenizer.json"), "--out", ws.path("o")],
+             r"--vocab .*nowhere/tokenizer\.json: neither a vocabulary kind \(.*\) nor an existing tokenizer file"),
     tool_row("eval/mru/context-beyond-the-model", "train",
              lambda ws: ["--eval-only", "--model-dir", ws.models["mru"], "--data", ws.small_txt, "--ctx-len", 4096],
              r"--ctx-len 4096 exceeds the model's context length 128"),
@@ -373,8 +407,11 @@ ROWS = [
              r"the prompt is empty after encoding"),
     tool_row("generate/hgrn2/no-vocabulary", "generate",
              lambda ws: ["--model-dir", model_dir_with(ws, "novocab", "hgrn2", lambda d: [
-                 os.remove(f"{d}/{n}") for n in ("vocab.json", "tokenizer_config.json")])],
+                 os.remove(f"{d}/{n}") for n in ("vocab.json", "paddle_lrnn_vocab.json")])],
              r"novocab has no usable vocabulary .*; convert with --vocab or train with tools/train\.py"),
+    tool_row("generate/hgrn2/tokenizer-larger-than-the-model", "generate",
+             lambda ws: ["--model-dir", model_with_tokenizer(ws, "bigtok", "hgrn2")],
+             r"the tokenizer in .*bigtok has 723 entries but the model's embedding has \d+ rows"),
     tool_row("generate/rwkv2/truncated-weights", "generate",
              lambda ws: ["--model-dir", model_dir_with(ws, "truncated", "rwkv2", lambda d: os.truncate(
                  f"{d}/model.safetensors", 1000))],
@@ -405,6 +442,34 @@ ROWS = [
              lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", f"{ws.models['rwkv2']}/vocab.json",
                          "--out", ws.path("c")],
              r"--vocab .*vocab\.json has \d+ entries but the checkpoint's embedding has 53 rows"),
+    tool_row("convert/hgrn2/tokenizer-larger-than-the-model", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", tokenizer_file(ws, "big-tokenizer.json"),
+                         "--out", ws.path("c")],
+             r"--vocab .*big-tokenizer\.json has 723 entries but the checkpoint's embedding has 53 rows"),
+    tool_row("convert/hgrn2/missing-tokenizer", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", ws.path("nowhere", "tokenizer.json"),
+                         "--out", ws.path("c")],
+             r"nowhere/tokenizer\.json: no such vocabulary file or directory"),
+    tool_row("convert/hgrn2/unreadable-tokenizer", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab",
+                         tokenizer_file(ws, "junk-tokenizer.json", data=bytes(range(256))), "--out", ws.path("c")],
+             r"junk-tokenizer\.json: not a Hugging Face tokenizer\.json \(UTF-8 JSON\)"),
+    tool_row("convert/hgrn2/unknown-tokenizer-model", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", tokenizer_file(
+                 ws, "bigram-tokenizer.json", lambda spec: spec["model"].update(type="Bigram")), "--out", ws.path("c")],
+             r"a tokenizer\.json of model type 'Bigram', which the tokenizers library does not run \(expected one "
+             r"of BPE, Unigram, WordPiece, WordLevel\)", process=True),
+    tool_row("convert/hgrn2/world-vocabulary-malformed-line", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", ws.path("rwkv_vocab_bad.txt"), "--out",
+                         ws.path("c")],
+             r"rwkv_vocab_bad\.txt: line 2 is not a World vocabulary entry .*\(the token has 2 bytes, the line says 3\)",
+             before=lambda ws: open(ws.path("rwkv_vocab_bad.txt"), "w").write("1 'a' 1\n2 'bc' 3\n")),
+    tool_row("convert/hgrn2/unusable-tokenizer-beside-the-checkpoint", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", ws.path("hgrn2-badtok"), "--out", ws.path("c")],
+             r"the tokenizer beside the checkpoint is unusable \(.*hgrn2-badtok/tokenizer\.json: not a Hugging Face "
+             r"tokenizer\.json .*\); name another with --vocab",
+             before=lambda ws: (shutil.copytree(HGRN2_DIR, ws.path("hgrn2-badtok"), dirs_exist_ok=True),
+                                open(ws.path("hgrn2-badtok", "tokenizer.json"), "w").write("{"))),
     tool_row("convert/rwkv2/runs-os-system", "convert",
              lambda ws: ["--model", "rwkv2", "--src", hostile(ws, "system", "os.system reduce"), "--out",
                          ws.path("c")],
@@ -461,10 +526,10 @@ ROWS = [
              lambda ws: ["--model", "rwkv4", "--src", RWKV2_PTH, "--out", ws.path("c")],
              r"rwkv2-small\.pth is an RWKV-v2 checkpoint \(it has blocks\.0\.att\.time_mix, RWKV-4 has "
              r"time_mix_k/v/r and no copy head\): convert it with --model rwkv2", process=True),
-    tool_row("convert/rwkv4/vocabulary-of-another-size", "convert",
-             lambda ws: ["--model", "rwkv4", "--src", RWKV4_PTH, "--vocab", f"{ws.models['rwkv2']}/vocab.json",
+    tool_row("convert/rwkv4/vocabulary-larger-than-the-model", "convert",
+             lambda ws: ["--model", "rwkv4", "--src", RWKV4_PTH, "--vocab", tokenizer_file(ws, "big-tokenizer.json"),
                          "--out", ws.path("c")],
-             r"--vocab .*vocab\.json has \d+ entries but the checkpoint's embedding has 97 rows"),
+             r"--vocab .*big-tokenizer\.json has 723 entries but the checkpoint's embedding has 97 rows"),
     tool_row("convert/rwkv4/truncated", "convert",
              lambda ws: ["--model", "rwkv4", "--src", ws.path("half-rwkv4.pth"), "--out", ws.path("c")],
              r"refusing to load .*half-rwkv4\.pth: it is not a readable zip archive \(truncated or corrupt\?\)",

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 import paddle_lrnn.data as D
 from paddle_lrnn.data import corpus as corpus_mod
-from paddle_lrnn.data.bpe import WHITE_SPACE, bytes_to_unicode, pretokenize, safe_cut
+from paddle_lrnn.data.hf_tokenizer import WHITE_SPACE, safe_cut
+from tokenizer_files import hand_gpt2_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUSTEN = os.path.join(ROOT, "data", "austen", "austen.txt")
@@ -72,7 +73,7 @@ def test_v2_vocab_json_loads_and_saves_byte_exact(tmp_path, austen_text):
         original = f.read()
     assert (tmp_path / "v" / "vocab.json").read_bytes() == original
     assert original[:2] == codecs.BOM_UTF16_LE
-    cfg = json.loads((tmp_path / "v" / "tokenizer_config.json").read_text())
+    cfg = json.loads((tmp_path / "v" / "paddle_lrnn_vocab.json").read_text())
     assert cfg["kind"] == "chars" and cfg["vocab_size"] == 77 and cfg["unknown_char"] is None
     assert D.load_vocab(tmp_path / "v") == v
     # a folder holding only v2's vocab.json also loads
@@ -270,40 +271,26 @@ TINY_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("an", "d"), 
 @pytest.fixture
 def tiny_bpe(tmp_path):
     """A hand-made GPT-2-format pair: the 256 byte symbols (id = byte value), 10 merges, <|endoftext|>."""
-    byte_sym = bytes_to_unicode()
-    encoder = {byte_sym[b]: b for b in range(256)}
-    for a, b in TINY_MERGES:
-        encoder[a + b] = len(encoder)
-    encoder["<|endoftext|>"] = len(encoder)
-    d = tmp_path / "gpt2-tiny"
-    d.mkdir()
-    (d / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in TINY_MERGES),
-                                  encoding="utf-8")
-    return d
+    return hand_gpt2_files(tmp_path / "gpt2-tiny", TINY_MERGES)
 
 
-def test_gpt2_pretokenize():
-    assert pretokenize("the cat and the seen\n\nI'm") == \
-        ["the", " cat", " and", " the", " seen", "\n", "\n", "I", "'m"]
-    assert pretokenize("Hello  world!! 1,000 don't\t x  ") == \
-        ["Hello", " ", " world", "!!", " 1", ",", "000", " don", "'t", "\t", " x", "  "]
-    assert pretokenize("naïve 中文 ½") == ["naïve", " 中文", " ½"]
-    text = "Miss Bennet's £20,000 — \r\n well?"
-    assert "".join(pretokenize(text)) == text
+def _pieces(text):
+    """GPT-2's pre-tokenisation of text, as the tokenizers library does it."""
+    from tokenizers import pre_tokenizers
+    return [p for p, _ in pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str(text)]
 
 
 def test_gpt2_tiny_vocab(tmp_path, tiny_bpe):
     v = D.Gpt2Vocab.from_dir(tiny_bpe)
     assert v.vocab_size == 256 + 10 + 1 and v.unit == "bpe token" and v.eot_id == 266
-    ids = {t: i for i, t in enumerate(v.itos)}
-    assert v.encode("the").tolist() == [ord("t"), ids["he"]]
-    assert v.encode(" the").tolist() == [ids["Ġthe"]]
-    assert v.encode(" and").tolist() == [ids["Ġand"]]  # a+n (rank 3) before n+d (rank 9): Ġ an d -> Ġ and
-    assert v.encode(" end").tolist() == [ids["Ġ"], ord("e"), ids["nd"]]
-    assert v.encode("seen").tolist() == [ord("s"), ids["ee"], ord("n")]
-    assert v.encode("eee").tolist() == [ids["ee"], ord("e")]  # merges left to right, no overlap
-    assert v.encode(" cat").tolist() == [ids["Ġ"], ord("c"), ord("a"), ord("t")]
+    ids = v.tokenizer.token_to_id
+    assert v.encode("the").tolist() == [ord("t"), ids("he")]
+    assert v.encode(" the").tolist() == [ids("Ġthe")]
+    assert v.encode(" and").tolist() == [ids("Ġand")]  # a+n (rank 3) before n+d (rank 9): Ġ an d -> Ġ and
+    assert v.encode(" end").tolist() == [ids("Ġ"), ord("e"), ids("nd")]
+    assert v.encode("seen").tolist() == [ord("s"), ids("ee"), ord("n")]
+    assert v.encode("eee").tolist() == [ids("ee"), ord("e")]  # merges left to right, no overlap
+    assert v.encode(" cat").tolist() == [ids("Ġ"), ord("c"), ord("a"), ord("t")]
     assert v.encode("the cat and the seen\n\nI'm").tolist() == \
         [116, 257, 32, 99, 97, 116, 261, 258, 263, 264, 110, 10, 10, 73, 39, 109]
     e = v.encode("é")  # two bytes, two byte symbols ('Ã', '©')
@@ -311,12 +298,15 @@ def test_gpt2_tiny_vocab(tmp_path, tiny_bpe):
     dec = v.decoder()
     assert dec.decode(e[:1]) == "" and dec.decode(e[1:]) == "é"
     assert v.decode([266]) == "<|endoftext|>"
+    assert v.encode("a<|endoftext|>b").tolist() == [97, 266, 98]  # a special token, as GPT2TokenizerFast has it
     assert v.eol_id == 10
     v.save(tmp_path / "saved")
     assert D.load_vocab(tmp_path / "saved") == v
+    assert (tmp_path / "saved" / "merges.txt").read_bytes() == (tiny_bpe / "merges.txt").read_bytes()
     assert D.load_vocab(tiny_bpe) == v  # GPT-2's own two files, no config
     (tiny_bpe / "tokenizer_config.json").write_text('{"model_max_length": 1024}')  # Hugging Face's, not ours
     assert D.load_vocab(tiny_bpe) == v
+    assert D.load_vocab(tiny_bpe / "vocab.json") == v  # the file by itself: merges.txt beside it
     with pytest.raises(D.DataError, match="merges.txt: no such file"):
         D.Gpt2Vocab.from_files(tiny_bpe / "vocab.json", tmp_path / "merges.txt")
 
@@ -326,27 +316,27 @@ def test_gpt2_tiny_vocab(tmp_path, tiny_bpe):
 def test_gpt2_block_cut_keeps_pretokenisation(text):
     p = safe_cut(text)
     if p > 0:
-        assert pretokenize(text[:p]) + pretokenize(text[p:]) == pretokenize(text)
+        assert _pieces(text[:p]) + _pieces(text[p:]) == _pieces(text)
     else:
         assert not any(text[i] in WHITE_SPACE and text[i - 1] not in WHITE_SPACE for i in range(1, len(text)))
+
+
+_TINY_DIR = None
+
+
+def _tiny_vocab():
+    global _TINY_DIR
+    if _TINY_DIR is None:
+        import tempfile
+        _TINY_DIR = hand_gpt2_files(tempfile.mkdtemp(prefix="gpt2-tiny-"), TINY_MERGES)
+    return D.Gpt2Vocab.from_dir(_TINY_DIR)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.text())
 def test_gpt2_round_trip(text):
-    v = _TINY_FOR_PROPERTY
+    v = _tiny_vocab()
     assert v.decode(v.encode(text)) == text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
-def _tiny_vocab_object():
-    byte_sym = bytes_to_unicode()
-    encoder = {byte_sym[b]: b for b in range(256)}
-    for a, b in TINY_MERGES:
-        encoder[a + b] = len(encoder)
-    return D.Gpt2Vocab(encoder, TINY_MERGES)
-
-
-_TINY_FOR_PROPERTY = _tiny_vocab_object()
 
 
 def test_gpt2_corpora(tmp_path, tiny_bpe, wikitext_lines, austen_bytes):

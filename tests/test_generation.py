@@ -1,6 +1,9 @@
 """Sampling rules (top-p as RWKV implements it, top-a, temperature, greedy) and the generation loop: prompt through
-the parallel pass, then step mode with the state, equal to re-running the whole sequence in parallel."""
+the parallel pass, then step mode with the state, equal to re-running the whole sequence in parallel; the end-of-text
+token stops it (unless ignore_eos), and generate.py reports tokens/s on stderr (unless --quiet)."""
+import json
 import os
+import re
 
 import numpy as np
 import paddle
@@ -65,3 +68,68 @@ def test_generate_text_from_a_converted_checkpoint(tmp_path):
     assert pieces[0] == "\nIn the" and len("".join(pieces[1:])) == 30
     with pytest.raises(ValueError, match=r"'\$' \(U\+0024\) at line 1, column 3"):
         next(generate_text(out, "10$", 5))
+
+
+# ------------------------------------------------------------------------------------------- tokenizers and the end
+def model_with_tokenizer(tmp_path):
+    """A small random RWKV-v2 model saved with a Unigram tokenizer ("▁" for spaces, "</s>" ends text; no byte
+    tokens, so that random weights never make invalid UTF-8, which a whole decode and a stream may replace
+    differently)."""
+    from paddle_lrnn.data import load_vocab
+    from tokenizer_files import unigram_dir
+
+    vocab = load_vocab(unigram_dir(str(tmp_path / "tok")))
+    paddle.seed(1)
+    model = RWKV2ForCausalLM(RWKV2Config(vocab_size=vocab.vocab_size, n_embd=16, n_layer=1, ctx_len=16))
+    for p in model.parameters():
+        p.set_value(p + paddle.randn(p.shape) * 0.5)
+    out = tmp_path / "model"
+    model.save_pretrained(str(out))
+    vocab.save(str(out))
+    return out, vocab
+
+
+def test_generation_stops_at_the_end_of_text_token(tmp_path):
+    out, vocab = model_with_tokenizer(tmp_path)
+    prompt = "Once upon a time"
+    model = RWKV2ForCausalLM.from_pretrained(str(out))
+    tokens = list(generate_ids(model, vocab.encode(prompt).tolist(), 12, temperature=0))
+    stats = {}
+    text = "".join(generate_text(str(out), prompt, 12, temperature=0, ignore_eos=True, stats=stats))
+    prompt_ids = vocab.encode(prompt).tolist()
+
+    def continuation(new):  # the text the new tokens add after the prompt's (a leading space kept)
+        return vocab.decode(prompt_ids + new)[len(vocab.decode(prompt_ids)):]
+
+    assert text == prompt + continuation(tokens)
+    assert stats["prompt_tokens"] == len(vocab.encode(prompt)) and stats["decode_tokens"] == 11
+    assert not stats["stopped_at_eos"] and stats["prompt_seconds"] > 0 and stats["decode_seconds"] > 0
+    # make a token the model generates the end of text: generation stops before printing it
+    k = 3
+    eos = vocab.tokenizer.id_to_token(tokens[k])
+    cfg = json.loads((out / "tokenizer_config.json").read_text())
+    cfg["eos_token"] = eos
+    (out / "tokenizer_config.json").write_text(json.dumps(cfg))
+    stats = {}
+    text = "".join(generate_text(str(out), prompt, 12, temperature=0, stats=stats))
+    first = tokens.index(tokens[k])
+    assert text == prompt + continuation(tokens[:first]) and stats["stopped_at_eos"]
+    assert "".join(generate_text(str(out), prompt, 12, temperature=0, ignore_eos=True)) == \
+        prompt + continuation(tokens)
+
+
+def test_generate_tool_reports_speed_on_stderr(tmp_path, capsys):
+    import importlib.util
+
+    out, vocab = model_with_tokenizer(tmp_path)
+    spec = importlib.util.spec_from_file_location("tools_generate", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "generate.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(["--model-dir", str(out), "--prompt", "It is", "--length", "5", "--temperature", "0", "--ignore-eos"])
+    captured = capsys.readouterr()
+    assert captured.out.startswith("It is") and captured.err.count("\n") == 1
+    assert re.fullmatch(r"prompt: \d+ tokens in \d+\.\d{3} s \([\d,.]+ tokens/s\); decode: 4 tokens in \d+\.\d{3} s "
+                        r"\([\d,.]+ tokens/s\)\n", captured.err)
+    tool.main(["--model-dir", str(out), "--prompt", "It is", "--length", "5", "--quiet"])
+    assert capsys.readouterr().err == ""

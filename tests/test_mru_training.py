@@ -7,13 +7,13 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
 
 from paddle_lrnn.data import DataError
-from paddle_lrnn.data.bpe import bytes_to_unicode
 from paddle_lrnn.generation import generate_ids, generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
@@ -21,6 +21,7 @@ from paddle_lrnn.training import metrics
 from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
 from paddle_lrnn.training.schedule import lr_at
 from paddle_lrnn.training.trainer import evaluate_model_dir, make_optimizer
+from tokenizer_files import hand_gpt2_files
 from training_helpers import austen_excerpt, records, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -270,16 +271,7 @@ def test_byte_level_data_trains(tmp_path):
 def tiny_bpe(tmp_path):
     """A GPT-2-format vocab.json + merges.txt: the 256 byte symbols, a few merges, <|endoftext|>."""
     merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("an", "d"), ("Ġ", "and"), ("i", "n")]
-    byte_sym = bytes_to_unicode()
-    encoder = {byte_sym[b]: b for b in range(256)}
-    for a, b in merges:
-        encoder[a + b] = len(encoder)
-    encoder["<|endoftext|>"] = len(encoder)
-    d = tmp_path / "gpt2"
-    d.mkdir()
-    (d / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return d
+    return Path(hand_gpt2_files(tmp_path / "gpt2", merges))
 
 
 def test_gpt2_bpe_trains_and_missing_files_are_named(corpus_file, tiny_bpe, tmp_path):

@@ -2,18 +2,17 @@
 gradient accumulation trains exactly what the whole batch trains, --tokenizer passes GPT-2's files by path, metrics
 and --eval-only name their perplexity unit and report <split>_ppl, and recurrent models without a context limit are
 evaluated on windows of any --ctx-len."""
-import json
 import math
 
 import numpy as np
 import pytest
 
 from paddle_lrnn.data import Gpt2Vocab, load_vocab
-from paddle_lrnn.data.bpe import bytes_to_unicode
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import metrics
 from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
+from tokenizer_files import hand_gpt2_files
 from training_helpers import austen_excerpt
 
 
@@ -26,15 +25,7 @@ def corpus_file(tmp_path_factory):
 def gpt2_dir(tmp_path_factory):
     """GPT-2-format tokenizer files: the 256 byte symbols plus a few merges and <|endoftext|>."""
     merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n"), ("an", "d"), ("Ġ", "and"), ("i", "n"), ("e", "r")]
-    byte_sym = bytes_to_unicode()
-    encoder = {byte_sym[b]: b for b in range(256)}
-    for a, b in merges:
-        encoder[a + b] = len(encoder)
-    encoder["<|endoftext|>"] = len(encoder)
-    d = tmp_path_factory.mktemp("gpt2")
-    (d / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-    (d / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return str(d)
+    return hand_gpt2_files(str(tmp_path_factory.mktemp("gpt2")), merges)
 
 
 def tiny(corpus_file, out, **overrides):

@@ -28,7 +28,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2 "
                    "and rwkv4, an fla checkpoint directory for hgrn2, an mru-lm train folder for mru)")
     p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
-    p.add_argument("--vocab", help="the original's vocab.json, stored with the converted model (rwkv2)")
+    p.add_argument("--vocab", help="the tokenizer to store with the converted model, a file or a folder (default: "
+                   "the tokenizer files beside --src, if any)")
     p.add_argument("--config", help="mru: the run's model.json (default: the one beside --src or in its parent "
                    "folder, where mru-lm writes it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

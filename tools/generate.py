@@ -3,7 +3,10 @@
   python tools/generate.py --model-dir out/run --prompt "It is a truth" --length 300
   python tools/generate.py --model-dir DIR --prompt "\nIn the" --temperature 1.0 --top-p 0.7 --seed 1
   python tools/generate.py --model-dir RWKV4_PILE_DIR --prompt "The" --top-p 0.85 --presence-penalty 0.2 \
-      --frequency-penalty 0.2 --ban 0        # ChatRWKV's sampling for an RWKV-4 Pile model (0: end of text)
+      --frequency-penalty 0.2        # ChatRWKV's sampling for an RWKV-4 Pile model
+
+The text goes to stdout; at the end the prompt and decoding speeds (tokens/s) go to stderr unless --quiet.
+Generation stops at the tokenizer's end-of-text token unless --ignore-eos.
 """
 import argparse
 import os
@@ -31,6 +34,8 @@ def main(argv=None):
                    help="a token id never to generate (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--ignore-eos", action="store_true", help="go on past the end-of-text token")
+    p.add_argument("--quiet", action="store_true", help="no speed report on stderr at the end")
     args = p.parse_args(argv)
     if args.length < 0:
         raise ValueError(f"--length must be >= 0, got {args.length}")
@@ -46,14 +51,18 @@ def main(argv=None):
 
     import paddle
 
-    from paddle_lrnn.generation import generate_text
+    from paddle_lrnn.generation import generate_text, speed_report
 
     paddle.set_device(args.device)
+    stats = {}
     for piece in generate_text(args.model_dir, prompt, args.length, temperature=args.temperature, top_p=args.top_p,
                                top_a=args.top_a, top_k=args.top_k, alpha_presence=args.presence_penalty,
-                               alpha_frequency=args.frequency_penalty, token_ban=args.ban, seed=args.seed):
+                               alpha_frequency=args.frequency_penalty, token_ban=args.ban, seed=args.seed,
+                               ignore_eos=args.ignore_eos, stats=stats):
         print(piece, end="", flush=True)
     print()
+    if not args.quiet:
+        print(speed_report(stats), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ RECIPE_FLAGS = {  # flag -> type; unset ones come from the recipe
 }
 HELP = {
     "batch_size": "sequences per update", "grad_accum": "micro-batches per update (memory only; default 1)",
-    "vocab": "bytes, chars, words or gpt2", "tokenizer": "directory with the vocabulary files: GPT-2's vocab.json "
-    "and merges.txt for --vocab gpt2 (or a vocabulary a paddle_lrnn run saved)",
+    "vocab": "bytes, chars or words (built from the data), or the path of a tokenizer: a Hugging Face tokenizer.json "
+    "or its folder, GPT-2's vocab.json + merges.txt folder, an RWKV World vocabulary, a saved vocabulary",
+    "tokenizer": "the files of a tokenizer kind given as --vocab (gpt2: GPT-2's vocab.json and merges.txt folder)",
 }
 
 

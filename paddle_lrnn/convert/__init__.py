@@ -44,14 +44,9 @@ def convert(family, src, out, *, to="paddle", vocab=None, config=None, overwrite
     if to != "paddle":
         raise ValueError(f"--to must be paddle or torch, got {to!r}")
     model = module.from_torch(src, config=config) if family in TAKES_CONFIG else module.from_torch(src)
-    tokenizer = None
-    if vocab is not None:
-        from ..data import load_vocab
+    from ..data import checkpoint_vocab
 
-        tokenizer = load_vocab(vocab)
-        if tokenizer.vocab_size != model.config.vocab_size:
-            raise ValueError(f"--vocab {vocab} has {tokenizer.vocab_size} entries but the checkpoint's embedding has "
-                             f"{model.config.vocab_size} rows")
+    tokenizer = checkpoint_vocab(src, vocab, model.config.vocab_size)  # --vocab, or the files beside the checkpoint
     with atomic_directory(out) as staging:
         model.save_pretrained(staging)
         if tokenizer is not None:

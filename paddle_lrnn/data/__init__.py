@@ -1,19 +1,24 @@
 """Data layer: vocabularies (tokenizers), corpora with their splits, and batching. numpy only: importing this
 package does not import paddle (the trainer turns the int64 batches into tensors).
 
-  vocab:    ByteVocab, CharVocab (RWKV-v2's vocab.json), WordVocab (WikiText), Gpt2Vocab (GPT-2 byte-level BPE),
-            load_vocab(directory)
+  vocab:    ByteVocab, CharVocab (RWKV-v2's vocab.json), WordVocab (WikiText)
+  hf_tokenizer: HFTokenizerVocab (any Hugging Face tokenizer.json), Gpt2Vocab (GPT-2's vocab.json + merges.txt),
+            CutDownVocab (mru-lm's inverted_id_map.pt), all run by the `tokenizers` library
+  world:    WorldVocab (RWKV's World vocabulary, greedy longest match)
+  vocab_files: load_vocab(path) for every kind; checkpoint_vocab (the tokenizer a conversion carries)
   corpus:   load_corpus(path, vocab=..., layout=..., cache_dir=...) -> Corpus (.train/.valid/.test memory-mapped)
   batching: BatchSampler (random windows; state_dict / load_state_dict; Batch.shard(rank, world_size)),
             eval_batches (in-order windows with exact target counts)
   errors:   DataError (a ValueError) for every bad input
 """
 from .batching import Batch, BatchSampler, EvalBatch, eval_batches, steps_per_epoch
-from .bpe import Gpt2Vocab
 from .corpus import Corpus, SplitInfo, default_cache_dir, load_corpus
 from .errors import DataError
-from .vocab import ByteVocab, CharVocab, Vocab, WordVocab, load_vocab
+from .hf_tokenizer import CutDownVocab, Gpt2Vocab, HFTokenizerVocab
+from .vocab import ByteVocab, CharVocab, Vocab, WordVocab
+from .vocab_files import check_fits, checkpoint_vocab, load_vocab
+from .world import WorldVocab
 
-__all__ = ["Batch", "BatchSampler", "ByteVocab", "CharVocab", "Corpus", "DataError", "EvalBatch", "Gpt2Vocab",
-           "SplitInfo", "Vocab", "WordVocab", "default_cache_dir", "eval_batches", "load_corpus", "load_vocab",
-           "steps_per_epoch"]
+__all__ = ["Batch", "BatchSampler", "ByteVocab", "CharVocab", "Corpus", "CutDownVocab", "DataError", "EvalBatch",
+           "Gpt2Vocab", "HFTokenizerVocab", "SplitInfo", "Vocab", "WordVocab", "WorldVocab", "check_fits",
+           "checkpoint_vocab", "default_cache_dir", "eval_batches", "load_corpus", "load_vocab", "steps_per_epoch"]

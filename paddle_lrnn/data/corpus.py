@@ -6,10 +6,12 @@ load_corpus(path, vocab=..., layout=..., cache_dir=...) -> Corpus. Layouts:
    BYTES at floor(0.90 N) and floor(0.95 N) into train / valid / test, whatever the vocabulary:
      bytes: exactly there; the splits are zero-copy np.memmap views (uint8) of the file, no newline translation.
      chars: each split point moves forward to the next UTF-8 character start (and past the '\\n' of a '\\r\\n' pair).
-     words, gpt2: each split point moves forward to the next line start (a cut inside a line would cut a word).
+     any other vocabulary: each split point moves forward to the next line start (a cut inside a line would cut
+     a word or a token).
 "wikitext" (a directory with wiki.train.tokens, wiki.valid.tokens, wiki.test.tokens, or the raw release's
-   wiki.{train,valid,test}.raw): one split per file. words prefer the .tokens files, gpt2 the .raw files (the
-   HGRN recipe BPE-encodes the raw release); either set is used if it is the only one present.
+   wiki.{train,valid,test}.raw): one split per file. words prefer the .tokens files, the tokenizers (gpt2, hf,
+   world, cut-down) the .raw files (the HGRN recipe BPE-encodes the raw release); either set is used if it is the
+   only one present.
 "shakespeare-char" (mru-lm's convention): one text file, character vocabulary, the first int(0.9 * n_chars)
    characters train, the rest valid (Python's int(n * 0.9), as mru-lm computes it), no test split (test is None).
 "auto": "wikitext" for a directory, "text" for a file.
@@ -21,11 +23,12 @@ become '\\n' before encoding; a byte order mark stays (U+FEFF). The file is read
          file; for wikitext, of the three files), unless a vocabulary is given.
   words: WordVocab convention (one "<eos>" after every line, empty lines included); vocabulary from the training
          split only, unless given; tokens of any split outside it become "<unk>" and are counted (SplitInfo.oov).
-  gpt2:  the vocabulary must be given (Gpt2Vocab, or a directory with its files). "text" layout: the whole text
-         encoded as GPT-2 does (blocks are cut only where pre-tokenisation is unaffected); "wikitext" layout: line
-         by line as fairseq's recipe does (Gpt2Vocab.encode_lines: stripped line + end-of-line token).
+  gpt2, hf, world, cut-down: the tokenizer must be given (a Vocab, or the path of its files). "text" layout: the
+         text encoded by the tokenizer's encode_blocks (without special tokens; the tokenizer modules say where
+         blocks are cut); "wikitext" layout: gpt2 and hf line by line as fairseq's recipe does (encode_lines:
+         stripped line + end-of-line token), world and cut-down as in the text layout.
 
-Cache (chars, words, gpt2): one folder per corpus under cache_dir (default $PADDLE_LRNN_CACHE, else
+Cache (every vocabulary but bytes): one folder per corpus under cache_dir (default $PADDLE_LRNN_CACHE, else
 $XDG_CACHE_HOME/paddle_lrnn/corpora, else ~/.cache/paddle_lrnn/corpora), named
 "<name>-<vocab kind>-<layout>-<key>", holding
   tokens.npy   every split's ids concatenated (train, valid, test), .npy format 1.0, the smallest unsigned dtype
@@ -54,7 +57,8 @@ import numpy as np
 
 from . import _text
 from .errors import DataError
-from .vocab import ByteVocab, CharVocab, Vocab, WordVocab, load_vocab
+from .vocab import ByteVocab, CharVocab, Vocab, WordVocab
+from .vocab_files import load_vocab
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,8 @@ CACHE_FORMAT = "paddle_lrnn.corpus"
 CACHE_VERSION = 1
 LAYOUTS = ("auto", "text", "wikitext", "shakespeare-char")
 VOCAB_KINDS = {"bytes": "bytes", "byte": "bytes", "chars": "chars", "char": "chars", "words": "words",
-               "word": "words", "gpt2": "gpt2", "bpe": "gpt2"}
+               "word": "words", "gpt2": "gpt2", "bpe": "gpt2", "hf": "hf", "world": "world", "cut-down": "cut-down"}
+TOKENIZER_KINDS = ("gpt2", "hf", "world", "cut-down")  # kinds read from their files, never built from the data
 SPLITS = ("train", "valid", "test")
 WIKITEXT_FILES = {"tokens": ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
                   "raw": ("wiki.train.raw", "wiki.valid.raw", "wiki.test.raw")}
@@ -191,18 +196,20 @@ def _resolve_vocab(vocab):
         if kind == "gpt2":
             raise DataError("the GPT-2 vocabulary needs its tokenizer files: pass vocab=<directory with vocab.json "
                             "and merges.txt> or vocab=Gpt2Vocab.from_files(vocab_json, merges_txt)")
+        if kind in TOKENIZER_KINDS:
+            raise DataError(f"the {kind} vocabulary needs its tokenizer files: pass vocab=<their path>")
         return kind, None
     if isinstance(vocab, (str, os.PathLike)) and os.path.exists(os.fspath(vocab)):
         v = load_vocab(vocab)
         return v.kind, v
-    raise DataError(f"vocab={vocab!r}: expected one of bytes, chars, words, gpt2, a Vocab, or the path of a saved "
-                    f"vocabulary")
+    raise DataError(f"vocab={vocab!r}: expected one of bytes, chars, words, gpt2, a Vocab, or the path of a "
+                    f"vocabulary (a saved one or a tokenizer's own files)")
 
 
 def _wikitext_files(directory, kind):
     present = {flavour: [os.path.isfile(os.path.join(directory, n)) for n in names]
                for flavour, names in WIKITEXT_FILES.items()}
-    order = ("raw", "tokens") if kind == "gpt2" else ("tokens", "raw")
+    order = ("raw", "tokens") if kind in TOKENIZER_KINDS else ("tokens", "raw")
     for flavour in order:
         if all(present[flavour]):
             return [os.path.join(directory, n) for n in WIKITEXT_FILES[flavour]]
@@ -292,7 +299,7 @@ def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None
         cuts = [n * 90 // 100, n * 95 // 100]
         if kind == "chars":
             cuts = [_text.next_char_boundary(path, c, n) for c in cuts]
-        elif kind in ("words", "gpt2"):
+        elif kind != "bytes":
             cuts = [_text.next_line_start(path, c, n) for c in cuts]
         bounds = [0, *cuts, n]
         ranges = [(s, path, bounds[i], bounds[i + 1]) for i, s in enumerate(SPLITS)]
@@ -300,7 +307,7 @@ def load_corpus(path, vocab="chars", *, layout="auto", cache_dir=None, name=None
             if b <= a:
                 raise DataError(f"{path} ({n:,} bytes) is too small to split 90/5/5 by bytes: its {s} split is "
                                 f"empty" + (" (split points move to line starts for this vocabulary)"
-                                            if kind in ("words", "gpt2") else ""))
+                                            if kind not in ("bytes", "chars") else ""))
     else:
         ranges = [("all", path, 0, sizes[0])]
 
@@ -587,26 +594,14 @@ def _encode_range(vocab, kind, layout, path, start, end, out, dtype, unknown, bl
         return out_stats
 
     n_tokens = n_oov = 0
-    if kind == "words" or (kind == "gpt2" and layout == "wikitext"):
+    if kind == "words" or (layout == "wikitext" and hasattr(vocab, "encode_lines")):
         for lines in _iter_lines(blocks):
             ids, oov = vocab.encode_lines(lines)
             n_tokens += emit(ids)
             n_oov += oov
-    elif kind == "gpt2":
-        from .bpe import safe_cut
-        carry = ""
-        for block in blocks:
-            text = carry + block
-            p = safe_cut(text)
-            if p <= 0:
-                carry = text
-                continue
-            n_tokens += emit(vocab.encode_list(text[:p]))
-            carry = text[p:]
-        if carry:
-            n_tokens += emit(vocab.encode_list(carry))
-    else:  # pragma: no cover
-        raise DataError(f"cannot encode with vocabulary kind {kind!r}")
+    else:
+        for ids in vocab.encode_blocks(blocks):
+            n_tokens += emit(ids)
     return [{"tokens": n_tokens, "bytes": blocks.n_bytes, "chars": blocks.n_chars, "lines": blocks.n_newlines,
              "oov": n_oov}]
 

@@ -1,25 +1,33 @@
-"""Vocabularies (tokenizers) with one interface: bytes, characters (RWKV-v2's), words (WikiText's) and GPT-2 BPE.
+"""Vocabularies (tokenizers) with one interface: bytes, characters (RWKV-v2's), words (WikiText's), and through
+sibling modules Hugging Face tokenizers (hf_tokenizer: tokenizer.json, GPT-2's vocab.json + merges.txt, mru-lm's
+cut-down tokenizer) and RWKV's World vocabulary (world).
 
 Every vocabulary has
-  encode(text: str) -> np.ndarray        1-D int64 ids
+  encode(text: str) -> np.ndarray        1-D int64 ids, exactly as the original tokenizer gives them
   decode(ids) -> str                     ids: any 1-D sequence or array of ints in [0, vocab_size)
   decoder() -> an incremental decoder    .decode(ids) -> the text completed so far, .flush() -> the rest
-  vocab_size: int, unit: str ("byte", "char", "word" or "bpe token"), kind: str ("bytes", "chars", "words", "gpt2")
+  vocab_size: int, unit: str ("byte", "char", "word", "bpe token" or "token"), kind: str (KINDS)
+  eot_id: the id that ends a text (generation stops there), or None
   dtype: the smallest unsigned numpy dtype that holds every id (uint8, uint16 or uint32; used by corpus caches)
-  save(directory) -> directory           writes tokenizer_config.json and the kind's own files (below)
+  save(directory) -> directory           writes VOCAB_FILE and the kind's own files (below)
   fingerprint() -> str                   sha256 hex of the kind, options and entries (two equal vocabularies share it)
-and `load_vocab(directory)` restores whichever kind was saved.
+and `load_vocab(path)` reads any of them back, or the original files as they are published.
 
 Files written by save(directory):
-  tokenizer_config.json  UTF-8 JSON: {"format": "paddle_lrnn.vocab", "version": 1, "kind": ..., "unit": ...,
-                         "vocab_size": ..., "files": [...], plus the kind's options}
+  paddle_lrnn_vocab.json  UTF-8 JSON: {"format": "paddle_lrnn.vocab", "version": 1, "kind": ..., "unit": ...,
+                          "vocab_size": ..., "files": [...], plus the kind's options}. (Folders written before it
+                          had this name hold it as tokenizer_config.json, which Hugging Face tools read as their own
+                          file: load_vocab still reads those.)
   bytes: nothing else.
   chars: vocab.json in RWKV-v2's format: UTF-16 little-endian with a byte order mark, the JSON object
          {"0": char, "1": char, ...} as json.dumps(..., ensure_ascii=False) writes it (", " and ": " separators, no
          newline at the end). Options in the config: "unknown_char" (null or the character unknown ones map to).
   words: vocab.txt, UTF-8, one token per line in id order, each line ended by "\\n" (tokens never hold whitespace).
-  gpt2:  vocab.json (UTF-8 JSON token -> id) and merges.txt ("#version: 0.2" then one "a b" pair per line, by rank),
-         the layout of GPT-2's own files.
+  gpt2:  GPT-2's vocab.json and merges.txt, as they were read.
+  hf:    the Hugging Face files as they were read: tokenizer.json, and tokenizer_config.json, special_tokens_map.json
+         where the source had them.
+  cut-down: the base tokenizer's files and inverted_id_map.pt (mru-lm's layout).
+  world: the World vocabulary file, as it was read, under its own name.
 """
 import codecs
 import collections
@@ -32,7 +40,9 @@ import numpy as np
 from ..io.atomic import atomic_files
 from .errors import DataError
 
-CONFIG_NAME = "tokenizer_config.json"
+VOCAB_FILE = "paddle_lrnn_vocab.json"
+LEGACY_VOCAB_FILE = "tokenizer_config.json"  # our file's name before it was renamed; Hugging Face's name
+KINDS = ("bytes", "chars", "words", "gpt2", "hf", "cut-down", "world")
 CONFIG_FORMAT = "paddle_lrnn.vocab"
 CONFIG_VERSION = 1
 
@@ -105,8 +115,20 @@ class Vocab:
     def decoder(self):
         raise NotImplementedError
 
+    @property
+    def eot_id(self):
+        """The id that ends a text (generation stops there unless told otherwise), or None."""
+        return None
+
+    def encode_blocks(self, blocks):
+        """Encodes a long text given as an iterable of str blocks: yields int64 arrays whose concatenation is the
+        text's ids. This version encodes each block on its own, which is exact for bytes and characters; the
+        tokenizer kinds override it and say where they cut."""
+        for block in blocks:
+            yield self.encode(block)
+
     def _options(self):
-        """Kind-specific entries of tokenizer_config.json."""
+        """Kind-specific entries of VOCAB_FILE."""
         return {}
 
     def _entries(self):
@@ -135,14 +157,14 @@ class Vocab:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
     def save(self, directory):
-        """Writes tokenizer_config.json and the kind's files into `directory` (created if needed), replacing all of
+        """Writes VOCAB_FILE and the kind's files into `directory` (created if needed), replacing all of
         them or, on any failure, none; returns it."""
         directory = os.fspath(directory)
         with atomic_files(directory) as staging:
             files = self._write_files(staging)
             config = {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "kind": self.kind, "unit": self.unit,
                       "vocab_size": self.vocab_size, "files": files, **self._options()}
-            with open(os.path.join(staging, CONFIG_NAME), "w", encoding="utf-8", newline="\n") as f:
+            with open(os.path.join(staging, VOCAB_FILE), "w", encoding="utf-8", newline="\n") as f:
                 json.dump(config, f, ensure_ascii=False, indent=2, sort_keys=True)
                 f.write("\n")
         return directory
@@ -530,61 +552,3 @@ class WordStreamDecoder:
         return ""
 
 
-# ---------------------------------------------------------------------------------------------------------- load_vocab
-def _read_config(path):
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the tokenizer config: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-        return None  # another library's file of the same name (e.g. Hugging Face's next to GPT-2's files)
-    if "kind" not in config:
-        raise DataError(f"{path}: a paddle_lrnn tokenizer config without 'kind'")
-    if config.get("version", 1) > CONFIG_VERSION:
-        raise DataError(f"{path}: tokenizer config version {config['version']} is newer than this code reads "
-                        f"({CONFIG_VERSION})")
-    return config
-
-
-def load_vocab(directory):
-    """Restores a vocabulary saved with save(directory).
-
-    directory: a folder with our tokenizer_config.json (any kind); or, without it, a folder holding an RWKV-v2
-    vocab.json (UTF-16 with BOM -> CharVocab) or GPT-2's vocab.json + merges.txt (-> Gpt2Vocab); or the path of an
-    RWKV-v2 vocab.json itself. Returns a ByteVocab, CharVocab, WordVocab or Gpt2Vocab; DataError otherwise."""
-    path = os.fspath(directory)
-    if os.path.isfile(path):
-        return CharVocab.load_v2(path)
-    if not os.path.isdir(path):
-        raise DataError(f"{path}: no such vocabulary directory")
-    config_path = os.path.join(path, CONFIG_NAME)
-    config = _read_config(config_path) if os.path.isfile(config_path) else None
-    if config is not None:
-        kind = config["kind"]
-        if kind == "bytes":
-            vocab = ByteVocab()
-        elif kind == "chars":
-            vocab = CharVocab.load_v2(os.path.join(path, "vocab.json"), unknown=config.get("unknown_char"))
-        elif kind == "words":
-            vocab = WordVocab.load_txt(os.path.join(path, "vocab.txt"))
-        elif kind == "gpt2":
-            from .bpe import Gpt2Vocab
-            vocab = Gpt2Vocab.from_dir(path, eol_token=config.get("eol_token", Gpt2Vocab.DEFAULT_EOL))
-        else:
-            raise DataError(f"{config_path}: unknown vocabulary kind {kind!r} (expected bytes, chars, words, gpt2)")
-        if "vocab_size" in config and config["vocab_size"] != vocab.vocab_size:
-            raise DataError(f"{config_path}: says vocab_size {config['vocab_size']} but the files hold "
-                            f"{vocab.vocab_size} entries")
-        return vocab
-    vj = os.path.join(path, "vocab.json")
-    if os.path.isfile(vj):
-        with open(vj, "rb") as f:
-            head = f.read(2)
-        if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            return CharVocab.load_v2(vj)
-        if os.path.isfile(os.path.join(path, "merges.txt")):
-            from .bpe import Gpt2Vocab
-            return Gpt2Vocab.from_dir(path)
-    raise DataError(f"{path}: no vocabulary found (expected {CONFIG_NAME}, an RWKV-v2 vocab.json, or GPT-2's "
-                    f"vocab.json + merges.txt)")

@@ -18,7 +18,7 @@ class TrainConfig:
     preset: Optional[str] = None
     data: Optional[str] = None  # None: the embedded default corpus (Jane Austen's novels)
     vocab: str = "chars"
-    tokenizer: Optional[str] = None  # a directory with the vocabulary's files (GPT-2's vocab.json + merges.txt)
+    tokenizer: Optional[str] = None  # the vocabulary's files for a tokenizer kind (GPT-2's vocab.json + merges.txt)
     layout: str = "auto"
     out: str = os.path.join("out", "run")
     device: str = "cpu"
@@ -252,6 +252,9 @@ def validate(cfg):
     if str(cfg.vocab).lower() in ("gpt2", "bpe") and not cfg.tokenizer:
         raise ValueError("--vocab gpt2 needs the GPT-2 tokenizer files: pass --tokenizer DIR (a directory with "
                          "vocab.json and merges.txt), or choose --vocab words")
+    if str(cfg.vocab).lower() in ("hf", "world", "cut-down") and not cfg.tokenizer:
+        raise ValueError(f"--vocab {cfg.vocab} needs the tokenizer's files: pass --tokenizer PATH, or give the path "
+                         f"as --vocab itself")
     if not isinstance(cfg.model_options, dict):
         raise ValueError(f"model_options must be a dict, got {cfg.model_options!r}")
     if cfg.sample_length < 0:

@@ -14,7 +14,7 @@ Mixed precision: amp.py.
     out/metrics.jsonl   one JSON object per evaluation
     out/loss.png        the loss curve
     out/checkpoints/    see checkpoint.py
-    out/config.json, out/model.safetensors, out/tokenizer_config.json, ...   the final model and its vocabulary
+    out/config.json, out/model.safetensors, out/paddle_lrnn_vocab.json, ...   the final model and its vocabulary
 """
 import json
 import math
@@ -464,13 +464,14 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
     loss on `split` (windows of ctx_len tokens, default the model's, each from a fresh state) in nats per token,
     bits per char or byte, and perplexity per token. split None: "test", or "valid" for a layout without a test
     split (shakespeare-char)."""
-    from ..data import load_vocab
+    from ..data import check_fits, load_vocab
 
     for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag} must be a positive integer, got {value!r}")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     vocab = load_vocab(model_dir)
+    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without
     # one (HGRN2) are evaluated on windows of --ctx-len tokens, 1024 by default
     limit = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None)
@@ -495,18 +496,24 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
 
 
 def training_vocab(cfg):
-    """What load_corpus gets as the vocabulary of a run: cfg.vocab (a kind), or with cfg.tokenizer the vocabulary
-    saved in that directory (GPT-2's vocab.json + merges.txt, or one a paddle_lrnn run saved), which must be of
-    kind cfg.vocab."""
-    if not cfg.tokenizer:
-        return cfg.vocab
+    """What load_corpus gets as the vocabulary of a run: cfg.vocab, a kind (built from the data, or with
+    cfg.tokenizer read from that path, which must hold that kind) or the path of a tokenizer's files (any kind
+    load_vocab reads: a Hugging Face tokenizer.json or folder, GPT-2's files, a World vocabulary, a saved one)."""
     from ..data import DataError, load_vocab
     from ..data.corpus import VOCAB_KINDS
-    from ..data.vocab import CONFIG_NAME
+    from ..data.vocab_files import saved_kind
 
-    kind = VOCAB_KINDS.get(cfg.vocab.lower(), cfg.vocab)
-    if kind == "gpt2" and os.path.isdir(cfg.tokenizer) \
-            and not os.path.isfile(os.path.join(cfg.tokenizer, CONFIG_NAME)):
+    kind = VOCAB_KINDS.get(str(cfg.vocab).lower())
+    if kind is None:
+        if cfg.tokenizer:
+            raise ValueError(f"--vocab {cfg.vocab} is a path, which names the tokenizer itself: drop --tokenizer")
+        if not os.path.exists(cfg.vocab):
+            raise DataError(f"--vocab {cfg.vocab}: neither a vocabulary kind ({', '.join(sorted(set(VOCAB_KINDS)))}) "
+                            f"nor an existing tokenizer file or directory")
+        return load_vocab(cfg.vocab)
+    if not cfg.tokenizer:
+        return cfg.vocab
+    if kind == "gpt2" and os.path.isdir(cfg.tokenizer) and saved_kind(cfg.tokenizer) is None:
         missing = [n for n in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(cfg.tokenizer, n))]
         if missing:
             raise DataError(f"--tokenizer {cfg.tokenizer} lacks {' and '.join(missing)}: --vocab gpt2 reads GPT-2's "
