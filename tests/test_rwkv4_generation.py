@@ -84,3 +84,60 @@ def test_generate_tool_on_a_converted_checkpoint(tmp_path):
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The") and len(result.stdout.rstrip("\n")) >= 3 + 20 - 1
+
+
+def released_layout_checkpoint(folder, vocab_size, seed):
+    """A random RWKV-4 checkpoint (.pth, the released layout) of `vocab_size` rows in `folder`."""
+    from paddle_lrnn.convert import converter
+    from paddle_lrnn.models.modeling_utils import skip_init
+
+    paddle.seed(seed)
+    with skip_init():
+        model = RWKV4ForCausalLM(RWKV4Config(vocab_size=vocab_size, n_embd=16, n_layer=2))
+    for p in model.parameters():
+        p.set_value(paddle.randn(p.shape) * 0.3)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "RWKV-4-test-20230101-ctx512.pth")
+    converter("rwkv4").to_torch(model, path)
+    return path
+
+
+def tool(name, *args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+@pytest.mark.parametrize("tokenizer", ["20B", "World"])
+def test_convert_and_generate_with_the_released_tokenizers(tmp_path, tokenizer):
+    """A checkpoint folder as released: the .pth beside its tokenizer (GPT-NeoX's 20B_tokenizer.json for the Pile
+    and Raven models, the World vocabulary for World models, whose 65536 embedding rows pad its 65530 ids). The
+    converter carries the tokenizer, which then encodes as the original does, and the tools generate from it."""
+    from tokenizer_files import UNICODE_TEXT, neox_json
+
+    folder = tmp_path / "release"
+    if tokenizer == "20B":
+        tokenizer_path = neox_json(str(folder / "20B_tokenizer.json"))
+        from tokenizers import Tokenizer
+
+        expected = Tokenizer.from_file(tokenizer_path).encode(UNICODE_TEXT).ids
+        rows = Tokenizer.from_file(tokenizer_path).get_vocab_size()
+    else:
+        world = os.path.join(HERE, "fixtures", "tokenizers", "world")
+        os.makedirs(folder)
+        with open(os.path.join(world, "rwkv_vocab_subset.txt"), "rb") as f:  # the released file's name
+            (folder / "rwkv_vocab_v20230424.txt").write_bytes(f.read())
+        import json
+
+        expected = json.load(open(os.path.join(world, "ids.json")))["unicode"]  # RWKV-LM's TRIE_TOKENIZER
+        rows = 65536
+    pth = released_layout_checkpoint(str(folder), rows, seed=1)
+    out = tmp_path / "converted"
+    result = tool("convert", "--model", "rwkv4", "--src", pth, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert load_vocab(str(out)).encode(UNICODE_TEXT).tolist() == expected
+    model = RWKV4ForCausalLM.from_pretrained(str(out))
+    assert (model.config.vocab_size, model.config.ctx_len) == (rows, 512)
+    result = tool("generate", "--model-dir", out, "--prompt", "It is a truth", "--length", 12, "--top-p", 0.85,
+                  "--presence-penalty", 0.2, "--frequency-penalty", 0.2, "--ignore-eos", "--seed", 2)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("It is a truth") and "decode: 11 tokens" in result.stderr
