@@ -10,6 +10,7 @@ import pytest
 from helpers import assert_close
 
 from paddle_lrnn.convert import converter
+from paddle_lrnn.layers import init
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 from paddle_lrnn.models.rwkv2 import modeling
 from paddle_lrnn.ops.rwkv2_step import rwkv2_step
@@ -20,7 +21,7 @@ FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "
 def without_orthogonal_init():
     """Skips the orthogonal matrices of the initialisation, overwritten here anyway: once Paddle is imported, numpy's
     QR of a matrix large enough for OpenBLAS's threads (1100 x 72) takes a second instead of milliseconds."""
-    return mock.patch.object(modeling, "_orthogonal", lambda *args, **kwargs: None)
+    return mock.patch.object(init, "orthogonal_", lambda *args, **kwargs: None)
 
 
 def perturbed_model(seed, **config):

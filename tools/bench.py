@@ -205,9 +205,9 @@ def read_bandwidth():
 
 def bench_rwkv4_generation(args):
     """Step-mode tokens/s of an RWKV-4 169M-layout model (L12 C768 V50277, RWKV-4-Pile-169M's shapes, random
-    weights) in float32: greedy decoding after a 32-token prompt, against the memory floor (the bytes of the weights
-    a token reads, every matrix but the embedding, over the read bandwidth measured in this run), against the
-    matrix-vector products alone (one paddle.matmul per weight matrix, what a fused step could not go below), and,
+    weights) in float32: greedy decoding after a 32-token prompt with the fused step and layer by layer, against the
+    memory floor (the bytes of the weights a token reads, every matrix but the embedding, over the read bandwidth
+    measured in this run), against the same matrix-vector products alone (one paddle.matmul per weight matrix), and,
     with --original-rwkv4, RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in
     the same run."""
     import numpy as np
@@ -230,9 +230,12 @@ def bench_rwkv4_generation(args):
     n = args.tokens
     prompt = list(range(1, 33))
 
-    def ours():
-        for _ in generate_ids(model, prompt, n, temperature=0):
-            pass
+    def ours(fused):
+        def generate():
+            model.fused_step = fused  # the fused CPU step operator, or the layers one by one
+            for _ in generate_ids(model, prompt, n, temperature=0):
+                pass
+        return generate
 
     matrices = [p for name, p in model.named_parameters() if p.ndim == 2 and name != "emb.weight"]
     rows = {p.shape[0]: paddle.randn([1, p.shape[0]]) for p in matrices}
@@ -242,7 +245,8 @@ def bench_rwkv4_generation(args):
             for p in matrices:
                 paddle.matmul(rows[p.shape[0]], p)
 
-    runs = [("paddle_lrnn (layer by layer, fp32)", ours, n), ("its matrix-vector products alone (fp32)", products, n)]
+    runs = [("paddle_lrnn (fused step, fp32)", ours(True), n), ("paddle_lrnn (layer by layer, fp32)", ours(False), n),
+            ("its matrix-vector products alone (fp32, paddle.matmul)", products, n)]
     if args.original_rwkv4:
         import torch
 
