@@ -645,8 +645,9 @@ ROWS = [
         lambda ws: lambda: AutoModelForCausalLM.from_pretrained(ws.models["rwkv2"])(
             paddle.to_tensor([[1, 2, 999]])), ValueError, r"token id 999 is outside the vocabulary \[0, \d+\)"),
     Row("model/rwkv4/state-of-another-batch-size", "model",
-        lambda ws: (lambda m: lambda: m(paddle.to_tensor([[1], [2]]), state=m(
-            paddle.to_tensor([[1, 2]]), use_cache=True).state))(AutoModelForCausalLM.from_pretrained(ws.models["rwkv4"])),
+        lambda ws: (lambda m: lambda: m(paddle.to_tensor([[1], [2]]), state=m(paddle.to_tensor([[1, 2]]),
+                                                                              use_cache=True).state))(
+            AutoModelForCausalLM.from_pretrained(ws.models["rwkv4"])),
         ValueError, r"state\['wkv'\] has shape \[1, 1, 3, 16\], expected \[1, 2, 3, 16\]"),
     Row("model/hgrn2/float-ids", "model",
         lambda ws: lambda: AutoModelForCausalLM.from_pretrained(ws.models["hgrn2"])(paddle.zeros([1, 3])),

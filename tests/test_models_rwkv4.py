@@ -238,7 +238,8 @@ def test_save_and_load_round_trip(tmp_path):
     ids = paddle.randint(0, 37, [1, 20])
     model.save_pretrained(str(tmp_path))
     assert json.load(open(tmp_path / "config.json"))["model_type"] == "rwkv4"
-    for loaded in (RWKV4ForCausalLM.from_pretrained(str(tmp_path)), AutoModelForCausalLM.from_pretrained(str(tmp_path))):
+    for loaded in (RWKV4ForCausalLM.from_pretrained(str(tmp_path)),
+                   AutoModelForCausalLM.from_pretrained(str(tmp_path))):
         assert isinstance(loaded, RWKV4ForCausalLM) and loaded.config.to_dict() == model.config.to_dict()
         np.testing.assert_array_equal(loaded(ids).logits.numpy(), model(ids).logits.numpy())
     assert isinstance(AutoConfig.from_pretrained(str(tmp_path)), RWKV4Config)

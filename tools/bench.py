@@ -134,14 +134,58 @@ def bench_wkv_vs_timex(args):
             print(f"| T={T} | {label} | {tw:.2f} | {tt:.1f} | {tt / tw:.1f}x |", flush=True)
 
 
+def decoding(model, prompt, n, fused, **sampling):
+    """A callable that generates n tokens after `prompt` with the fused CPU step operator (fused) or the layers one by
+    one."""
+    from paddle_lrnn.generation import generate_ids
+
+    def generate():
+        model.fused_step = fused
+        for _ in generate_ids(model, prompt, n, **sampling):
+            pass
+    return generate
+
+
+def original_decoding(family, src, model, prompt, n, *runner_args, scores=None):
+    """A callable running RWKV-LM's RNN runner (RWKV_RNN of src/model_run.py, imported from the user's checkout
+    `src` under its own module name) on `model`'s weights as run.py does: the prompt fed token by token, then the
+    argmax appended and fed, n times. scores: turns the runner's logits list into numbers (default as they are)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from paddle_lrnn.convert import converter
+
+    os.environ.setdefault("RWKV_RUN_DEVICE", "cpu")  # read by RWKV-4's model_run.py when imported
+    spec = importlib.util.spec_from_file_location(f"original_{family}_model_run", os.path.join(src, "model_run.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, src)  # (its own imports)
+    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as tmp:
+        name = os.path.join(tmp, "bench")
+        converter(family).to_torch(model, name + ".pth")
+        rnn = module.RWKV_RNN(name, "cpu", "RWKV", *runner_args)
+    torch.set_num_threads(os.cpu_count())
+    ctx_len = model.config.ctx_len
+
+    def original():
+        rnn.clear()
+        ctx = list(prompt)
+        with torch.no_grad():
+            for t in range(len(prompt)):
+                logits = rnn.run(ctx[: t + 1])
+            for _ in range(n):
+                ctx.append(int(np.argmax(scores(logits) if scores else logits)))
+                logits = rnn.run(ctx[-ctx_len:])
+    return original
+
+
 def bench_generation(args):
     """Step-mode tokens/s of an RWKV-v2 L6 C512 enwik8-size model; with --original-rwkv2, the original RNN
     runner on the same weights in the same run."""
-    import numpy as np
     import paddle
 
-    from paddle_lrnn.convert import converter
-    from paddle_lrnn.generation import generate_ids
     from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 
     paddle.seed(0)
@@ -150,37 +194,12 @@ def bench_generation(args):
         p.set_value(p + paddle.randn(p.shape) * 0.02)
     n = args.tokens
     prompt = list(range(1, 33))
-
-    def ours(fused):
-        def generate():
-            model.fused_step = fused  # the fused CPU step operator, or the layers one by one
-            for _ in generate_ids(model, prompt, n, seed=0):
-                pass
-        return generate
-
-    runs = [("paddle_lrnn (fused step, fp32)", ours(True), n), ("paddle_lrnn (layer by layer, fp32)", ours(False), n)]
+    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, seed=0), n),
+            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, seed=0), n)]
     if args.original_rwkv2:
-        import torch
-
-        sys.path.insert(0, args.original_rwkv2)
-        from model_run import RWKV_RNN  # the original runner, imported from the user's checkout
-
-        with tempfile.TemporaryDirectory() as tmp:
-            name = os.path.join(tmp, "bench")
-            converter("rwkv2").to_torch(model, name + ".pth")
-            rnn = RWKV_RNN(name, "cpu", "RWKV", 6, 512, 1024)
-        torch.set_num_threads(os.cpu_count())
-
-        def original():  # run.py's loop: feed the prompt, then sample, append, feed the new token
-            rnn.clear()
-            ctx = list(prompt)
-            with torch.no_grad():
-                for t in range(len(prompt)):
-                    logits = rnn.run(ctx[: t + 1])
-                for _ in range(n):
-                    ctx.append(int(np.argmax([float(v) for v in logits])))  # copy-head entries are 0-d tensors
-                    logits = rnn.run(ctx[-1024:])
-
+        # (the copy head's entries of the runner's logits are 0-d tensors)
+        original = original_decoding("rwkv2", args.original_rwkv2, model, prompt, n, 6, 512, 1024,
+                                     scores=lambda logits: [float(v) for v in logits])
         runs.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", original, n + len(prompt)))
     ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
     rows = [(label, tokens / (t / 1e3)) for (label, _, tokens), t in zip(runs, ms)]
@@ -215,8 +234,6 @@ def bench_rwkv4_generation(args):
     import numpy as np
     import paddle
 
-    from paddle_lrnn.convert import converter
-    from paddle_lrnn.generation import generate_ids
     from paddle_lrnn.models.modeling_utils import skip_init
     from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
@@ -231,14 +248,6 @@ def bench_rwkv4_generation(args):
     model.eval()
     n = args.tokens
     prompt = list(range(1, 33))
-
-    def ours(fused):
-        def generate():
-            model.fused_step = fused  # the fused CPU step operator, or the layers one by one
-            for _ in generate_ids(model, prompt, n, temperature=0):
-                pass
-        return generate
-
     matrices = [p for name, p in model.named_parameters() if p.ndim == 2 and name != "emb.weight"]
     rows = {p.shape[0]: paddle.randn([1, p.shape[0]]) for p in matrices}
 
@@ -247,38 +256,19 @@ def bench_rwkv4_generation(args):
             for p in matrices:
                 paddle.matmul(rows[p.shape[0]], p)
 
-    runs = [("paddle_lrnn (fused step, fp32)", ours(True), n), ("paddle_lrnn (layer by layer, fp32)", ours(False), n),
+    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, temperature=0), n),
+            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, temperature=0), n),
             ("its matrix-vector products alone (fp32, paddle.matmul)", products, n)]
     if args.original_rwkv4:
-        import torch
-
-        os.environ.setdefault("RWKV_RUN_DEVICE", "cpu")  # read by model_run.py when imported
-        sys.path.insert(0, args.original_rwkv4)
-        from model_run import RWKV_RNN  # the original runner, imported from the user's checkout
-
-        with tempfile.TemporaryDirectory() as tmp:
-            name = os.path.join(tmp, "bench")
-            converter("rwkv4").to_torch(model, name + ".pth")
-            rnn = RWKV_RNN(name, "cpu", "RWKV", config.n_layer, config.n_embd, config.ctx_len)
-        torch.set_num_threads(os.cpu_count())
-
-        def original():  # run.py's loop: feed the prompt token by token, then take the argmax and feed it
-            rnn.clear()
-            ctx = list(prompt)
-            with torch.no_grad():
-                for t in range(len(prompt)):
-                    logits = rnn.run(ctx[: t + 1])
-                for _ in range(n):
-                    ctx.append(int(np.argmax(logits)))
-                    logits = rnn.run(ctx[-config.ctx_len:])
-
+        original = original_decoding("rwkv4", args.original_rwkv4, model, prompt, n, config.n_layer, config.n_embd,
+                                     config.ctx_len)
         runs.append(("RWKV-LM RWKV-v4 RWKV_RNN runner (torch, fp32)", original, n + len(prompt)))
     bandwidth = read_bandwidth()
     ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
     weight_bytes = sum(int(np.prod(p.shape)) * 4 for p in matrices) + sum(
         int(np.prod(p.shape)) * 4 for name, p in model.named_parameters() if p.ndim != 2)
     floor = weight_bytes / bandwidth
-    print(f"| generator, L12 C768 V50277 (169M), greedy | ms/token | tokens/s | vs memory floor | vs original |")
+    print("| generator, L12 C768 V50277 (169M), greedy | ms/token | tokens/s | vs memory floor | vs original |")
     print("|---|---:|---:|---:|---:|")
     base = (ms[-1] / runs[-1][2]) if args.original_rwkv4 else None
     print(f"| memory floor ({weight_bytes / 1e6:.0f} MB per token at {bandwidth / 1e9:.1f} GB/s) | "

@@ -1,6 +1,6 @@
 // Paddle binding of the fused RWKV-4 decoding step (kernels/rwkv4_step.h): CPU and float32 only, forward only
-// (inference; no gradient is defined). Weights arrive as one list in the order paddle_lrnn/models/rwkv4/step.py
-// builds:
+// (inference; no gradient is defined). Weights arrive as one list in the order
+// paddle_lrnn/models/rwkv4/rwkv4_step.py builds:
 //   emb, blocks.0.ln0.weight, blocks.0.ln0.bias, ln_out.weight, ln_out.bias, head, then per block
 //   ln1.weight, ln1.bias, ln2.weight, ln2.bias,
 //   att.{time_decay, time_first, time_mix_k, time_mix_v, time_mix_r, key, value, receptance, output}
@@ -18,31 +18,15 @@ namespace {
 
 constexpr const char* kOp = "lrnn_rwkv4_step";
 
-struct WeightReader {
-  const std::vector<Tensor>& list;
-  size_t next = 0;
-  std::string prefix;  // "blocks.<i>." while reading a block
-
-  const float* take(const std::string& name, const std::vector<int64_t>& shape) {
-    const std::string full = prefix + name;
-    PD_CHECK(next < list.size(), kOp, ": too few weights (", list.size(), "), missing ", full);
-    const Tensor& t = list[next++];
-    PD_CHECK(t.is_cpu(), kOp, ": ", full, " must be on the CPU");
-    lrnn_binding::check(t, kOp, full.c_str(), shape, paddle::DataType::FLOAT32, t.place());
-    return t.data<float>();
-  }
-
-  // The second dimension of the weight `ahead` entries on (a width the model chose: dim_att, dim_ffn).
-  int64_t width(size_t ahead, const char* name) const {
-    PD_CHECK(next + ahead < list.size() && list[next + ahead].shape().size() == 2, kOp, ": ", prefix, name,
-             " must be a matrix [in, out]");
-    return list[next + ahead].shape()[1];
-  }
-};
+// dim_att, dim_ffn: the second dimension of the weight `ahead` entries on from the next one to take.
+int64_t width_ahead(const lrnn_binding::WeightList& w, size_t ahead, const char* name) {
+  PD_CHECK(w.next + ahead < w.list.size() && w.list[w.next + ahead].shape().size() == 2, kOp, ": blocks.0.", name,
+           " must be a matrix [in, out]");
+  return w.list[w.next + ahead].shape()[1];
+}
 
 void check_state(const Tensor& t, const char* name, const std::vector<int64_t>& shape, paddle::DataType dtype) {
-  PD_CHECK(t.is_cpu(), kOp, ": ", name, " must be on the CPU");
-  lrnn_binding::check(t, kOp, name, shape, dtype, t.place());
+  lrnn_binding::check_cpu(t, kOp, name, shape, dtype);
 }
 
 }  // namespace
@@ -61,7 +45,7 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
   check_state(ffn_shift, "ffn_shift state", {L, B, C}, paddle::DataType::FLOAT32);
 
   lrnn::Rwkv4StepWeights m;
-  WeightReader w{weights};
+  lrnn_binding::WeightList w{weights, kOp};
   m.C = C;
   m.V = V;
   m.A = A;
@@ -73,7 +57,7 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
   m.ln_out_b = w.take("ln_out.bias", {C});
   m.head = w.take("head.weight", {C, V});
   // dim_ffn from block 0's ffn.key: after 4 norms and ffnPre's 5 tensors or att's 9, then 2 mixes
-  m.F = w.width(4 + (ffn_pre ? 5 : 9) + 2, "ffn.key.weight");
+  m.F = width_ahead(w, 4 + (ffn_pre ? 5 : 9) + 2, "ffn.key.weight");
   const auto channel_mix = [&](const std::string& name) {  // "ffn." or "ffnPre."
     lrnn::Rwkv4ChannelMixWeights f;
     f.mix_k = w.take(name + "time_mix_k", {1, 1, C});

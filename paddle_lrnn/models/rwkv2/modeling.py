@@ -24,6 +24,7 @@ from ...ops._checks import dims_match
 from ...ops.rwkv2_step import rwkv2_step, weight_names
 # renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
 from ...ops.wkv import initial_state as initial_wkv_state
+from ..fused_step import FusedStepMixin
 from ..modeling_utils import CausalLMOutput, PretrainedModel, check_id_range, check_input_ids
 from .configuration import RWKV2Config
 
@@ -50,12 +51,8 @@ class RWKV2Block(nn.Layer):
         return x + self.ffn(x, ffn_shift), new_att_shift, x[:, -1], wkv_state
 
 
-class RWKV2ForCausalLM(PretrainedModel):
+class RWKV2ForCausalLM(FusedStepMixin, PretrainedModel):
     config_class = RWKV2Config
-    # Single-token steps on CPU/float32 without gradients go through the fused operator; False (on the class or an
-    # instance) runs the layers one by one instead. The operator reads the parameter tensors collected on its first
-    # use: after assigning new Parameter or sub-layer objects (set_value and .to() are fine), reset _fused_weights.
-    fused_step = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -67,7 +64,6 @@ class RWKV2ForCausalLM(PretrainedModel):
         self.head_q = nn.Linear(C, config.head_qk_dim, bias_attr=False)
         self.head_k = nn.Linear(C, config.head_qk_dim, bias_attr=False)
         self.init_weights()
-        self._fused_weights = None
 
     def _init_weights(self):
         """RWKV_Init and the time-mix/channel-mix constructors of the original, with gains computed from PyTorch's
@@ -128,19 +124,8 @@ class RWKV2ForCausalLM(PretrainedModel):
             new_state["head_keys"], new_state["head_ids"] = memory
         return CausalLMOutput(logits=logits, state=new_state)
 
-    def _fusable(self, input_ids, state):
-        """Whether this step can run as ops.rwkv2_step: CPU, float32, int64 ids, no gradients, not traced."""
-        weight = self.emb.weight
-        return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
-                and weight.dtype == paddle.float32 and weight.place.is_cpu_place()
-                and input_ids.dtype == paddle.int64 and state.get("head_ids", input_ids).dtype == paddle.int64)
-
-    def _fused_step_weights(self):
-        if self._fused_weights is None:
-            params = dict(self.named_parameters())
-            self._fused_weights = [params[n] for n in weight_names(self.config.n_layer,
-                                                                   self.config.variant == "RWKV-ffnPre")]
-        return self._fused_weights
+    def fused_weight_names(self):
+        return weight_names(self.config.n_layer, self.config.variant == "RWKV-ffnPre")
 
 
 def _decay_curve(layer_id, n_layer, n_embd):

@@ -13,8 +13,8 @@ as RWKV-LM's RNN runner keeps it; block 0 of "RWKV-ffnPre" keeps an unused empty
 block 0 of "RWKV-ffnPre" is ffnPre's).
 
 Decoding one token at a time on CPU in float32 without gradients (T == 1, use_cache, paddle.no_grad()) runs the
-whole network as one fused operator (step.rwkv4_step); everything else, and any step with fused_step = False, runs
-the layers one by one. Both give the same numbers (within float32 rounding) and the same state.
+whole network as one fused operator (rwkv4_step.py); everything else, and any step with fused_step = False, runs the
+layers one by one. Both give the same numbers (within float32 rounding) and the same state.
 """
 import math
 
@@ -26,9 +26,10 @@ from ...layers.init import rwkv_init
 from ...layers.rwkv4 import RWKV4ChannelMix, RWKV4TimeMix
 # renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
 from ...ops.wkv import initial_state as initial_wkv_state
+from ..fused_step import FusedStepMixin
 from ..modeling_utils import CausalLMOutput, PretrainedModel, check_id_range, check_input_ids, check_state
 from .configuration import RWKV4Config
-from .step import rwkv4_step, weight_names
+from .rwkv4_step import rwkv4_step, weight_names
 
 L2_WRAP = 1e-4  # the original's L2Wrap factor (per position)
 
@@ -60,12 +61,8 @@ class RWKV4Block(nn.Layer):
         return x + self.ffn(f, ffn_shift), a[:, -1], f[:, -1], wkv_state
 
 
-class RWKV4ForCausalLM(PretrainedModel):
+class RWKV4ForCausalLM(FusedStepMixin, PretrainedModel):
     config_class = RWKV4Config
-    # Single-token steps on CPU/float32 without gradients go through the fused operator; False (on the class or an
-    # instance) runs the layers one by one instead. The operator reads the parameter tensors collected on its first
-    # use: after assigning new Parameter or sub-layer objects (set_value and .to() are fine), reset _fused_weights.
-    fused_step = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -75,7 +72,6 @@ class RWKV4ForCausalLM(PretrainedModel):
         self.ln_out = nn.LayerNorm(C)
         self.head = nn.Linear(C, V, bias_attr=False)
         self.init_weights()
-        self._fused_weights = None
 
     def _init_weights(self):
         """RWKV-v4/src/model.py's initialisation: RWKV_Init's orthogonal matrices (zeros for the time-mix's key,
@@ -144,20 +140,8 @@ class RWKV4ForCausalLM(PretrainedModel):
         return CausalLMOutput(logits=logits, state={"wkv": paddle.stack(wkv), "att_shift": paddle.stack(att_shift),
                                                     "ffn_shift": paddle.stack(ffn_shift)})
 
-    def _fusable(self, input_ids, state):
-        """Whether this step can run as rwkv4_step: CPU, float32 weights and state, int64 ids, no gradients, not
-        traced."""
-        weight = self.emb.weight
-        return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
-                and weight.dtype == paddle.float32 and weight.place.is_cpu_place()
-                and input_ids.dtype == paddle.int64 and state["att_shift"].dtype == paddle.float32)
-
-    def _fused_step_weights(self):
-        if self._fused_weights is None:
-            params = dict(self.named_parameters())
-            self._fused_weights = [params[n] for n in weight_names(self.config.n_layer,
-                                                                   self.config.variant == "RWKV-ffnPre")]
-        return self._fused_weights
+    def fused_weight_names(self):
+        return weight_names(self.config.n_layer, self.config.variant == "RWKV-ffnPre")
 
     @staticmethod
     def loss_penalty(logits):

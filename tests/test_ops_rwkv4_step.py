@@ -1,5 +1,5 @@
-"""The fused RWKV-4 decoding step (models/rwkv4/step.py): equal to the model's eager step (logits and every state
-tensor) for both variants, batches of 1 and 3, widths that are no multiple of 8 and other dim_att / dim_ffn,
+"""The fused RWKV-4 decoding step (models/rwkv4/rwkv4_step.py): equal to the model's eager step (logits and every
+state tensor) for both variants, batches of 1 and 3, widths that are no multiple of 8 and other dim_att / dim_ffn,
 several matrix tiles, a state carried from a parallel prefill; the converted fixture against the original runner;
 when it runs and when the layers run instead; and bad input."""
 import os
@@ -7,13 +7,13 @@ import os
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close
+from helpers import assert_close, assert_same_steps, count_calls, run_steps
 
 from paddle_lrnn.convert import converter
 from paddle_lrnn.models.modeling_utils import skip_init
 from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 from paddle_lrnn.models.rwkv4 import modeling
-from paddle_lrnn.models.rwkv4.step import rwkv4_step
+from paddle_lrnn.models.rwkv4.rwkv4_step import rwkv4_step
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "rwkv4")
 
@@ -32,46 +32,7 @@ def random_model(seed, **config):
 @pytest.fixture
 def fused_calls(monkeypatch):
     """Counts the model's calls of the fused operator (so a test knows which path ran)."""
-    calls = []
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return rwkv4_step(*args, **kwargs)
-
-    monkeypatch.setattr(modeling, "rwkv4_step", counted)
-    return calls
-
-
-def run_steps(model, ids, state, fused):
-    """Feeds ids [B, T] one token at a time from `state`; returns the logits [B, T, V] and every state on the way."""
-    model.fused_step = fused
-    logits, states = [], []
-    with paddle.no_grad():
-        for t in range(ids.shape[1]):
-            out = model(ids[:, t:t + 1], state=state, use_cache=True)
-            state = out.state
-            logits.append(out.logits.numpy())
-            states.append({k: v.numpy() for k, v in state.items()})
-    return np.concatenate(logits, axis=1), states
-
-
-def assert_same_steps(model, ids, state=None):
-    """Fused and eager steps agree within 1e-5 of each tensor's magnitude (float32 sums in another order); the wkv
-    state per layer and per part (aa, bb, pp), since pp of an untouched layer is the -1e38 marker."""
-    fused_logits, fused_states = run_steps(model, ids, state, True)
-    eager_logits, eager_states = run_steps(model, ids, state, False)
-    assert_close(fused_logits, eager_logits, 1e-5, 1e-5, "logits")
-    for t, (f, e) in enumerate(zip(fused_states, eager_states)):
-        assert sorted(f) == sorted(e), f"step {t}"
-        for key in e:
-            assert f[key].shape == e[key].shape and f[key].dtype == e[key].dtype, f"step {t}: {key}"
-            if key == "wkv":
-                for layer in range(e[key].shape[0]):
-                    for part in range(3):
-                        assert_close(f[key][layer, :, part], e[key][layer, :, part], 1e-5, 1e-5,
-                                     f"step {t}: wkv layer {layer} part {part}")
-            else:
-                assert_close(f[key], e[key], 1e-5, 1e-5, f"step {t}: {key}")
+    return count_calls(monkeypatch, modeling, "rwkv4_step")
 
 
 @pytest.mark.parametrize("variant", ["RWKV", "RWKV-ffnPre"])
