@@ -1,5 +1,5 @@
 """Every bad input answered: one table of the kinds of bad input for each tool (train, convert, generate, bench,
-export), each public operator and the models' entry points, across the three families.
+export), each public operator and the models' entry points, across the four families.
 
 A row builds its input in a shared workspace (three tiny trained models, the original checkpoints of tests/fixtures,
 files that are missing, empty, binary, not UTF-8, hostile...), then runs the tool in-process through its
