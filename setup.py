@@ -70,6 +70,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
-    install_requires=["numpy", "tokenizers>=0.21", "tqdm", "matplotlib"],
+    install_requires=["numpy", "safetensors>=0.8", "tokenizers>=0.21", "tqdm", "matplotlib"],
     zip_safe=False,
 )

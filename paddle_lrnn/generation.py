@@ -110,7 +110,7 @@ def generate_text(model_dir, prompt, length, *, ignore_eos=False, stats=None, **
 
     check_sampling(**{k: v for k, v in sampling.items() if k in ("temperature", "top_p", "top_a", "top_k",
                                                                   "alpha_presence", "alpha_frequency")})
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")  # (no 16-bit CPU matmul yet)
     check_token_ban(sampling.get("token_ban", ()), model.config.vocab_size)
     try:
         vocab = load_vocab(model_dir)

@@ -204,6 +204,19 @@ def rwkv4_pth_with(ws, name, change):
     return ws.path(f"{name}.pth")
 
 
+def hgrn2_sharded_with(ws, name, change):
+    """The hgrn2 fixture as two safetensors shards and their index, then change(directory) applied."""
+    from paddle_lrnn.io import load_safetensors, save_sharded
+
+    d = ws.path(name)
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(HGRN2_DIR, "config.json"), d)
+    save_sharded(d, load_safetensors(os.path.join(HGRN2_DIR, "model.safetensors")), {"format": "pt"},
+                 max_shard_size=600_000)  # (two shards)
+    change(d)
+    return d
+
+
 def model_dir_with(ws, name, family, change):
     d = ws.copy(family, name)
     change(d)
@@ -502,6 +515,26 @@ ROWS = [
                      "dtype": "F32", "shape": [53, 96], "data_offsets": [0, 53 * 96 * 4]}}, b"\0" * 64)),
                  "--out", ws.path("c")],
              r"refusing to load .*bad-offsets/model\.safetensors: .*outside the data section"),
+    tool_row("convert/hgrn2/dtype-not-in-the-list", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--dtype", "float64", "--out", ws.path("c")],
+             r"argument --dtype: invalid choice: 'float64' \(choose from 'float32', 'bfloat16', 'float16'\)"),
+    tool_row("convert/hgrn2/index-names-a-missing-shard", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", hgrn2_sharded_with(
+                 ws, "missing-shard", lambda d: os.remove(f"{d}/model-00002-of-00002.safetensors")), "--out",
+                 ws.path("c")],
+             r"refusing to load .*model\.safetensors\.index\.json: shard 'model-00002-of-00002\.safetensors' is "
+             r"missing or not a regular file"),
+    tool_row("convert/hgrn2/shard-disagrees-with-the-index", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", hgrn2_sharded_with(ws, "moved-tensor", lambda d: (lambda m: open(
+                 f"{d}/model.safetensors.index.json", "w").write(json.dumps({"weight_map": dict.fromkeys(
+                     m, "model-00001-of-00002.safetensors")})))(json.load(open(
+                         f"{d}/model.safetensors.index.json"))["weight_map"])), "--out", ws.path("c")],
+             r"refusing to load .*model-00001-of-00002\.safetensors: the index assigns '.*' to this shard, which "
+             r"lacks it"),
+    tool_row("convert/hgrn2/truncated-shard", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", hgrn2_sharded_with(ws, "cut-shard", lambda d: os.truncate(
+                 f"{d}/model-00002-of-00002.safetensors", 5000)), "--out", ws.path("c")],
+             r"refusing to load .*model-00002-of-00002\.safetensors: .*truncated"),
     tool_row("convert/rwkv2/out-exists", "convert",
              lambda ws: ["--model", "rwkv2", "--src", RWKV2_PTH, "--out", ws.models["rwkv2"]],
              r"--out .*rwkv2 already exists; choose another path or pass --overwrite"),
@@ -544,7 +577,7 @@ ROWS = [
              lambda ws: ["--model", "rwkv4", "--src", rwkv4_pth_with(
                  ws, "narrow", lambda sd: sd.update({"blocks.2.ffn.value.weight": np.zeros((64, 128), np.float32)})),
                  "--out", ws.path("c")],
-             r"narrow\.pth: weight blocks\.2\.ffn\.value\.weight has shape \[128, 64\], the model expects "
+             r"narrow\.pth: weight blocks\.2\.ffn\.value\.weight has shape \[128, 64\], but the model needs "
              r"\[256, 64\]"),
     tool_row("convert/rwkv4/to-torch-from-another-family", "convert",
              lambda ws: ["--model", "rwkv4", "--to", "torch", "--src", ws.models["rwkv2"], "--out", ws.path("c.pth")],

@@ -13,7 +13,7 @@ import pytest
 
 from paddle_lrnn.convert import convert
 from paddle_lrnn.convert.hgrn2 import from_torch, to_torch
-from paddle_lrnn.io import BFloat16, load_safetensors, safetensors_entries, safetensors_metadata, \
+from paddle_lrnn.io import cast, load_safetensors, safetensors_entries, safetensors_metadata, \
     save_torch_checkpoint
 from paddle_lrnn.io.safetensors import save_safetensors
 from paddle_lrnn.models import AutoModelForCausalLM, ModelFileError
@@ -143,7 +143,7 @@ def small_checkpoint(tmp_path, name, dtype="float32", **options):
     for _, p in m.named_parameters():
         value = p + paddle.randn(p.shape) * 0.1
         if dtype == "bfloat16":
-            value = paddle.to_tensor(BFloat16(value.numpy()).to_float32())
+            value = paddle.to_tensor(cast(cast(value.numpy(), "bfloat16"), "float32"))
         p.set_value(value)
     m.eval()
     return m, to_torch(m, str(tmp_path / name))
@@ -176,8 +176,14 @@ def test_bfloat16_checkpoints_round_trip_in_bfloat16(tmp_path):
     entries = safetensors_entries(os.path.join(path, "model.safetensors"))
     assert {dtype for dtype, _ in entries.values()} == {"bfloat16"}
     back = from_torch(path)
+    assert {p.dtype for p in back.parameters()} == {paddle.bfloat16}  # kept as stored
     to_torch(back, str(tmp_path / "again"))
     assert_same_checkpoint(path, str(tmp_path / "again"))
+    # converted to float32, written back in bfloat16 where it holds the values exactly
+    back = from_torch(path, dtype="float32")
+    assert {p.dtype for p in back.parameters()} == {paddle.float32}
+    to_torch(back, str(tmp_path / "again32"))
+    assert_same_checkpoint(path, str(tmp_path / "again32"))
     # values that bfloat16 cannot hold are written in float32 (and the config says so), never rounded
     p = back.model.norm.weight
     p.set_value(p + 1e-4)
@@ -222,7 +228,7 @@ def test_bad_checkpoints_are_one_clear_error(tmp_path):
         from_torch(str(no_config))
     with pytest.raises(ModelFileError, match="has model_type 'llama', not 'hgrn2'"):
         from_torch(write_checkpoint(tmp_path / "llama", {"model_type": "llama"}))
-    with pytest.raises(ModelFileError, match=r"lacks 1 weight\(s\) this config needs: model.layers.1.attn.f_proj"):
+    with pytest.raises(ModelFileError, match=r"lacks 1 weight\(s\) the config in config.json needs, e.g. \['model.layers.1.attn.f_proj"):
         from_torch(write_checkpoint(tmp_path / "missing", tensors={"model.layers.1.attn.f_proj.weight": None}))
     bad = np.zeros((96, 95), np.float32)
     with pytest.raises(ModelFileError, match=r"weight model.layers.0.attn.q_proj.weight has shape \[96, 95\], but "
@@ -231,7 +237,7 @@ def test_bad_checkpoints_are_one_clear_error(tmp_path):
     with pytest.raises(ModelFileError, match=r"weight model.lower_bounds has shape \[2, 96\], but the config in "
                                              r"config.json needs \[2, 120\]"):
         from_torch(write_checkpoint(tmp_path / "wider", {"hidden_size": 120, "expand_ratio": 30, "num_heads": 4}))
-    with pytest.raises(ModelFileError, match="does not have: model.layers.0.attn.q_conv1d.weight"):
+    with pytest.raises(ModelFileError, match=r"the config in config.json does not have, e.g. \['model.layers.0.attn.q_conv1d.weight"):
         from_torch(write_checkpoint(tmp_path / "extra", tensors={
             "model.layers.0.attn.q_conv1d.weight": np.zeros((96, 1, 4), np.float32)}))
     with pytest.raises(ModelFileError, match="attnres_block_size"):

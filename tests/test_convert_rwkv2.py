@@ -102,7 +102,7 @@ def test_checkpoint_whose_shapes_do_not_fit(tmp_path):
     sd["blocks.1.ffn.value.weight"] = np.zeros((64, 128), np.float32)
     bad = str(tmp_path / "bad.pth")
     save_torch_checkpoint(bad, sd)
-    with pytest.raises(ModelFileError, match=r"blocks.1.ffn.value.weight has shape \[128, 64\], the model expects "
+    with pytest.raises(ModelFileError, match=r"blocks.1.ffn.value.weight has shape \[128, 64\], but the model needs "
                                               r"\[256, 64\]"):
         converter("rwkv2").from_torch(bad)
 

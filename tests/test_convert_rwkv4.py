@@ -10,7 +10,7 @@ import paddle
 import pytest
 
 from paddle_lrnn.convert import convert, converter
-from paddle_lrnn.io import BFloat16, CheckpointError, load_torch_checkpoint, save_torch_checkpoint
+from paddle_lrnn.io import CheckpointError, cast, load_torch_checkpoint, save_torch_checkpoint
 from paddle_lrnn.models import AutoModelForCausalLM, ModelFileError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +29,7 @@ def case(request):
     """(variant, converted model, the original runner's reference arrays)."""
     variant = request.param
     reference = np.load(os.path.join(FIXTURE, CHECKPOINTS[variant] + "-ref.npz"))
-    return variant, converter("rwkv4").from_torch(pth(variant)), reference
+    return variant, converter("rwkv4").from_torch(pth(variant), dtype="float32"), reference
 
 
 def step_by_step(model, tokens):
@@ -68,14 +68,19 @@ def test_config_is_read_off_the_names_and_shapes(case):
         97, 64, 3, 1024, variant, None, None)
 
 
-def test_round_trip_gives_the_released_layout_and_values(case, tmp_path):
-    variant, model, _ = case
-    out = str(tmp_path / "back.pth")
-    converter("rwkv4").to_torch(model, out)
-    original, back = load_torch_checkpoint(pth(variant)), load_torch_checkpoint(out)
-    assert list(original) == list(back)  # the same keys in the same order
-    for key in original:  # bfloat16 values, widened exactly: RWKV_RNN's .float() sees the same numbers
-        assert original[key].shape == back[key].shape and np.array_equal(original[key], back[key]), key
+def test_round_trip_is_the_released_file_bit_for_bit(case, tmp_path):
+    """Converted with its dtype kept (bfloat16) and written back: the same keys in the same order, shapes, dtype and
+    bits (what RWKV_RNN loaded for the fixture); converted to float32, the same values widened exactly."""
+    variant, widened, _ = case
+    original = load_torch_checkpoint(pth(variant))
+    for model in (converter("rwkv4").from_torch(pth(variant)), widened):
+        out = str(tmp_path / "back.pth")
+        converter("rwkv4").to_torch(model, out)
+        back = load_torch_checkpoint(out)
+        assert list(original) == list(back)
+        for key in original:
+            expected = original[key] if back[key].dtype == np.uint16 else cast(original[key], "float32")
+            assert back[key].shape == expected.shape and np.array_equal(back[key], expected), key
 
 
 def test_round_trip_file_loads_in_torch(case, tmp_path):
@@ -85,6 +90,7 @@ def test_round_trip_file_loads_in_torch(case, tmp_path):
     converter("rwkv4").to_torch(model, out)
     sd = torch.load(out, weights_only=True)
     assert sd["blocks.1.att.time_decay"].shape == (64,) and sd["blocks.1.ffn.time_mix_k"].shape == (1, 1, 64)
+    assert sd["emb.weight"].dtype == torch.float32
     assert np.array_equal(sd["blocks.2.att.key.weight"].numpy(), model.blocks[2].att.key.weight.numpy().T)
 
 
@@ -92,18 +98,18 @@ def test_float16_and_float32_checkpoints_and_other_shapes(tmp_path):
     """Released files come in bfloat16, float16 and float32; time vectors may be [C], [C, 1] or [1, 1, C]; ctx_len
     comes from the file name."""
     sd = load_torch_checkpoint(pth("RWKV"))
-    reference = converter("rwkv4").from_torch(pth("RWKV"))
+    reference = converter("rwkv4").from_torch(pth("RWKV"), dtype="float32")
     tokens = paddle.to_tensor(np.load(os.path.join(FIXTURE, "rwkv4-small-ref.npz"))["tokens"][None])
     expected = reference(tokens).logits.numpy()
     variants = {
-        "fp32-ctx4096.pth": {k: v.astype(np.float32) for k, v in sd.items()},
-        "fp16.pth": {k: v.astype(np.float16) for k, v in sd.items()},
-        "column.pth": {k: (v.reshape(-1, 1) if k.endswith(("time_decay", "time_first")) else BFloat16(v))
+        "fp32-ctx4096.pth": {k: cast(v, "float32") for k, v in sd.items()},
+        "fp16.pth": {k: cast(v, "float16") for k, v in sd.items()},
+        "column.pth": {k: (v.reshape(-1, 1) if k.endswith(("time_decay", "time_first")) else v)
                        for k, v in sd.items()},
     }
     for name, arrays in variants.items():
         save_torch_checkpoint(str(tmp_path / name), arrays)
-        model = converter("rwkv4").from_torch(str(tmp_path / name))
+        model = converter("rwkv4").from_torch(str(tmp_path / name), dtype="float32")
         tolerance = 5e-3 if name.startswith("fp16") else 0  # bfloat16 -> float16 rounds the mantissa
         assert np.abs(model(tokens).logits.numpy() - expected).max() <= tolerance, name
     assert converter("rwkv4").from_torch(str(tmp_path / "fp32-ctx4096.pth")).config.ctx_len == 4096
@@ -126,6 +132,7 @@ def test_convert_tool_round_trip(tmp_path):
     assert ok.returncode == 0, ok.stderr
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.config.model_type == "rwkv4" and model.config.variant == "RWKV-ffnPre"
+    assert model.emb.weight.dtype == paddle.bfloat16  # the checkpoint's dtype, kept
     back = str(tmp_path / "back.pth")
     convert("rwkv4", str(out), back, to="torch", log=lambda *_: None)
     original = load_torch_checkpoint(pth("RWKV-ffnPre"))
@@ -146,9 +153,9 @@ def edited(tmp_path, change):
      r"has blocks.1.att.ln_x.weight, a tensor of RWKV-5 and later"),
     (lambda sd: sd.update({"head_q.weight": np.ones((8, 64), np.float32)}), r"uses the head_qk copy head"),
     (lambda sd: sd.update({"blocks.1.ffn.value.weight": np.zeros((64, 128), np.float32)}),
-     r"blocks.1.ffn.value.weight has shape \[128, 64\], the model expects \[256, 64\]"),
+     r"blocks.1.ffn.value.weight has shape \[128, 64\], but the model needs \[256, 64\]"),
     (lambda sd: sd.update({"blocks.5.ln1.weight": np.ones(64, np.float32)}), r"blocks are numbered \[0, 1, 2, 5\]"),
-    (lambda sd: sd.update({"blocks.0.extra": np.ones(64, np.float32)}), r"1 weight\(s\) the model does not know"),
+    (lambda sd: sd.update({"blocks.0.extra": np.ones(64, np.float32)}), r"1 weight\(s\) the model does not have"),
 ])
 def test_bad_checkpoints(tmp_path, change, message):
     with pytest.raises(ModelFileError, match=message):

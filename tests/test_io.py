@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import (Reduce, craft_zip, dict_pickle, hostile_pickles, key_attack_pickles, one_tensor_file,
-                     tensor_ops, write_raw_safetensors, zip_bomb)
+from hostile import (Reduce, craft_zip, dict_pickle, hostile_pickles, key_attack_pickles,
+                     one_tensor_file, tensor_ops, write_raw_safetensors, zip_bomb)
 
-from paddle_lrnn.io import (BFloat16, CheckpointError, TorchDtype, atomic_write, load_safetensors,
-                            load_sharded_checkpoint, load_torch_checkpoint, read_shard_index, safetensors_entries,
-                            safetensors_metadata, save_safetensors, save_torch_checkpoint)
-from paddle_lrnn.io._pickle import PickleWriter
+from paddle_lrnn.io import (CheckpointError, atomic_write, cast, load_safetensors, load_sharded_checkpoint,
+                            load_torch_checkpoint, read_shard_index, safetensors_entries, safetensors_metadata,
+                            save_safetensors, save_sharded, save_torch_checkpoint)
 
 try:
     import torch
@@ -66,61 +65,6 @@ def assert_same(a, b):
 
 # ------------------------------------------------------------------------------------------------------------
 # crafting files by hand
-
-def craft_legacy(path, entries, storages, sys_info=None, magic=0x1950A86A20F9469CFC6C):
-    """Legacy (non-zip) torch.save layout: magic, 1001, sys_info, main pickle, key list, (count, data) blobs."""
-    out = bytearray()
-    out += pickle.dumps(magic, protocol=2)
-    out += pickle.dumps(1001, protocol=2)
-    out += pickle.dumps(sys_info if sys_info is not None else
-                        {"protocol_version": 1001, "little_endian": True,
-                         "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
-    w = PickleWriter()
-    w.empty_dict()
-    w.mark()
-    for name, (key, storage, numel, offset, size, stride, view) in entries.items():
-        w.str_(name)
-        w.global_("torch._utils", "_rebuild_tensor_v2")
-        w.mark()
-        w.mark()
-        w.str_("storage")
-        w.global_("torch", storage)
-        w.str_(key)
-        w.str_("cpu")
-        w.int_(numel)
-        if view is None:
-            w.none()
-        else:
-            w.mark()
-            w.str_(view[0])
-            w.int_(view[1])
-            w.int_(view[2])
-            w.tuple_(0)
-        w.tuple_(0)
-        w.binpersid()
-        w.int_(offset)
-        w.mark()
-        for n in size:
-            w.int_(n)
-        w.tuple_(0)
-        w.mark()
-        for s in stride:
-            w.int_(s)
-        w.tuple_(0)
-        w.bool_(False)
-        w.global_("collections", "OrderedDict")
-        w.empty_tuple()
-        w.reduce()
-        w.tuple_(0)
-        w.reduce()
-    w.setitems()
-    out += w.stop()
-    out += pickle.dumps([k for k, _ in storages], protocol=2)
-    for _, arr in storages:
-        out += struct.pack("<q", arr.size) + arr.tobytes()
-    Path(path).write_bytes(bytes(out))
-    return path
-
 
 def zip_with_pickle(tmp_path, pkl, name="evil.pth"):
     return craft_zip(tmp_path / name, pkl)
@@ -227,8 +171,8 @@ def test_fixture_resave_round_trip(tmp_path, fixture):
 # ------------------------------------------------------------------------------------------------------------
 # round trips without torch
 
-ALL_DTYPES = ["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32",
-              "uint64", "bool", "complex64", "complex128"]
+ALL_DTYPES = ["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "uint16", "bool"]
+# (uint16 arrays carry bfloat16 bits: Paddle's convention)
 
 
 def sample(dtype, shape, seed=0):
@@ -268,18 +212,16 @@ def test_round_trip_special_floats_bit_exact(tmp_path):
 def test_round_trip_nested_containers(tmp_path):
     obj = {"step": 100, "neg": -7, "big": 2 ** 70, "huge_neg": -(2 ** 100), "i32": 2 ** 31 - 1, "i32n": -(2 ** 31),
            "lr": 3e-4, "name": "rwkv \u00e9\u4e2d\U0001f600", "none": None, "yes": True, "no": False,
-           "raw": b"\x00\xffbytes", "empty_bytes": b"", "ba": bytearray(b"xy"),
+           "raw": b"\x00\xffbytes", "empty_bytes": b"",
            "tup": (1, "a", (2.5, None), ()), "long_tup": tuple(range(7)),
            "lst": [[], [1, [2, [3]]], {"deep": np.ones(2, np.float32)}],
            "od": OrderedDict([("b", 1), ("a", np.zeros((2, 2), np.int64))]),
-           "int_keys": {3: "three", -1: "minus", (1, 2): "tuple key"},
-           "dtype": TorchDtype("float32"), "many": list(range(2500)),
+           "int_keys": {3: "three", -1: "minus"}, "many": list(range(2500)),
            "manyd": {f"k{i}": i for i in range(1200)}}
     save_torch_checkpoint(tmp_path / "t.pt", obj)
     back = load_torch_checkpoint(tmp_path / "t.pt")
     assert_same(back, obj)
     assert list(back["manyd"]) == [f"k{i}" for i in range(1200)]  # key order kept
-    assert back["dtype"] == "torch.float32" and type(back["dtype"]) is TorchDtype
 
 
 def test_numpy_scalars_become_python_scalars(tmp_path):
@@ -288,19 +230,18 @@ def test_numpy_scalars_become_python_scalars(tmp_path):
     assert_same(back, {"a": 1.5, "b": -3, "c": True})
 
 
-def test_views_share_one_storage(tmp_path):
+def test_one_array_twice_is_one_storage(tmp_path):
     base = np.arange(24, dtype=np.float32).reshape(4, 6)
-    obj = {"base": base, "same": base, "T": base.T, "cols": base[:, 1::2], "row": base[2], "tail": base.ravel()[5:]}
+    obj = {"base": base, "same": base, "T": base.T}
     save_torch_checkpoint(tmp_path / "t.pt", obj)
     with zipfile.ZipFile(tmp_path / "t.pt") as z:
-        assert [n for n in z.namelist() if "/data/" in n] == ["t/data/0"]  # one storage for all six views
+        assert [n for n in z.namelist() if "/data/" in n] == ["t/data/0", "t/data/1"]  # base (twice) and T
     back = load_torch_checkpoint(tmp_path / "t.pt")
     for k, v in obj.items():
         np.testing.assert_array_equal(back[k], v)
     assert back["same"] is back["base"]
-    assert back["T"].strides == (4, 24)  # a transposed view, as torch would store it
-    back["base"][2, 3] = -1.0  # views of one storage share memory, as in torch
-    assert back["row"][3] == -1.0 and back["T"][3, 2] == -1.0
+    back["base"][2, 3] = -1.0  # memory-mapped copy-on-write: the array is writable, the file unchanged
+    assert load_torch_checkpoint(tmp_path / "t.pt")["base"][2, 3] == 15.0
 
 
 def test_non_contiguous_and_foreign_arrays_are_copied(tmp_path):
@@ -318,28 +259,24 @@ def test_non_contiguous_and_foreign_arrays_are_copied(tmp_path):
 
 def test_bfloat16_round_trip(tmp_path):
     x = np.array([1.0, -2.5, 3.140625, 1e-3, np.inf, 65280.0, 2.0 ** -133], np.float32)
-    wrapped = BFloat16(x)
-    save_torch_checkpoint(tmp_path / "t.pt", {"w": wrapped, "tied": wrapped})
+    bits = cast(x, "bfloat16")
+    assert bits.dtype == np.uint16
+    save_torch_checkpoint(tmp_path / "t.pt", {"w": bits, "tied": bits})
     back = load_torch_checkpoint(tmp_path / "t.pt")
-    assert back["w"].dtype == np.float32 and back["tied"] is back["w"]
-    expected = wrapped.to_float32()
-    np.testing.assert_array_equal(back["w"], expected)
+    assert back["w"].dtype == np.uint16 and back["tied"] is back["w"]
+    expected = cast(back["w"], "float32")
     np.testing.assert_array_equal(expected[[0, 1, 2, 4, 5, 6]], x[[0, 1, 2, 4, 5, 6]])  # bf16-exact values
     assert expected[3] != x[3] and abs(expected[3] - x[3]) < 1e-5  # rounded
-    # widened values re-saved as bfloat16 come back bit-identical
-    save_torch_checkpoint(tmp_path / "t2.pt", {"w": BFloat16(back["w"])})
-    assert_same(load_torch_checkpoint(tmp_path / "t2.pt")["w"], back["w"])
-    nan = BFloat16(np.array([np.nan, -np.nan], np.float32)).to_float32()
-    assert np.isnan(nan).all()
+    np.testing.assert_array_equal(cast(expected, "bfloat16"), bits)  # widening and rounding back is exact
+    assert np.isnan(cast(cast(np.array([np.nan, -np.nan], np.float32), "bfloat16"), "float32")).all()
 
 
 def test_saved_layout_matches_torch_writer(tmp_path):
     save_torch_checkpoint(tmp_path / "my-model.pth", {"a": np.ones(3, np.float32), "b": np.zeros(5, np.int64)})
     data = (tmp_path / "my-model.pth").read_bytes()
     with zipfile.ZipFile(tmp_path / "my-model.pth") as z:
-        assert z.namelist() == ["my-model/data.pkl", "my-model/.format_version", "my-model/.storage_alignment",
-                                "my-model/byteorder", "my-model/data/0", "my-model/data/1", "my-model/version",
-                                "my-model/.data/serialization_id"]
+        assert z.namelist() == ["my-model/data.pkl", "my-model/byteorder", "my-model/data/0", "my-model/data/1",
+                                "my-model/version"]
         assert z.testzip() is None
         assert z.read("my-model/byteorder") == b"little" and z.read("my-model/version") == b"3\n"
         for info in z.infolist():
@@ -351,14 +288,17 @@ def test_saved_layout_matches_torch_writer(tmp_path):
 
 def test_zip64_layout(tmp_path, monkeypatch):
     """Files over 4 GiB need zip64 fields; lower the threshold so that small records take that path."""
-    from paddle_lrnn.io import _zip
-    monkeypatch.setattr(_zip, "_ZIP64_LIMIT", 100)
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 100)
     obj = {"a": np.arange(10, dtype=np.float32), "b": np.arange(50, dtype=np.float64), "c": np.ones(3, np.int8)}
     save_torch_checkpoint(tmp_path / "z.pt", obj)
+    data = (tmp_path / "z.pt").read_bytes()
     with zipfile.ZipFile(tmp_path / "z.pt") as z:
         assert z.testzip() is None
         assert np.frombuffer(z.read("z/data/1"), "<f8").tolist() == list(range(50))
-        assert any(len(i.extra) for i in z.infolist())  # zip64 fields were written
+        info = z.getinfo("z/data/1")
+        name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+        assert extra_len > 20 and (info.header_offset + 30 + name_len + extra_len) % 64 == 0
+    monkeypatch.undo()
     assert_same(load_torch_checkpoint(tmp_path / "z.pt"), obj)
     if torch is not None:
         back = torch.load(tmp_path / "z.pt", weights_only=True)
@@ -384,11 +324,9 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "ck.pt"
     save_torch_checkpoint(target, {"v": np.arange(3.0)})
     before = target.read_bytes()
-    from paddle_lrnn.io import _zip
-
-    def broken(self, name, data):
+    def broken(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(_zip.ZipWriter, "write_record", broken)
+    monkeypatch.setattr(zipfile.ZipFile, "open", broken)
     with pytest.raises(OSError, match="disk full"):
         save_torch_checkpoint(target, {"v": np.arange(4.0)})
     assert target.read_bytes() == before
@@ -430,44 +368,6 @@ if given is not None:
             assert_same(back[k], tensors[k])
 
 
-# ------------------------------------------------------------------------------------------------------------
-# legacy (pre-1.6) format, crafted without torch
-
-def test_legacy_format(tmp_path):
-    a = np.arange(6, dtype=np.float32)
-    b = np.arange(4, dtype=np.int64) * 7
-    path = craft_legacy(tmp_path / "old.pt", {
-        "w": ("140001", "FloatStorage", 6, 0, (2, 3), (3, 1), None),
-        "wT": ("140001", "FloatStorage", 6, 0, (3, 2), (1, 3), None),
-        "tail": ("140001", "FloatStorage", 6, 0, (2,), (1,), ("140009", 4, 2)),
-        "b": ("140002", "LongStorage", 4, 1, (3,), (1,), None)},
-        [("140001", a), ("140002", b)])
-    back = load_torch_checkpoint(path)
-    np.testing.assert_array_equal(back["w"], a.reshape(2, 3))
-    np.testing.assert_array_equal(back["wT"], a.reshape(2, 3).T)
-    np.testing.assert_array_equal(back["tail"], a[4:6])
-    np.testing.assert_array_equal(back["b"], b[1:])
-
-
-def test_legacy_refusals(tmp_path):
-    a = np.arange(6, dtype=np.float32)
-    entry = {"w": ("1", "FloatStorage", 6, 0, (6,), (1,), None)}
-    refused(craft_legacy(tmp_path / "a.pt", entry, [("1", a[:5])]), "declared with 6 elements but its data says 5")
-    p = craft_legacy(tmp_path / "b.pt", entry, [("1", a)])
-    p.write_bytes(p.read_bytes()[:-3])
-    refused(p, "truncated")
-    refused(craft_legacy(tmp_path / "c.pt", entry, []), "has no data")
-    refused(craft_legacy(tmp_path / "d.pt", entry, [("1", a), ("2", a)]), "never uses")
-    refused(craft_legacy(tmp_path / "e.pt", entry, [("1", a)], magic=12345), "not a torch.save file")
-    refused(craft_legacy(tmp_path / "f.pt", entry, [("1", a)], sys_info={"little_endian": False}), "big-endian")
-    refused(craft_legacy(tmp_path / "g.pt", {"w": ("1", "FloatStorage", 6, 0, (6,), (1,), ("v", 4, 5))},
-                         [("1", a)]), "runs past its storage")
-    plain = tmp_path / "plain.pkl"
-    plain.write_bytes(pickle.dumps({"a": 1}, protocol=2))
-    refused(plain, "not a torch.save file")
-
-
-# ------------------------------------------------------------------------------------------------------------
 # hostile pickles: refused, and nothing runs
 
 @pytest.mark.parametrize("case", list(hostile_pickles("m")))
@@ -479,15 +379,11 @@ def test_hostile_pickle_refused_and_nothing_runs(tmp_path, case):
     assert not marker.exists()
 
 
-def test_hostile_pickle_in_legacy_file(tmp_path):
+def test_plain_pickle_is_refused_unread(tmp_path):
     marker = tmp_path / "PWNED"
-    p = tmp_path / "legacy.pt"
+    p = tmp_path / "plain.pt"
     p.write_bytes(pickle.dumps(Reduce(os.system, (f"touch {marker}",)), protocol=2))
-    refused(p, "system")
-    hdr = (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
-           + pickle.dumps({"little_endian": True}, protocol=2))
-    p.write_bytes(hdr + pickle.dumps({"w": Reduce(os.system, (f"touch {marker}",))}, protocol=2))
-    refused(p, "system", "not a tensor, storage or plain container")
+    refused(p, "not a torch checkpoint", "zip archive")
     assert not marker.exists()
 
 
@@ -534,7 +430,7 @@ def test_crafted_tensor_loads(tmp_path):
     (dict(size=[1] * 65, stride=[1] * 65), ["at most 64"]),
     (dict(size=(2, 3), stride=(1,)), ["but 1 strides"]),
     (dict(size=("6",)), ["not a non-negative integer"]),
-    (dict(storage="QInt8Storage"), ["quantized"]),
+    (dict(storage="QInt8Storage"), ["torch.QInt8Storage"]),
     (dict(storage="TypedStorage"), ["torch.TypedStorage"]),
     (dict(storage="Float8Storage"), ["torch.Float8Storage"]),
     (dict(requires_grad=None), ["requires_grad"]),
@@ -560,66 +456,17 @@ def test_persistent_id_shapes(tmp_path):
         refused(zip_with_pickle(tmp_path, b"\x80\x02" + pid + b"Q."), frag)
 
 
-def test_bare_storage_and_metadata_views(tmp_path):
-    # a storage pickled on its own comes back as a 1-D array; conj/neg metadata are applied
-    values = np.array([1 + 2j, 3 - 4j], np.complex64)
-    w = PickleWriter()
-    w.empty_list()
-    w.mark()
-    w.mark()
-    w.str_("storage")
-    w.global_("torch", "ComplexFloatStorage")
-    w.str_("0")
-    w.str_("cpu")
-    w.int_(2)
-    w.tuple_(5)
-    w.binpersid()
-
-    def meta(w):
-        w.empty_dict()
-        w.mark()
-        w.str_("conj")
-        w.bool_(True)
-        w.str_("neg")
-        w.bool_(True)
-        w.setitems()
-    tensor_ops(w, storage="ComplexFloatStorage", numel=2, size=(2,), extra_args=[meta])
-    w.appends()
-    path = craft_zip(tmp_path / "s.pth", w.stop(), [("0", values.tobytes())])
-    bare, t = load_torch_checkpoint(path)
-    np.testing.assert_array_equal(bare, values)
-    np.testing.assert_array_equal(t, -np.conj(values))
-
-
-def test_big_endian_checkpoint(tmp_path):
+def test_big_endian_checkpoint_refused(tmp_path):
     values = np.array([1.5, -2.0, 3.25], np.float32)
-    path = one_tensor_file(tmp_path / "be.pth", values.astype(">f4"), numel=3, size=(3,))
-    raw = path.read_bytes()
-    path = craft_zip(tmp_path / "be2.pth", raw_record(path, "data.pkl"), [("0", values.astype(">f4").tobytes())],
-                     byteorder=b"big")
-    back = load_torch_checkpoint(path)["w"]
-    assert back.dtype == np.float32 and back.dtype.isnative
-    np.testing.assert_array_equal(back, values)
-    refused(craft_zip(tmp_path / "bo.pth", raw_record(path, "data.pkl"), [("0", values.tobytes())],
-                      byteorder=b"middle"), "byteorder")
-    # the same for an untyped storage viewed through _rebuild_tensor_v3 (uint16 and bfloat16)
-    u16 = np.array([1, 258, 65535], np.uint16)
-
-    def v3(dtype):
-        return lambda w: tensor_ops(w, storage="UntypedStorage", numel=6, size=(3,), fn="_rebuild_tensor_v3",
-                                    extra_args=[lambda w: w.global_("torch", dtype)])
-    pkl = dict_pickle({"u": v3("uint16"), "b": v3("bfloat16")})
-    back = load_torch_checkpoint(craft_zip(tmp_path / "be3.pth", pkl, [("0", u16.astype(">u2").tobytes())],
-                                           byteorder=b"big"))
-    np.testing.assert_array_equal(back["u"], u16)
-    np.testing.assert_array_equal(back["b"], (u16.astype(np.uint32) << 16).view(np.float32))
+    pkl = dict_pickle({"w": lambda w: tensor_ops(w, numel=3, size=(3,))})
+    refused(craft_zip(tmp_path / "be.pth", pkl, [("0", values.astype(">f4").tobytes())], byteorder=b"big"),
+            "byteorder", "big-endian")
 
 
-def test_expanded_view_is_read_only(tmp_path):
+def test_expanded_view(tmp_path):
     back = load_torch_checkpoint(one_tensor_file(tmp_path / "e.pth", np.arange(3, dtype=np.float32), numel=3,
                                                  size=(4, 3), stride=(0, 1)))["w"]
     np.testing.assert_array_equal(back, np.tile(np.arange(3.0), (4, 1)))
-    assert not back.flags.writeable
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -636,15 +483,13 @@ def test_zip_bomb_member_refused(tmp_path):
     (lambda d: one_tensor_file(d / "n.pth", numel=10 ** 15), load_torch_checkpoint, "declared as 1000000000000000"),
     (lambda d: one_tensor_file(d / "v.pth", size=(2 ** 40,), stride=(0,)), load_torch_checkpoint, "beyond the 1 GiB"),
     (lambda d: craft_zip(d / "b.pth", hostile_pickles(d / "m")["huge bytearray"][0]), load_torch_checkpoint,
-     "only bytes"),
-    (lambda d: craft_legacy(d / "l.pt", {"w": ("1", "FloatStorage", 10 ** 15, 0, (4,), (1,), None)},
-                            [("1", np.arange(4, dtype=np.float32))]), load_torch_checkpoint, "its data says 4"),
+     "__builtin__.bytearray"),
     (lambda d: write_raw_safetensors(d / "s.safetensors", {"a": {"dtype": "F32", "shape": [2 ** 40],
                                                                 "data_offsets": [0, 2 ** 42]}}, b"\0" * 8),
      load_safetensors, "outside the data section"),
     (lambda d: write_raw_safetensors(d / "h.safetensors", {}, b"", header_len=99_000_000), load_safetensors,
-     "larger than the file"),
-], ids=["zip bomb", "storage of 1e15 floats", "expanded view of 4 TiB", "bytearray of a size", "legacy count",
+     "invalid header length"),
+], ids=["zip bomb", "storage of 1e15 floats", "expanded view of 4 TiB", "bytearray of a size",
         "safetensors of 4 TiB", "safetensors header of 99 MB"])
 def test_refusals_need_little_memory(tmp_path, make, loader, fragment):
     """Absurd sizes are refused from what the file declares, before anything of that size is allocated or read."""
@@ -672,10 +517,9 @@ def test_keys_that_would_crash_or_stall_hashing_are_refused(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     for (name, (_, fragment)), line in zip(cases.items(), out.stdout.splitlines(), strict=True):
         assert fragment in line, (name, line)
-    # short flat tuples, as a writer may use them, still load
-    assert load_torch_checkpoint(craft_zip(tmp_path / "ok.pth", pickle.dumps({(1, "a"): 2, 3: frozenset({(4, 5)})},
-                                                                             protocol=2))) == {(1, "a"): 2,
-                                                                                               3: frozenset({(4, 5)})}
+    # the keys checkpoints have still load
+    assert load_torch_checkpoint(craft_zip(tmp_path / "ok.pth", pickle.dumps({"a": 2, 3: {1.5: None}}, protocol=2))) \
+        == {"a": 2, 3: {1.5: None}}
 
 
 def test_member_declaring_more_bytes_than_the_file(tmp_path):
@@ -791,7 +635,7 @@ def _fuzz(path, loader, rounds, seed):
 
 def test_fuzzed_torch_checkpoints_only_load_or_refuse(tmp_path):
     obj = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "tied": None, "meta": {"step": 3, "name": "x"},
-           "h": BFloat16(np.ones(3, np.float32)), "i": np.arange(3)}
+           "h": cast(np.ones(3, np.float32), "bfloat16"), "i": np.arange(3)}
     obj["tied"] = obj["w"]
     save_torch_checkpoint(tmp_path / "f.pt", obj)
     outcomes = _fuzz(tmp_path / "f.pt", load_torch_checkpoint, 400, 1)
@@ -801,7 +645,7 @@ def test_fuzzed_torch_checkpoints_only_load_or_refuse(tmp_path):
 def test_fuzzed_pickles_only_load_or_refuse(tmp_path):
     """Mutates data.pkl itself (whole-file mutations mostly hit the CRC check) and re-wraps it in a valid zip."""
     obj = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "meta": OrderedDict(step=3, t=(1, 2.5, None, b"ab")),
-           "h": BFloat16(np.ones(3, np.float32)), "u": np.arange(3, dtype=np.uint16), "l": [True, 2 ** 70]}
+           "h": cast(np.ones(3, np.float32), "bfloat16"), "i8": np.arange(3, dtype=np.int8), "l": [True, 2 ** 70]}
     obj["tied"], obj["T"] = obj["w"], obj["w"].T
     save_torch_checkpoint(tmp_path / "base.pt", obj)
     with zipfile.ZipFile(tmp_path / "base.pt") as z:
@@ -830,13 +674,6 @@ def test_fuzzed_pickles_only_load_or_refuse(tmp_path):
     assert outcomes["refused"] > 1000 and outcomes["loaded"] > 10
 
 
-def test_fuzzed_legacy_checkpoints_only_load_or_refuse(tmp_path):
-    path = craft_legacy(tmp_path / "old.pt", {"w": ("1", "FloatStorage", 6, 0, (2, 3), (3, 1), None)},
-                        [("1", np.arange(6, dtype=np.float32))])
-    outcomes = _fuzz(path, load_torch_checkpoint, 300, 2)
-    assert outcomes["refused"] > 50
-
-
 def test_fuzzed_safetensors_only_load_or_refuse(tmp_path):
     save_safetensors(tmp_path / "f.safetensors", {"a": np.arange(6, dtype=np.float32), "b": np.ones(3, np.int8)},
                      metadata={"k": "v"})
@@ -851,9 +688,9 @@ def test_safetensors_compatible_both_ways(tmp_path):
     st_numpy = pytest.importorskip("safetensors.numpy")
     load_file, save, save_file = st_numpy.load_file, st_numpy.save, st_numpy.save_file
     tensors = {"f32": sample("float32", (3, 4)), "f16": sample("float16", (5,)), "i64": sample("int64", (2, 2)),
-               "u8": sample("uint8", (7,)), "b": sample("bool", (3,)), "c64": sample("complex64", (2,)),
+               "u8": sample("uint8", (7,)), "b": sample("bool", (3,)),
                "f64": sample("float64", ()), "empty": np.zeros((0, 3), np.float32),
-               "u16": sample("uint16", (4,)), "i8": sample("int8", (9,)), "nc": sample("float32", (4, 6))[:, ::2]}
+               "i8": sample("int8", (9,)), "nc": sample("float32", (4, 6))[:, ::2]}
     meta = {"format": "np", "note": "\u00e9"}
     save_safetensors(tmp_path / "ours.safetensors", tensors, metadata=meta)
     ref = load_file(str(tmp_path / "ours.safetensors"))
@@ -876,41 +713,72 @@ def test_safetensors_compatible_both_ways(tmp_path):
     assert load_safetensors(tmp_path / "empty.safetensors") == {} and load_file(str(tmp_path / "empty.safetensors")) == {}
 
 
-def test_safetensors_bf16(tmp_path):
+def test_safetensors_bf16_kept_and_compatible(tmp_path):
     x = np.array([[1.0, -0.5], [3.0, 2.0 ** -10]], np.float32)
-    save_safetensors(tmp_path / "b.safetensors", {"w": BFloat16(x)})
-    header = json.loads((tmp_path / "b.safetensors").read_bytes()[8:8 + 64].split(b"}}")[0] + b"}}")
-    assert header["w"]["dtype"] == "BF16"
+    save_safetensors(tmp_path / "b.safetensors", {"w": cast(x, "bfloat16")})
+    assert safetensors_entries(tmp_path / "b.safetensors") == {"w": ("bfloat16", (2, 2))}
     back = load_safetensors(tmp_path / "b.safetensors")["w"]
-    assert back.dtype == np.float32
-    np.testing.assert_array_equal(back, x)
+    assert back.dtype == np.uint16  # bfloat16 bits, not widened
+    np.testing.assert_array_equal(cast(back, "float32"), x)
+    if torch is not None:
+        import safetensors.torch
+        theirs = safetensors.torch.load_file(str(tmp_path / "b.safetensors"))["w"]
+        assert theirs.dtype == torch.bfloat16 and torch.equal(theirs.float(), torch.from_numpy(x))
+        safetensors.torch.save_file({"w": theirs}, str(tmp_path / "t.safetensors"))
+        assert (tmp_path / "t.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_loaded_tensors_are_memory_mapped_copy_on_write(tmp_path):
+    save_safetensors(tmp_path / "m.safetensors", {"w": np.arange(1 << 20, dtype=np.float32)})
+    w = load_safetensors(tmp_path / "m.safetensors")["w"]
+    assert isinstance(w.base, np.memmap) or isinstance(getattr(w.base, "base", None), np.memmap)
+    w[:] = -1.0  # private pages: the file keeps its values
+    np.testing.assert_array_equal(load_safetensors(tmp_path / "m.safetensors")["w"][:3], [0.0, 1.0, 2.0])
+
+
+def test_save_sharded(tmp_path):
+    tensors = {f"t{i}": np.full((100,), i, np.float32) for i in range(5)}  # 400 bytes each
+    assert save_sharded(tmp_path, tensors, {"format": "paddle"}, max_shard_size=1000) == [
+        "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors",
+        "model.safetensors.index.json"]
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert index["metadata"] == {"total_size": 2000}
+    assert index["weight_map"]["t2"] == "model-00002-of-00003.safetensors"
+    loaded = load_sharded_checkpoint(tmp_path)
+    assert list(loaded) == list(tensors) and all(np.array_equal(loaded[k], v) for k, v in tensors.items())
+    produced = []
+    lazy = {"a": ("float32", (2,), lambda: produced.append("a") or np.ones(2, np.float32))}
+    assert save_sharded(tmp_path / "one", lazy) == ["model.safetensors"] if os.makedirs(tmp_path / "one") is None \
+        else False
+    assert produced == ["a"] and load_safetensors(tmp_path / "one" / "model.safetensors")["a"].tolist() == [1, 1]
 
 
 def _entry(dtype="F32", shape=(2,), offsets=(0, 8)):
     return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
 
 
-@pytest.mark.parametrize("header, data, fragments", [
-    ({"a": _entry(offsets=(0, 16))}, b"\0" * 8, ["outside the data section"]),
-    ({"a": _entry(offsets=(8, 4))}, b"\0" * 8, ["outside the data section"]),
-    ({"a": _entry(offsets=(-8, 0))}, b"\0" * 8, ["outside the data section"]),
-    ({"a": _entry(), "b": _entry(offsets=(4, 12))}, b"\0" * 12, ["overlaps"]),
-    ({"a": _entry(), "b": _entry()}, b"\0" * 8, ["overlaps"]),
-    ({"a": _entry(dtype="F7")}, b"\0" * 8, ["unknown dtype 'F7'"]),
+@pytest.mark.parametrize("header, data, fragments", [  # the safetensors package's reasons, or ours where it is vague
+    ({"a": _entry(offsets=(0, 16))}, b"\0" * 8, ["tensor 'a'", "outside the data section of 8 bytes"]),
+    ({"a": _entry(offsets=(8, 4))}, b"\0" * 8, ["invalid offset for tensor `a`"]),
+    ({"a": _entry(offsets=(-8, 0))}, b"\0" * 8, ["invalid value: integer `-8`"]),
+    ({"a": _entry(), "b": _entry(offsets=(4, 12))}, b"\0" * 12, ["invalid offset for tensor `b`"]),
+    # both start at 0: which of the two the package names depends on its (unstable) sort by offset
+    ({"a": _entry(), "b": _entry()}, b"\0" * 8, ["invalid offset for tensor `"]),
+    ({"a": _entry(dtype="F7")}, b"\0" * 8, ["unknown variant `F7`"]),
     ({"a": _entry(dtype="F8_E4M3", shape=(8,))}, b"\0" * 8, ["F8_E4M3, which is not supported"]),
-    ({"a": _entry(shape=(-2,))}, b"\0" * 8, ["invalid shape"]),
-    ({"a": _entry(shape=(2.0,))}, b"\0" * 8, ["invalid shape"]),
-    ({"a": _entry(shape=(3,))}, b"\0" * 8, ["need 12 bytes"]),
-    ({"a": _entry(offsets=(0, 8, 9))}, b"\0" * 8, ["invalid data_offsets"]),
-    ({"a": _entry(offsets=(4, 12))}, b"\0" * 12, ["hole of 4 bytes"]),
-    ({"a": _entry()}, b"\0" * 12, ["4 bytes after the last tensor"]),
-    ({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8, ["exactly dtype, shape and data_offsets"]),
-    ({"__metadata__": {"k": 1}}, b"", ["__metadata__"]),
-    ([1, 2], b"", ["does not start with '{'"]),
-    (b'{"a": 1, "a": 2}', b"", ["duplicate key"]),
-    (b'{"a": NaN}', b"", ["not valid JSON"]),
-    (b"{\xff}", b"", ["not valid JSON"]),
-    (b"{" * 100000, b"", ["not valid JSON"]),
+    ({"a": _entry(shape=(-2,))}, b"\0" * 8, ["invalid value: integer `-2`"]),
+    ({"a": _entry(shape=(2.0,))}, b"\0" * 8, ["invalid type: floating point"]),
+    ({"a": _entry(shape=(3,))}, b"\0" * 8, ["invalid shape, data type, or offset"]),
+    ({"a": _entry(offsets=(0, 8, 9))}, b"\0" * 8, ["invalid length 3"]),
+    ({"a": _entry(offsets=(4, 12))}, b"\0" * 12, ["invalid offset for tensor `a`"]),
+    ({"a": _entry()}, b"\0" * 12, ["file not fully covered"]),
+    ({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8, ["missing field `data_offsets`"]),
+    ({"__metadata__": {"k": 1}}, b"", ["expected a string"]),
+    ([1, 2], b"", ["invalid type: sequence"]),
+    (b'{"a": 1, "a": 2}', b"", ["invalid JSON"]),
+    (b'{"a": NaN}', b"", ["invalid JSON"]),
+    (b"{\xff}", b"", ["invalid UTF-8"]),
+    (b"{" * 100000, b"", ["invalid JSON"]),
 ])
 def test_corrupt_safetensors_refused(tmp_path, header, data, fragments):
     path = write_raw_safetensors(tmp_path / "bad.safetensors", header, data)
@@ -920,11 +788,11 @@ def test_corrupt_safetensors_refused(tmp_path, header, data, fragments):
 
 def test_safetensors_header_length_checks(tmp_path):
     refused(write_raw_safetensors(tmp_path / "a.safetensors", {"a": _entry()}, b"\0" * 8, header_len=10 ** 6),
-            "larger than the file", loader=load_safetensors)
+            "invalid header length", loader=load_safetensors)
     refused(write_raw_safetensors(tmp_path / "b.safetensors", {}, b"", header_len=2 ** 63),
-            "over the safetensors limit", loader=load_safetensors)
+            "header too large", loader=load_safetensors)
     (tmp_path / "c.safetensors").write_bytes(b"\x01\x00")
-    refused(tmp_path / "c.safetensors", "too few", loader=load_safetensors)
+    refused(tmp_path / "c.safetensors", "header too small", loader=load_safetensors)
     good = tmp_path / "d.safetensors"
     save_safetensors(good, {"a": np.arange(4, dtype=np.float32)})
     refused(good, "no tensor named 'zz'", loader=lambda p: load_safetensors(p, names=["zz"]))
@@ -1004,6 +872,8 @@ def test_sharded_index_other_refusals(tmp_path):
     index.write_text(json.dumps({"weight_map": {"x.weight": "model-00002-of-00002.safetensors"}}))
     refused(Path(d / "model-00002-of-00002.safetensors"), "lacks it", loader=lambda p: load_sharded_checkpoint(index))
     index.write_text("[]")
+    refused(index, "must hold a JSON object", loader=load_sharded_checkpoint)
+    index.write_text("{}")
     refused(index, "no weight_map", loader=load_sharded_checkpoint)
     index.write_text(json.dumps({"weight_map": {"x.weight": 5}}))
     refused(index, "not a file name", loader=load_sharded_checkpoint)
@@ -1068,8 +938,7 @@ def test_import_is_cheap_and_torch_free():
 # ------------------------------------------------------------------------------------------------------------
 # against real torch (skipped without it)
 
-TORCH_DTYPES = ["float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
-                "complex64", "complex128", "uint16", "uint32", "uint64"]
+TORCH_DTYPES = ["float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"]
 
 
 def torch_sample(name, shape, seed=0):
@@ -1088,11 +957,8 @@ def torch_sample(name, shape, seed=0):
 
 def to_numpy(t):
     if t.dtype == torch.bfloat16:
-        return t.float().numpy()
-    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
-        return t.view({torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}[t.dtype]) \
-            .numpy().view({torch.uint16: np.uint16, torch.uint32: np.uint32, torch.uint64: np.uint64}[t.dtype])
-    return t.resolve_conj().resolve_neg().numpy()
+        return t.view(torch.int16).numpy().view(np.uint16)  # bfloat16 bits, as paddle_lrnn.io holds them
+    return t.numpy()
 
 
 @needs_torch
@@ -1116,24 +982,16 @@ def test_we_read_what_torch_writes(tmp_path, name):
 @pytest.mark.parametrize("name", TORCH_DTYPES)
 def test_torch_reads_what_we_write(tmp_path, name):
     ref = torch_sample(name, (3, 5), seed=1)
-    arr = BFloat16(ref.float().numpy()) if name == "bfloat16" else to_numpy(ref)
-    base = arr if name == "bfloat16" else np.array(arr)  # (an array that owns its memory)
-    obj = {"a": base, "tied": base, "scalar": (arr if name == "bfloat16" else np.array(base[1, 2])),
-           "nested": [{"x": base}]}
-    if name != "bfloat16":
-        obj["T"] = base.T
-        obj["cols"] = base[:, ::2]
+    base = to_numpy(ref)
+    obj = {"a": base, "tied": base, "scalar": np.array(base[1, 2]), "nested": [{"x": base}], "T": base.T}
     save_torch_checkpoint(tmp_path / "ours.pt", obj)
     back = torch.load(tmp_path / "ours.pt", weights_only=True)
     assert list(back) == list(obj)
     assert back["a"].dtype == getattr(torch, name)
     assert torch.equal(back["a"], ref)
     assert back["tied"].untyped_storage().data_ptr() == back["a"].untyped_storage().data_ptr()
-    assert torch.equal(back["nested"][0]["x"], ref)
-    if name != "bfloat16":
-        assert torch.equal(back["T"], ref.t()) and back["T"].stride() == (1, 5)
-        assert torch.equal(back["cols"], ref[:, ::2])
-        assert back["scalar"].shape == () and back["scalar"].item() == ref[1, 2].item()
+    assert torch.equal(back["nested"][0]["x"], ref) and torch.equal(back["T"], ref.t())
+    assert back["scalar"].shape == () and back["scalar"].item() == ref[1, 2].item()
     mm = torch.load(tmp_path / "ours.pt", weights_only=True, mmap=True)
     assert torch.equal(mm["a"], ref)
 
@@ -1141,14 +999,10 @@ def test_torch_reads_what_we_write(tmp_path, name):
 @needs_torch
 def test_torch_reads_our_plain_values(tmp_path):
     obj = {"step": 100, "big": 2 ** 70, "neg": -5, "lr": 1e-3, "nan": float("nan"), "s": "\u00e9\U0001f600",
-           "b": b"\x00\xff", "e": b"", "ba": bytearray(b"xy"), "none": None, "t": True, "tup": (1, (2, "x"), ()),
-           "od": OrderedDict([("z", 1), ("a", 2)]), "int_keys": {1: "a", 2: "b"}, "dtype": TorchDtype("bfloat16"),
-           "many": list(range(1500))}
+           "b": b"\x00\xff", "e": b"", "none": None, "t": True, "tup": (1, (2, "x"), ()),
+           "od": OrderedDict([("z", 1), ("a", 2)]), "int_keys": {1: "a", 2: "b"}, "many": list(range(1500))}
     save_torch_checkpoint(tmp_path / "v.pt", obj)
-    back = torch.load(tmp_path / "v.pt", weights_only=True)
-    assert back["dtype"] is torch.bfloat16
-    back["dtype"] = TorchDtype("bfloat16")
-    assert_same(back, obj)
+    assert_same(torch.load(tmp_path / "v.pt", weights_only=True), obj)
 
 
 @needs_torch
@@ -1160,11 +1014,11 @@ def test_we_read_torch_containers_and_formats(tmp_path):
     model = torch.nn.ModuleDict({"lin": lin, "emb": emb, "head": head})
     t_attr = torch.ones(2)
     t_attr.note = "attribute"
+    opt = torch.optim.AdamW(model.parameters())
     obj = {"model": model.state_dict(), "params": dict(model.named_parameters()), "size": torch.Size([2, 3]),
-           "dtype": torch.float16, "device": torch.device("cpu"), "bytes": b"ab\x00", "set": {1, 2},
-           "frozen": frozenset({3}), "complex": 1 + 2j, "tup": (1, [2, {"a": None}]), "attr": t_attr,
-           "conj": torch.tensor([1 + 2j, 3 - 1j], dtype=torch.complex64).conj(), "neg": torch.ones(2)._neg_view()}
-    for kwargs in ({}, {"pickle_protocol": 4}, {"pickle_protocol": 5}, {"_use_new_zipfile_serialization": False}):
+           "dtype": torch.float16, "device": torch.device("cpu"), "bytes": b"ab\x00", "tup": (1, [2, {"a": None}]),
+           "attr": t_attr, "optimizer": opt.state_dict(), "bf16": torch.ones(3, dtype=torch.bfloat16)}
+    for kwargs in ({}, {"pickle_protocol": 4}, {"pickle_protocol": 5}):
         torch.save(obj, tmp_path / "c.pt", **kwargs)
         back = load_torch_checkpoint(tmp_path / "c.pt")
         sd = back["model"]
@@ -1175,11 +1029,12 @@ def test_we_read_torch_containers_and_formats(tmp_path):
         np.testing.assert_array_equal(back["params"]["emb.weight"], emb.weight.detach().numpy())
         assert sd["head.weight"] is sd["emb.weight"]
         assert back["size"] == (2, 3) and back["dtype"] == "torch.float16" and back["device"] == "cpu"
-        assert back["bytes"] == b"ab\x00" and back["set"] == {1, 2} and back["frozen"] == frozenset({3})
-        assert back["complex"] == 1 + 2j and back["tup"] == (1, [2, {"a": None}])
+        assert back["bytes"] == b"ab\x00" and back["tup"] == (1, [2, {"a": None}])
         np.testing.assert_array_equal(back["attr"], np.ones(2, np.float32))
-        np.testing.assert_array_equal(back["conj"], np.array([1 - 2j, 3 + 1j], np.complex64))
-        np.testing.assert_array_equal(back["neg"], -np.ones(2, np.float32))
+        assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+        np.testing.assert_array_equal(cast(back["bf16"], "float32"), np.ones(3, np.float32))
+    torch.save(obj, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    refused(tmp_path / "old.pt", "not the zip archive torch >= 1.6 writes")
 
 
 @needs_torch
@@ -1193,20 +1048,6 @@ def test_fixtures_match_torch_load():
         assert list(flat_ref) == list(flat_ours)
         for k, v in flat_ref.items():
             assert_same(flat_ours[k], v.numpy())
-
-
-@needs_torch
-def test_torch_reads_our_big_endian_crafted_file_the_same(tmp_path):
-    values = np.array([1.5, -2.0, 3.25], np.float32)
-    w = PickleWriter()
-    w.empty_dict()
-    w.mark()
-    w.str_("w")
-    tensor_ops(w, numel=3, size=(3,))
-    w.setitems()
-    path = craft_zip(tmp_path / "be.pt", w.stop(), [("0", values.astype(">f4").tobytes())], byteorder=b"big")
-    np.testing.assert_array_equal(torch.load(path, weights_only=True)["w"].numpy(), values)
-    np.testing.assert_array_equal(load_torch_checkpoint(path)["w"], values)
 
 
 @needs_torch

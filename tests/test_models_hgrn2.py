@@ -306,7 +306,7 @@ def test_loading_weights_of_another_shape_is_a_clear_error(tmp_path):
     HGRN2ForCausalLM(HGRN2Config(**{**SMALL, "hidden_size": 48})).save_pretrained(str(tmp_path / "b"))
     import shutil
     shutil.copy(tmp_path / "b" / "model.safetensors", tmp_path / "a" / "model.safetensors")
-    with pytest.raises(ModelFileError, match=r"weight \S+ has shape \[\d+(, \d+)*\], the model expects"):
+    with pytest.raises(ModelFileError, match=r"weight \S+ has shape \[\d+(, \d+)*\], but the model needs"):
         HGRN2ForCausalLM.from_pretrained(str(tmp_path / "a"))
 
 

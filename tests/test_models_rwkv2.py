@@ -181,7 +181,7 @@ def test_bad_model_directories(tmp_path):
     data = json.load(open(tmp_path / "config.json"))
     data["n_embd"] = 32
     json.dump(data, open(tmp_path / "config.json", "w"))
-    with pytest.raises(ModelFileError, match=r"weight emb.weight has shape \[37, 16\], the model expects \[37, 32\]"):
+    with pytest.raises(ModelFileError, match=r"weight emb.weight has shape \[37, 16\], but the model needs \[37, 32\]"):
         AutoModelForCausalLM.from_pretrained(str(tmp_path))
 
 

@@ -246,7 +246,7 @@ def test_save_and_load_round_trip(tmp_path):
     data = json.load(open(tmp_path / "config.json"))
     data["n_embd"] = 16
     json.dump(data, open(tmp_path / "config.json", "w"))
-    with pytest.raises(ModelFileError, match=r"weight emb.weight has shape \[37, 32\], the model expects \[37, 16\]"):
+    with pytest.raises(ModelFileError, match=r"weight emb.weight has shape \[37, 32\], but the model needs \[37, 16\]"):
         AutoModelForCausalLM.from_pretrained(str(tmp_path))
 
 

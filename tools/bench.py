@@ -9,6 +9,9 @@ the date.
   python tools/bench.py --section rwkv4-generation --original-rwkv4 DIR
         # DIR holds RWKV-LM's RWKV-v4/src (model_run.py); an RWKV-4 169M-layout model, about 2 GB of memory
   python tools/bench.py --section training --device gpu
+  python tools/bench.py --section scale        # convert + load a random 1.3B HGRN2 checkpoint (bf16, fla-hub's
+                                              # layout): ~2.5 GiB on disk per copy in --scale-dir (default: a
+                                              # temporary directory, removed afterwards)
 """
 import argparse
 import datetime
@@ -312,8 +315,39 @@ def bench_training(args):
               f"{B * T / (ms / 1e3):,.0f} |", flush=True)
 
 
+def bench_scale(args):
+    """Peak RSS and time of converting and loading a random checkpoint in fla-hub's HGRN2 layout, each phase in a
+    fresh process, against the weights' bytes and the floor of a process that only imports Paddle and paddle_lrnn."""
+    import shutil
+
+    from paddle_lrnn.convert.scale import HGRN2_1_3B, measure, write_hgrn2_checkpoint
+
+    sizes = HGRN2_1_3B if args.scale_size == "1.3B" else dict(hidden_size=512, num_hidden_layers=4, vocab_size=32000)
+    root = tempfile.mkdtemp(prefix="paddle_lrnn-scale-", dir=args.scale_dir)
+    try:
+        src, out = os.path.join(root, "fla"), os.path.join(root, "paddle")
+        start = time.perf_counter()
+        weights = write_hgrn2_checkpoint(src, **sizes)
+        made = time.perf_counter() - start
+        _, floor = measure("floor")
+        gib = 1 << 30
+        print(f"HGRN2 {args.scale_size} layout ({sizes}), {weights / gib:.2f} GiB of bf16 weights in two shards "
+              f"(largest {max(os.path.getsize(os.path.join(src, f)) for f in os.listdir(src)) / gib:.2f} GiB), "
+              f"written in {made:.0f} s; floor (Python + Paddle + paddle_lrnn imported) {floor / gib:.2f} GiB\n")
+        print("| phase | seconds | GiB/s | peak RSS GiB | above floor GiB | above floor / weights |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, phase, dtype, nbytes in (("convert (bf16 kept)", "convert", None, weights),
+                                            ("from_pretrained (bf16, as stored)", "load", None, weights),
+                                            ("from_pretrained(dtype=float32)", "load", "float32", 2 * weights)):
+            seconds, rss = measure(phase, src, out, dtype)
+            print(f"| {label} | {seconds:.1f} | {nbytes / gib / seconds:.2f} | {rss / gib:.2f} | "
+                  f"{(rss - floor) / gib:.2f} | {(rss - floor) / nbytes:.2f} |", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 SECTIONS = {"ops": bench_ops, "generation": bench_generation, "rwkv4-generation": bench_rwkv4_generation,
-            "training": bench_training}
+            "training": bench_training, "scale": bench_scale}
 
 
 def main(argv=None):
@@ -325,6 +359,9 @@ def main(argv=None):
     p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
     p.add_argument("--original-rwkv4", help="directory holding RWKV-LM's RWKV-v4/src (for the rwkv4-generation "
                    "section)")
+    p.add_argument("--scale-size", choices=["1.3B", "46M"], default="1.3B", help="the scale section's model size")
+    p.add_argument("--scale-dir", help="where the scale section writes its checkpoints (default: the system's "
+                   "temporary directory)")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.tokens < 1:
         raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
@@ -340,7 +377,7 @@ def main(argv=None):
     print(f"# paddle_lrnn benchmarks, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, paddle {paddle.__version__}, device {args.device}\n")
     for name, fn in SECTIONS.items():
-        if args.section in (name, "all"):
+        if args.section == name or (args.section == "all" and name != "scale"):  # (scale: minutes and GiBs)
             print(f"## {name}\n")
             fn(args)
             print()

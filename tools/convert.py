@@ -7,6 +7,7 @@ is executed.
   python tools/convert.py --model rwkv4 --to torch --src DIR --out CKPT.pth   # a .pth RWKV-LM's RWKV_RNN loads
   python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
                                                                              # pytorch_model.bin or a sharded index
+  python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR --dtype float32  # (default: as stored)
   python tools/convert.py --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
   python tools/convert.py --model mru --src checkpoint-step-5000.pt --config model.json --out DIR
                                                      # an mru-lm training checkpoint and its run's model.json
@@ -32,13 +33,17 @@ def main(argv=None):
                    "the tokenizer files beside --src, if any)")
     p.add_argument("--config", help="mru: the run's model.json (default: the one beside --src or in its parent "
                    "folder, where mru-lm writes it)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="dtype of the converted weights "
+                   "(default: the checkpoint's own, e.g. bfloat16 stays bfloat16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown on stderr for checkpoints of 256 MiB "
+                   "or more)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = p.parse_args(argv)
 
     from paddle_lrnn.convert import convert
 
-    convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, config=args.config,
-            overwrite=args.overwrite, log=print)
+    convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, config=args.config, dtype=args.dtype,
+            overwrite=args.overwrite, quiet=True if args.quiet else None, log=print)
 
 
 if __name__ == "__main__":

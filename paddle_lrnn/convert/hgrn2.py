@@ -9,22 +9,25 @@ has one, must equal model.embeddings.weight and is dropped. Every config.json fi
 HGRN2Config's, the rest such as "architectures", "dtype", "transformers_version" ride along in config.extra), so
 the converted model's config.json holds the original's fields.
 
+The weights keep the checkpoint's dtype (bfloat16 stays bfloat16) unless asked otherwise.
+
 to_torch(model, out_dir): writes out_dir/config.json and out_dir/model.safetensors (metadata format "pt") that fla's
 HGRN2ForCausalLM.from_pretrained loads: fla's names and layouts, no lm_head.weight when tied (as save_pretrained
-writes it). Tensors are written in the config's "dtype" (or "torch_dtype") when that is bfloat16 or float16 and the
-values are exactly representable in it, else float32, so a checkpoint converted and written back is bit-identical.
+writes it). Each tensor is written in its own dtype, or in the config's "dtype" (or "torch_dtype") when that is
+bfloat16 or float16 and holds the values exactly, so a checkpoint converted and written back is bit-identical.
 """
 import json
 import os
 
 import numpy as np
+import paddle
 
-from ..io import (BFloat16, CheckpointError, load_safetensors, load_sharded_checkpoint, load_torch_checkpoint,
-                  safetensors_metadata)
+from ..io import CheckpointError, cast, load_weights, paddle_name, safetensors_metadata
 from ..io.atomic import atomic_directory, atomic_write
 from ..io.safetensors import save_safetensors
 from ..models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
-from ..models.modeling_utils import CONFIG_NAME, ModelFileError, linear_weight_names, read_config
+from ..models.modeling_utils import CONFIG_NAME, ModelFileError, check_weights, linear_weight_names, read_config
+from . import build, floating, lazy
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -49,24 +52,16 @@ def _locate(src):
 
 
 def _read_weights(path):
-    name = os.path.basename(path)
-    if name.endswith(".index.json"):
-        arrays = load_sharded_checkpoint(path)
-    elif name.endswith(".safetensors"):
-        if (safetensors_metadata(path) or {}).get("format") == "paddle":
-            raise ModelFileError(f"{path} is a paddle_lrnn model directory (written by save_pretrained), not an fla "
-                                 f"checkpoint; load it with from_pretrained, or convert it with --to torch")
-        arrays = load_safetensors(path)
-    else:
-        arrays = load_torch_checkpoint(path)
-        if isinstance(arrays, dict) and "state_dict" in arrays and isinstance(arrays["state_dict"], dict):
-            arrays = arrays["state_dict"]
-        if not isinstance(arrays, dict) or not all(isinstance(v, np.ndarray) for v in arrays.values()):
-            raise ModelFileError(f"{path} is not an HGRN2 checkpoint: expected a state dict of tensors")
-    for key, value in arrays.items():
-        if value.dtype.kind != "f":
-            raise ModelFileError(f"{path}: weight {key} has dtype {value.dtype}, expected a floating-point tensor")
-    return arrays
+    """{name: memory-mapped array} of the checkpoint's weight file(s)."""
+    if path.endswith(".safetensors") and (safetensors_metadata(path) or {}).get("format") == "paddle":
+        raise ModelFileError(f"{path} is a paddle_lrnn model directory (written by save_pretrained), not an fla "
+                             f"checkpoint; load it with from_pretrained, or convert it with --to torch")
+    try:
+        return floating(load_weights(path), path, ModelFileError)
+    except CheckpointError as err:
+        if "not a state dict" in err.problem:
+            raise ModelFileError(f"{path} is not an HGRN2 checkpoint: expected a state dict of tensors") from None
+        raise
 
 
 def read_hgrn2_config(directory):
@@ -101,64 +96,43 @@ def torch_layout(model):
     return out
 
 
-def from_torch(src):
-    """An HGRN2ForCausalLM holding the weights of an fla / Hugging Face HGRN2 checkpoint (see the module docstring)."""
+def read_torch(src):
+    """(config, lazy tensors in Paddle's layout, weights path) of an fla / Hugging Face HGRN2 checkpoint."""
     directory, weights = _locate(src)
     config = read_hgrn2_config(directory)
-    try:
-        arrays = _read_weights(weights)
-    except CheckpointError as err:
-        raise ModelFileError(str(err)) from None
-    model = HGRN2ForCausalLM(config)
+    arrays = _read_weights(weights)
+    with paddle.LazyGuard():
+        model = HGRN2ForCausalLM(config)
     layout = torch_layout(model)
     if config.tie_word_embeddings and "lm_head.weight" in arrays:
         head, emb = arrays.pop("lm_head.weight"), arrays.get("model.embeddings.weight")
-        if emb is not None and (head.shape != emb.shape or not np.array_equal(head, emb)):
+        if emb is not None and (head.shape != emb.shape or head.dtype != emb.dtype or not np.array_equal(head, emb)):
             raise ModelFileError(f"{weights}: tie_word_embeddings is true in {CONFIG_NAME} but lm_head.weight differs "
                                  f"from model.embeddings.weight")
-    missing = [k for k in layout if k not in arrays]
-    if missing:
-        raise ModelFileError(f"{weights} lacks {len(missing)} weight(s) this config needs: {', '.join(missing[:4])}"
-                             + (", ..." if len(missing) > 4 else ""))
-    unexpected = [k for k in arrays if k not in layout]
-    if unexpected:
-        raise ModelFileError(f"{weights} has {len(unexpected)} weight(s) an HGRN2 model with this config does not "
-                             f"have: {', '.join(unexpected[:4])}" + (", ..." if len(unexpected) > 4 else "")
-                             + " (does config.json match the weights?)")
-    params = dict(model.named_parameters())
-    converted = {}
-    for name, (shape, kind) in layout.items():
-        value = arrays[name]
-        if list(value.shape) != shape:
-            raise ModelFileError(f"{weights}: weight {name} has shape {list(value.shape)}, but the config in "
-                                 f"{CONFIG_NAME} needs {shape}")
-        if kind == "linear":
-            value = value.T
-        elif kind == "conv":
-            value = value[:, 0, :]
-        converted[name] = np.ascontiguousarray(value, dtype=np.float32)
-    for name, param in params.items():
-        param.set_value(converted[name])
-    model.eval()
-    return model
+    check_weights({k: v.shape for k, v in arrays.items()}, {k: s for k, (s, _) in layout.items()}, weights,
+                  f"the config in {CONFIG_NAME}")
+    tensors = {name: lazy(arrays[name], transpose=kind == "linear", shape=[s[0], s[2]] if kind == "conv" else None)
+               for name, (s, kind) in layout.items()}
+    return config, tensors, weights
+
+
+def from_torch(src, dtype=None):
+    """An HGRN2ForCausalLM holding the weights of an fla / Hugging Face HGRN2 checkpoint (see the module docstring)."""
+    config, tensors, weights = read_torch(src)
+    return build(HGRN2ForCausalLM, config, tensors, weights, dtype)
 
 
 def _storage_dtype(config):
     declared = config.extra.get("dtype", config.extra.get("torch_dtype"))
-    return declared if declared in ("bfloat16", "float16") else "float32"
+    return declared if declared in ("bfloat16", "float16") else None
 
 
 def _as_stored(value, dtype):
-    """value in `dtype` if that holds it exactly, else float32."""
-    if dtype == "bfloat16":
-        packed = BFloat16(value)
-        if np.array_equal(packed.to_float32(), value, equal_nan=True):
-            return packed
-    elif dtype == "float16":
-        half = value.astype(np.float16)
-        if np.array_equal(half.astype(np.float32), value, equal_nan=True):
-            return half
-    return value
+    """value in `dtype` if that holds it exactly, else as it is."""
+    if dtype is None or paddle_name(value.dtype) == dtype:
+        return value
+    packed = cast(value, dtype)
+    return packed if np.array_equal(cast(packed, paddle_name(value.dtype)), value, equal_nan=True) else value
 
 
 def to_torch(model, out_dir):
@@ -169,16 +143,16 @@ def to_torch(model, out_dir):
     dtype = _storage_dtype(model.config)
     tensors, params = {}, dict(model.named_parameters())
     for name, (shape, kind) in torch_layout(model).items():
-        value = params[name].numpy().astype(np.float32)
-        if kind == "linear":
-            value = value.T
-        elif kind == "conv":
-            value = value[:, None, :]
-        tensors[name] = _as_stored(np.ascontiguousarray(value), dtype)
+        def produce(param=params[name], kind=kind):
+            value = param.numpy()
+            return np.ascontiguousarray(value.T if kind == "linear" else value[:, None, :] if kind == "conv" else value)
+        have = str(params[name].dtype).rsplit(".", 1)[-1]
+        # written as it is (one tensor in memory at a time), or in the declared dtype if that holds it exactly
+        tensors[name] = (have, tuple(shape), produce) if dtype in (None, have) else _as_stored(produce(), dtype)
     config = model.config.to_dict()
-    if dtype != "float32" and any(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in tensors.values()):
-        # some values are not representable in the declared dtype: they are kept in float32
-        config["dtype" if "dtype" in config else "torch_dtype"] = "float32"
+    kept = {v[0] if isinstance(v, tuple) else paddle_name(v.dtype) for v in tensors.values()}
+    if dtype is not None and kept != {dtype}:  # some values are not representable in the declared dtype
+        config["dtype" if "dtype" in config else "torch_dtype"] = "float32" if "float32" in kept else kept.pop()
     out_dir = os.path.abspath(os.fspath(out_dir))
     with atomic_directory(out_dir) as staging:
         with atomic_write(os.path.join(staging, CONFIG_NAME), "w") as f:

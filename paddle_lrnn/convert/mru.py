@@ -29,12 +29,15 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..io import CheckpointError, load_torch_checkpoint, save_torch_checkpoint
+import paddle
+
+from ..io import CheckpointError, load_torch_checkpoint, read_json, save_torch_checkpoint
 from ..io.atomic import atomic_directory, atomic_write
 from ..layers.mru import xpos_tables
-from ..models.modeling_utils import ModelFileError, linear_weight_names
+from ..models.modeling_utils import ModelFileError, check_weights, linear_weight_names
 from ..models.mru import MRUConfig, MRUForCausalLM
 from ..models.mru.configuration import MODEL_JSON_FIELDS
+from . import build, floating, lazy
 
 MODEL_JSON = "model.json"
 STATE_KEY = "model_state_dict"
@@ -80,13 +83,7 @@ def _locate(src, config):
 def read_model_json(path, vocab_size=None):
     """MRUConfig from an mru-lm model.json; vocab_size (from the embedding) fills a missing field and must match a
     given one. ModelFileError, one line, for anything unusable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{path} must hold a JSON object (mru-lm's model.json)")
+    data = read_json(path, lambda problem: ModelFileError(f"{path} {problem} (mru-lm's model.json)"))
     unknown = sorted(set(data) - set(MODEL_JSON_FIELDS))
     if unknown:
         raise ModelFileError(f"{path} has field(s) mru-lm's model.json does not have: {', '.join(unknown)}")
@@ -129,9 +126,8 @@ def _read_checkpoint(path):
             key = key[len(COMPILE_PREFIX):]
         if key in out:
             raise ModelFileError(f"{path}: {key} appears twice (with and without the {COMPILE_PREFIX} prefix)")
-        if value.dtype.kind != "f":
-            raise ModelFileError(f"{path}: {key} has dtype {value.dtype}, expected a floating-point tensor")
         out[key] = value
+    floating(out, path, ModelFileError)
     step = obj.get("step", 0)
     if not isinstance(step, int) or isinstance(step, bool):
         step = 0
@@ -149,8 +145,8 @@ def torch_layout(model):
     return out
 
 
-def from_torch(src, config=None):
-    """An MRUForCausalLM holding the weights of an mru-lm checkpoint (see the module docstring)."""
+def read_torch(src, config=None):
+    """(config, lazy tensors in Paddle's layout, checkpoint path) of an mru-lm checkpoint (see paddle_lrnn.convert)."""
     path, config_path = _locate(src, config)
     step, sd = _read_checkpoint(path)
     if any(k.startswith("blocks.") for k in sd) and not any(k.startswith("layers.") for k in sd):
@@ -159,7 +155,8 @@ def from_torch(src, config=None):
     if "wte.weight" not in sd:
         raise ModelFileError(f"{path}: the state dict has no wte.weight (found {', '.join(list(sd)[:4])}, ...)")
     cfg = read_model_json(config_path, vocab_size=int(sd["wte.weight"].shape[0]))
-    model = MRUForCausalLM(cfg)
+    with paddle.LazyGuard():
+        model = MRUForCausalLM(cfg)
     layout = torch_layout(model)
     head = sd.pop("lm_head.weight", None)
     if head is not None and (head.shape != sd["wte.weight"].shape or not np.array_equal(head, sd["wte.weight"])):
@@ -171,23 +168,15 @@ def from_torch(src, config=None):
             if list(value.shape) != xpos_shape:
                 raise ModelFileError(f"{path}: {key} has shape {list(value.shape)}, but {config_path} needs "
                                      f"{xpos_shape} (max_sequence_length, 1, key_size // n_attn_heads)")
-    missing = [k for k in layout if k not in sd]
-    if missing:
-        raise ModelFileError(f"{path} lacks {len(missing)} weight(s) that {config_path} needs: {', '.join(missing[:4])}"
-                             + (", ..." if len(missing) > 4 else ""))
-    unexpected = [k for k in sd if k not in layout]
-    if unexpected:
-        raise ModelFileError(f"{path} has {len(unexpected)} weight(s) a model with {config_path}'s layers does not "
-                             f"have: {', '.join(unexpected[:4])}" + (", ..." if len(unexpected) > 4 else ""))
-    for name, (shape, _) in layout.items():
-        if list(sd[name].shape) != shape:
-            raise ModelFileError(f"{path}: {name} has shape {list(sd[name].shape)}, but {config_path} needs {shape}")
-    for name, param in model.named_parameters():
-        value = sd[name].T if layout[name][1] else sd[name]
-        param.set_value(np.ascontiguousarray(value, dtype=np.float32))
-    model.config.extra["checkpoint_step"] = step
-    model.eval()
-    return model
+    check_weights({k: v.shape for k, v in sd.items()}, {k: s for k, (s, _) in layout.items()}, path, config_path)
+    cfg.extra["checkpoint_step"] = step
+    return cfg, {name: lazy(sd[name], transpose=transposed) for name, (_, transposed) in layout.items()}, path
+
+
+def from_torch(src, config=None, dtype=None):
+    """An MRUForCausalLM holding the weights of an mru-lm checkpoint (see the module docstring)."""
+    cfg, tensors, path = read_torch(src, config)
+    return build(MRUForCausalLM, cfg, tensors, path, dtype)
 
 
 def xpos_buffers(key_head_size, max_sequence_length, use_torch=None):
@@ -225,7 +214,7 @@ def torch_state_dict(model):
     for name, (_, transposed) in torch_layout(model).items():
         if name == "wte.weight":
             sd.update(xpos)
-        value = params[name].numpy().astype(np.float32)
+        value = params[name].numpy()
         sd[name] = np.ascontiguousarray(value.T) if transposed else value
     sd["lm_head.weight"] = sd["wte.weight"]  # the same array: one storage in the file, as torch saves a tied weight
     return sd

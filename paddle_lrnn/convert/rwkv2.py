@@ -2,13 +2,15 @@
 
 The original's state dict uses the same parameter names as RWKV2ForCausalLM; Linear weights are transposed
 ([out, in] in PyTorch, [in, out] in Paddle) and the copy_mask buffer is dropped (it is tril(ones(ctx_len)), so only
-its size, the context length, is kept, in the config).
+its size, the context length, is kept, in the config). The weights keep the checkpoint's dtype unless asked.
 """
 import numpy as np
+import paddle
 
 from ..io.torch_checkpoint import load_torch_checkpoint, save_torch_checkpoint
-from ..models.modeling_utils import ModelFileError, linear_weight_names, load_arrays
+from ..models.modeling_utils import ModelFileError, check_weights, linear_weight_names
 from ..models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+from . import build, lazy
 
 REQUIRED = ("emb.weight", "ln_out.weight", "head.weight", "head_q.weight", "head_k.weight", "copy_mask",
             "blocks.0.ln1.weight")
@@ -33,15 +35,23 @@ def config_from_state_dict(sd):
                        variant="RWKV-ffnPre" if "blocks.0.ffnPre.key.weight" in sd else "RWKV")
 
 
-def from_torch(path):
-    """An RWKV2ForCausalLM holding the weights of an original .pth state dict (read without torch)."""
+def read_torch(path):
+    """(config, lazy tensors in Paddle's layout, path) of an original .pth state dict (see paddle_lrnn.convert)."""
     sd = _state_dict(load_torch_checkpoint(path), path)
-    model = RWKV2ForCausalLM(config_from_state_dict(sd))
+    config = config_from_state_dict(sd)
+    with paddle.LazyGuard():
+        model = RWKV2ForCausalLM(config)
     transposed = linear_weight_names(model)
-    arrays = {k: (v.T if k in transposed else v) for k, v in sd.items() if k != "copy_mask"}
-    load_arrays(model, arrays, path)
-    model.eval()
-    return model
+    tensors = {k: lazy(v, transpose=k in transposed) for k, v in sd.items() if k != "copy_mask"}
+    check_weights({k: s for k, (_, s, _) in tensors.items()}, {k: p.shape for k, p in model.named_parameters()},
+                  path)
+    return config, tensors, path
+
+
+def from_torch(path, dtype=None):
+    """An RWKV2ForCausalLM holding the weights of an original .pth state dict (read without torch)."""
+    config, tensors, source = read_torch(path)
+    return build(RWKV2ForCausalLM, config, tensors, source, dtype)
 
 
 def to_torch(model, path):

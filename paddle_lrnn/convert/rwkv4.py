@@ -7,16 +7,19 @@ original's RNN runner squeezes them the same way, so [C], [C, 1] and [1, 1, C] a
 is read off the names and shapes: n_layer (the blocks), n_embd and vocab_size (emb.weight), the "RWKV-ffnPre" variant
 (blocks.0.ffnPre), dim_att and dim_ffn (the key matrices). The training length ctx_len is not in the file: it comes
 from a "ctx<N>" in the file name (e.g. RWKV-4-Pile-14B-20230313-ctx8192-test1050.pth), else 1024, the length the
-Pile models were trained at; the model runs any length regardless.
+Pile models were trained at; the model runs any length regardless. The weights keep the checkpoint's dtype unless
+asked.
 """
 import os
 import re
 
 import numpy as np
+import paddle
 
 from ..io.torch_checkpoint import load_torch_checkpoint, save_torch_checkpoint
-from ..models.modeling_utils import ModelFileError, linear_weight_names, load_arrays, skip_init
+from ..models.modeling_utils import ModelFileError, check_weights, linear_weight_names, skip_init
 from ..models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
+from . import build, floating, lazy
 
 REQUIRED = ("emb.weight", "blocks.0.ln0.weight", "blocks.0.ln1.weight", "blocks.0.ffn.key.weight",
             "ln_out.weight", "head.weight")
@@ -47,7 +50,7 @@ def _state_dict(obj, source):
     if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
         raise ModelFileError(f"{source} is not an RWKV-4 checkpoint: expected a state dict of tensors")
     _check_generation(obj, source)
-    return obj
+    return floating(obj, source, ModelFileError)
 
 
 def config_from_state_dict(sd, ctx_len=DEFAULT_CTX_LEN):
@@ -71,28 +74,35 @@ def ctx_len_from_name(path):
     return int(match.group(1)) if match and int(match.group(1)) > 0 else DEFAULT_CTX_LEN
 
 
-def from_torch(path):
-    """An RWKV4ForCausalLM holding the weights of an original .pth state dict (read without torch)."""
+def read_torch(path):
+    """(config, lazy tensors in Paddle's layout, path) of an original .pth state dict (see paddle_lrnn.convert)."""
     sd = _state_dict(load_torch_checkpoint(path), path)
-    with skip_init():
-        model = RWKV4ForCausalLM(config_from_state_dict(sd, ctx_len_from_name(path)))
+    config = config_from_state_dict(sd, ctx_len_from_name(path))
+    with paddle.LazyGuard(), skip_init():
+        model = RWKV4ForCausalLM(config)
     transposed = linear_weight_names(model)
-    shapes = {name: list(p.shape) for name, p in model.named_parameters()}
-    arrays = {}
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    tensors = {}
     for key, value in sd.items():
-        if key in transposed and value.ndim == 2:
-            value = value.T
-        elif ".time_" in key and key in shapes and value.size == int(np.prod(shapes[key])):
-            value = value.reshape(shapes[key])
-        arrays[key] = value
-    load_arrays(model, arrays, path)
-    model.eval()
-    return model
+        if ".time_" in key and key in shapes and value.size == int(np.prod(shapes[key])):
+            tensors[key] = lazy(value, shape=shapes[key])  # [C], [C, 1] or [1, 1, C] as the model holds it
+        else:
+            tensors[key] = lazy(value, transpose=key in transposed and value.ndim == 2)
+    check_weights({k: s for k, (_, s, _) in tensors.items()}, shapes, path)
+    return config, tensors, path
+
+
+def from_torch(path, dtype=None):
+    """An RWKV4ForCausalLM holding the weights of an original .pth state dict (read without torch), in the file's
+    dtype or `dtype` ("float32" to run on CPU, whose Paddle has no 16-bit matrix product)."""
+    config, tensors, source = read_torch(path)
+    return build(RWKV4ForCausalLM, config, tensors, source, dtype)
 
 
 def to_torch(model, path):
-    """Writes the model as the original's state dict: a .pth that RWKV-LM's RWKV_RNN and torch.load read, with the
-    released files' shapes (time_decay and time_first [C], time_mix_* [1, 1, C])."""
+    """Writes the model as the original's state dict in the model's dtype: a .pth that RWKV-LM's RWKV_RNN and
+    torch.load read, with the released files' shapes (time_decay and time_first [C], time_mix_* [1, 1, C]) and key
+    order."""
     transposed = linear_weight_names(model)
     sd = {}
     for name, param in model.named_parameters():

@@ -1,15 +1,17 @@
-"""File formats for paddle_lrnn: torch.save checkpoints and safetensors, read and written with numpy only.
+"""File formats for paddle_lrnn: safetensors (through the `safetensors` package), sharded checkpoints, torch.save
+checkpoints read without torch and without running anything from the file, atomic writes.
 
-Nothing here imports torch or paddle, and reading never runs code from a file (see torch_checkpoint's docstring
-for the allow-list). Every refused file raises `CheckpointError`. Importing this package is cheap: the submodules
-(and numpy) load on first use of a name.
+Tensors come back as numpy arrays that memory-map the file (nothing is read until used), with Paddle's element
+types (bfloat16 as uint16 bits). Nothing here imports torch or paddle; every refused file raises `CheckpointError`.
+Importing this package is cheap: the submodules (and numpy) load on first use of a name.
 
-    load_torch_checkpoint(path) -> object              save_torch_checkpoint(path, obj)
-    load_safetensors(path, names=None) -> dict         save_safetensors(path, tensors, metadata=None)
-    safetensors_metadata(path) -> dict | None          load_sharded_checkpoint(index_path, names=None) -> dict
-    read_shard_index(index_path) -> dict[str, str]     atomic_write(path, mode="wb")
-    safetensors_entries(path) -> {name: (dtype, shape)}  atomic_directory(path), atomic_files(directory)
-    BFloat16(array)   (store an array as bfloat16)     TorchDtype   (a torch dtype found in a checkpoint)
+    load_safetensors(path, names=None) -> dict          save_safetensors(path, tensors, metadata=None)
+    safetensors_entries(path) -> {name: (dtype, shape)}  safetensors_metadata(path) -> dict | None
+    load_sharded_checkpoint(index_path) -> dict         read_shard_index(index_path) -> {name: shard path}
+    load_weights(path) -> dict (any of the above)       save_sharded(directory, tensors, metadata, max_shard_size)
+    load_torch_checkpoint(path) -> object               save_torch_checkpoint(path, obj)
+    atomic_write(path, mode="wb"), atomic_directory(path), atomic_files(directory)
+    read_json(path, error)                              cast(array, dtype_name), paddle_name(numpy dtype)
 """
 import importlib
 
@@ -17,11 +19,12 @@ from .errors import CheckpointError
 
 _EXPORTS = {
     "load_torch_checkpoint": "torch_checkpoint", "save_torch_checkpoint": "torch_checkpoint",
-    "TorchDtype": "torch_checkpoint",
     "load_safetensors": "safetensors", "save_safetensors": "safetensors", "safetensors_metadata": "safetensors",
     "safetensors_entries": "safetensors",
-    "load_sharded_checkpoint": "sharded", "read_shard_index": "sharded",
-    "atomic_write": "atomic", "atomic_directory": "atomic", "atomic_files": "atomic", "BFloat16": "_dtypes",
+    "load_sharded_checkpoint": "sharded", "read_shard_index": "sharded", "load_weights": "sharded",
+    "save_sharded": "sharded",
+    "atomic_write": "atomic", "atomic_directory": "atomic", "atomic_files": "atomic",
+    "read_json": "_files", "cast": "_dtypes", "paddle_name": "_dtypes",
 }
 __all__ = ["CheckpointError", *_EXPORTS]
 

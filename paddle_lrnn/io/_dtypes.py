@@ -1,99 +1,38 @@
-"""Element types shared by the torch and safetensors formats, and exact bfloat16 <-> float32 conversion."""
+"""Element types as Paddle names them, with numpy arrays as the carrier: bfloat16 is held as uint16 bit patterns,
+Paddle's own convention (``paddle.to_tensor`` of a uint16 array is a bfloat16 tensor, and ``.numpy()`` of a
+bfloat16 tensor is a uint16 array). So a numpy uint16 array here always means bfloat16."""
 import numpy as np
 
-__all__ = ["BFloat16", "bfloat16_bits_to_float32", "float32_to_bfloat16_bits"]
+__all__ = ["DTYPES", "numpy_dtype", "paddle_name", "cast"]
+
+DTYPES = ("float32", "bfloat16", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+FLOATS = ("float32", "bfloat16", "float16", "float64")
 
 
-def bfloat16_bits_to_float32(bits):
-    """uint16 array of bfloat16 bit patterns -> float32 array with exactly the same values (NaN payloads kept)."""
-    bits = np.asarray(bits)
-    if bits.dtype != np.uint16:
-        raise TypeError(f"expected uint16 bfloat16 bits, got {bits.dtype}")
-    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+def numpy_dtype(name):
+    """Little-endian numpy dtype carrying element type `name` (bfloat16 -> uint16 bits)."""
+    return np.dtype("<u2" if name == "bfloat16" else name).newbyteorder("<")
 
 
-def float32_to_bfloat16_bits(values):
-    """float32 array -> uint16 bfloat16 bit patterns, rounding to nearest even (the rounding torch uses).
-
-    Exact (no rounding) for values that are already bfloat16 numbers, e.g. ones widened by the loaders here.
-    NaNs stay NaNs (quiet, sign kept); infinities stay infinities."""
-    values = np.asarray(values, dtype=np.float32)
-    u = values.view(np.uint32)
-    rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
-    nan = np.isnan(values)
-    if nan.any():
-        rounded = np.where(nan, ((u >> np.uint32(16)).astype(np.uint16) | np.uint16(0x0040)), rounded)
-    return rounded.astype(np.uint16)
-
-
-class BFloat16:
-    """Marks an array to be stored as bfloat16 by save_torch_checkpoint and save_safetensors.
-
-    ``BFloat16(array)`` rounds a float array to bfloat16 (round to nearest even; exact for arrays that hold
-    bfloat16 values, such as the float32 arrays the loaders return for bfloat16 tensors). ``BFloat16.from_bits``
-    wraps raw uint16 bit patterns instead. ``.bits`` holds the C-contiguous uint16 patterns, ``.shape`` the shape,
-    ``.to_float32()`` the exact float32 values. Wrap an array once and reuse the same BFloat16 object where a
-    tensor is shared (tied weights): the same object becomes one shared storage.
-    """
-
-    __slots__ = ("bits",)
-
-    def __init__(self, array):
-        array = np.asarray(array)
-        if array.dtype.kind not in "fiu":
-            raise TypeError(f"BFloat16: expected a numeric array, got dtype {array.dtype}")
-        self.bits = np.ascontiguousarray(float32_to_bfloat16_bits(array.astype(np.float32)))
-
-    @classmethod
-    def from_bits(cls, bits):
-        bits = np.asarray(bits)
-        if bits.dtype != np.uint16:
-            raise TypeError(f"BFloat16.from_bits: expected uint16 bit patterns, got dtype {bits.dtype}")
-        obj = cls.__new__(cls)
-        obj.bits = np.ascontiguousarray(bits)
-        return obj
-
-    @property
-    def shape(self):
-        return self.bits.shape
-
-    def to_float32(self):
-        return bfloat16_bits_to_float32(self.bits)
-
-    def __repr__(self):
-        return f"BFloat16(shape={self.bits.shape})"
-
-
-# numpy dtypes of the element types both formats share (little-endian; bfloat16 handled separately).
-LE = {
-    "float64": np.dtype("<f8"), "float32": np.dtype("<f4"), "float16": np.dtype("<f2"),
-    "int64": np.dtype("<i8"), "int32": np.dtype("<i4"), "int16": np.dtype("<i2"), "int8": np.dtype("i1"),
-    "uint64": np.dtype("<u8"), "uint32": np.dtype("<u4"), "uint16": np.dtype("<u2"), "uint8": np.dtype("u1"),
-    "bool": np.dtype("?"), "complex64": np.dtype("<c8"), "complex128": np.dtype("<c16"),
-    "bfloat16": np.dtype("<u2"),  # stored as raw bits, widened to float32 after reading
-}
-ITEMSIZE = {name: dt.itemsize for name, dt in LE.items()}
-
-
-def dtype_name(dtype):
-    """Canonical element-type name of a numpy dtype (byte order ignored), or None if not supported."""
+def paddle_name(dtype):
+    """Element-type name of a numpy dtype (uint16 -> "bfloat16"), or None if Paddle has no such type."""
     dtype = np.dtype(dtype)
-    if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
-        return None
-    name = "bool" if dtype.kind == "b" else dtype.newbyteorder("=").name
-    return name if name in LE and name != "bfloat16" else None
+    name = "bfloat16" if dtype.kind == "u" and dtype.itemsize == 2 else dtype.newbyteorder("=").name
+    return name if name in DTYPES else None
 
 
-def decode_storage(raw_u8, name, big_endian=False):
-    """Raw bytes (uint8 array) of a storage of element type `name` -> native numpy array (bfloat16 -> float32).
-
-    May reuse raw_u8's memory. bool bytes other than 0/1 become True."""
-    if name == "bool":
-        return raw_u8.view(np.uint8) != 0
-    dt = LE[name]
-    arr = raw_u8.view(dt.newbyteorder(">") if big_endian else dt)
-    if not arr.dtype.isnative:
-        arr = arr.byteswap().view(arr.dtype.newbyteorder("="))  # one copy, now in native order
-    if name == "bfloat16":
-        return bfloat16_bits_to_float32(arr.view(np.uint16))
-    return arr.view(dt.newbyteorder("="))
+def cast(array, name):
+    """`array` as element type `name`; bfloat16 rounds to nearest even, as Paddle and torch round; `array` itself
+    when it already has that type."""
+    have = paddle_name(array.dtype)
+    if have == name:
+        return array
+    if have == "bfloat16":
+        wide = array.astype(np.uint32)
+        wide <<= np.uint32(16)  # (in place: one temporary the size of the result, not two)
+        array = wide.view(np.float32)
+    if name != "bfloat16":
+        return array.astype(name, copy=False)
+    u = np.ascontiguousarray(array, np.float32).view(np.uint32)
+    rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+    return np.where(np.isnan(array), (u >> np.uint32(16)).astype(np.uint16) | np.uint16(0x40), rounded)

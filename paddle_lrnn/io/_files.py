@@ -1,4 +1,6 @@
-"""Opening a file to read, refusing anything that is not a regular file (directories, FIFOs, devices)."""
+"""Opening files to read: regular files only (directories, FIFOs and devices are refused), and JSON files with one
+clear error for each way they can be unusable."""
+import json
 import os
 import stat
 
@@ -29,3 +31,27 @@ def open_regular(path):
         os.close(fd)
         raise
     return f, st.st_size
+
+
+def read_json(path, error, limit=64 << 20):
+    """The JSON object held by the file `path`. For a file that is missing, not a regular file, larger than
+    `limit` bytes, not UTF-8 JSON, or not an object, raises error(problem) where problem reads after the file's
+    name, e.g. "is not valid JSON: Expecting value: line 1 column 1 (char 0)"; the caller's `error` adds the name
+    and picks the exception class."""
+    try:
+        f, size = open_regular(path)
+    except FileNotFoundError:
+        raise error("does not exist") from None
+    except CheckpointError as err:
+        raise error(err.problem.replace("it is", "is", 1)) from None
+    with f:
+        if size > limit:
+            raise error(f"is {size} bytes, more than the {limit} such a JSON file can need")
+        raw = f.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise error(f"is not valid JSON: {str(err)[:200]}") from None
+    if not isinstance(data, dict):
+        raise error("must hold a JSON object")
+    return data

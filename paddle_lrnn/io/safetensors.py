@@ -1,232 +1,166 @@
-"""safetensors files with numpy only: a validating reader and an atomic writer, compatible with the
-``safetensors`` package in both directions.
+"""safetensors files: read through the `safetensors` package, memory-mapped and lazily; written tensor by tensor.
 
-Format: 8-byte little-endian header length N, N bytes of a JSON object (``name -> {"dtype", "shape",
-"data_offsets": [begin, end]}``, offsets relative to the data section that follows, plus an optional
-``"__metadata__"`` object of str -> str), then the data section (little-endian, C order).
+Reading: the package's ``safe_open`` parses and validates the header (JSON, dtypes, shapes, offsets that tile the
+data section exactly, the 100 MB header limit) before anything else; a file it refuses raises `CheckpointError`
+with its reason. Each tensor then comes back as a numpy array memory-mapping its bytes (copy-on-write: writing to
+it never changes the file), so nothing is read until used and a tensor no longer referenced leaves memory. Element
+types are Paddle's (bfloat16 as uint16 bits, see `_dtypes`); F8/F6/F4, U16-U64 and complex tensors are refused.
 
-Checks made before any tensor byte is read (each failure raises `CheckpointError` naming the file):
-the file is a regular file of at least 8 bytes; N is at most 100,000,000 (the safetensors limit) and fits in the
-file; the header is UTF-8, starts with ``{``, is a JSON object without duplicate keys or NaN/Infinity constants;
-``__metadata__`` (if present) maps str to str; every entry has exactly the keys dtype, shape, data_offsets; dtype
-is one of BOOL U8 I8 I16 U16 I32 U32 I64 U64 F16 BF16 F32 F64 C64 (F8_*/F6_*/F4 are recognised but refused as
-unsupported); shape is a list of at most 64 non-negative ints; data_offsets are two ints with
-0 <= begin <= end <= data length and end - begin == prod(shape) * itemsize; and the entries, in offset order, tile
-the data section exactly: no overlaps, no holes, no trailing bytes (the rules of the safetensors package).
-
-Reading returns native-order numpy arrays; **BF16 is widened to float32 exactly**. Writing accepts numpy arrays of
-the dtypes above (any order, any strides; written C-contiguous little-endian) and `BFloat16` objects (BF16), lays
-tensors out in the order the safetensors package uses (by its dtype order, then by name), pads the header with spaces to
-a multiple of 8, and replaces the file atomically.
+Writing is ours, in the package's exact layout (tensors ordered by dtype, then name; header padded with spaces;
+tests compare the bytes): the package's ``serialize_file`` takes every tensor of a file at once, as pointers to
+memory, so writing a 1.3B-parameter model would hold all of it; `save_safetensors` takes tensors one at a time,
+even from producers called only when their bytes are due, through `atomic_write` (a failed or interrupted write
+leaves the old file).
 """
 import json
+import os
 
 import numpy as np
 
-from ._files import open_regular as _open
-from ._dtypes import LE, BFloat16, decode_storage, dtype_name
+from ._dtypes import numpy_dtype, paddle_name
+from ._files import open_regular
 from .atomic import atomic_write
 from .errors import CheckpointError
 
-__all__ = ["load_safetensors", "save_safetensors", "safetensors_metadata", "safetensors_entries"]
+__all__ = ["load_safetensors", "save_safetensors", "safetensors_metadata", "safetensors_entries", "TensorInfo"]
 
-MAX_HEADER_BYTES = 100_000_000
-_MAX_DIMS = 64
-_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "I32": "int32",
-           "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16", "BF16": "bfloat16",
-           "F32": "float32", "F64": "float64", "C64": "complex64"}
-_UNSUPPORTED = {"F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4"}
-_CODE = {elem: code for code, elem in _DTYPES.items()}
-# The safetensors package writes tensors sorted by dtype (descending, in the order of its Dtype enum), then name.
-_DTYPE_RANK = {code: i for i, code in enumerate(
-    ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16", "F16", "BF16",
-     "I32", "U32", "F32", "C64", "F64", "I64", "U64"])}
+CODES = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "float16": "F16", "bfloat16": "BF16",
+         "int32": "I32", "float32": "F32", "float64": "F64", "int64": "I64"}  # in the package's (ascending) order
+_NAMES = {code: name for name, code in CODES.items()}
+_RANK = {name: i for i, name in enumerate(CODES)}
 
 
-class _Entry:
-    __slots__ = ("name", "dtype", "shape", "begin", "end")
+class TensorInfo:
+    """One tensor of a file: dtype (Paddle's name), shape, and where its bytes lie (absolute file offset)."""
 
-    def __init__(self, name, dtype, shape, begin, end):
-        self.name, self.dtype, self.shape, self.begin, self.end = name, dtype, shape, begin, end
+    __slots__ = ("dtype", "shape", "offset", "nbytes")
 
-
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
+    def __init__(self, dtype, shape, offset, nbytes):
+        self.dtype, self.shape, self.offset, self.nbytes = dtype, tuple(shape), offset, nbytes
 
 
-def _bad_constant(name):
-    raise ValueError(f"non-JSON constant {name}")
-
-
-def _read_header(path, f, size):
-    """Returns (entries in header order, metadata or None, data section start)."""
-    if size < 8:
-        raise CheckpointError(path, f"it has {size} bytes, too few for a safetensors header")
-    head = f.read(8)
-    n = int.from_bytes(head, "little")
-    if n > MAX_HEADER_BYTES:
-        raise CheckpointError(path, f"its header length {n} is over the safetensors limit of {MAX_HEADER_BYTES} "
-                                    f"bytes (not a safetensors file?)")
-    if 8 + n > size:
-        raise CheckpointError(path, f"its header length {n} is larger than the file ({size} bytes)")
-    raw = f.read(n)
-    if len(raw) != n:
-        raise CheckpointError(path, "the file is truncated inside its header")
-    if not raw.startswith(b"{"):
-        raise CheckpointError(path, "its header does not start with '{' (not a safetensors file?)")
+def _diagnose(path, problem):
+    """The package's reason, made specific where its words are vague (a data section shorter than the header)."""
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_bad_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise CheckpointError(path, f"its header is not valid JSON: {str(e)[:200]}") from None
-    if type(header) is not dict:
-        raise CheckpointError(path, "its header is not a JSON object")
-    data_len = size - 8 - n
-    metadata = header.pop("__metadata__", None)
-    if metadata is not None:
-        if type(metadata) is not dict or not all(type(k) is str and type(v) is str for k, v in metadata.items()):
-            raise CheckpointError(path, "its __metadata__ is not an object of strings")
-    entries = []
-    for name, info in header.items():
-        def bad(problem):
-            return CheckpointError(path, f"tensor {name[:200]!r} {problem}")
-        if type(info) is not dict or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise bad("is not described by exactly dtype, shape and data_offsets")
-        code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if type(code) is not str or code not in _DTYPES:
-            if code in _UNSUPPORTED:
-                raise bad(f"has dtype {code}, which is not supported")
-            raise bad(f"has an unknown dtype {str(code)[:40]!r}")
-        if type(shape) is not list or len(shape) > _MAX_DIMS or not all(type(d) is int and d >= 0 for d in shape):
-            raise bad(f"has an invalid shape {str(shape)[:80]} (must be a list of non-negative ints)")
-        if type(offsets) is not list or len(offsets) != 2 or not all(type(o) is int for o in offsets):
-            raise bad(f"has invalid data_offsets {str(offsets)[:80]}")
-        begin, end = offsets
-        if not 0 <= begin <= end <= data_len:
-            raise bad(f"has data_offsets [{begin}, {end}] outside the data section of {data_len} bytes")
-        elem = _DTYPES[code]
-        numel = 1
-        for d in shape:
-            numel *= d
-        if end - begin != numel * LE[elem].itemsize:
-            raise bad(f"has data_offsets [{begin}, {end}] ({end - begin} bytes) but dtype {code} and shape "
-                      f"{shape} need {numel * LE[elem].itemsize} bytes")
-        entries.append(_Entry(name, elem, tuple(shape), begin, end))
-    position = 0
-    for e in sorted(entries, key=lambda e: (e.begin, e.end)):
-        if e.begin < position:
-            raise CheckpointError(path, f"tensor {e.name[:200]!r} overlaps the tensor before it "
-                                        f"(data_offsets [{e.begin}, {e.end}])")
-        if e.begin > position:
-            raise CheckpointError(path, f"its data section has a hole of {e.begin - position} bytes before tensor "
-                                        f"{e.name[:200]!r}")
-        position = e.end
-    if position != data_len:
-        raise CheckpointError(path, f"its data section has {data_len - position} bytes after the last tensor "
-                                    f"(or the header does not describe the file)")
-    return entries, metadata, 8 + n
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            data = os.fstat(f.fileno()).st_size - 8 - n
+            header = json.loads(f.read(n)) if 0 <= data and n < 100_000_000 else {}
+        for name, info in header.items():
+            end = info["data_offsets"][1] if isinstance(info, dict) and name != "__metadata__" else 0
+            if isinstance(end, int) and end > data >= 0:
+                return (f"tensor {name[:200]!r} has data_offsets {info['data_offsets']} outside the data section of "
+                        f"{data} bytes (truncated?)")
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError, RecursionError):
+        pass
+    return f"it is not a valid safetensors file (truncated or corrupt?): {problem}"
+
+
+def read_header(path):
+    """({name: TensorInfo} in file order, metadata dict or None) of a safetensors file, validated by the package."""
+    from safetensors import SafetensorError, safe_open
+
+    f, _ = open_regular(path)  # (refuses directories and FIFOs, which the package would block on or misreport)
+    with f:
+        start = 8 + int.from_bytes(f.read(8), "little")
+    try:
+        with safe_open(os.fspath(path), framework="np") as st:
+            metadata = st.metadata()
+            entries, offset = {}, start
+            for name in st.offset_keys():  # the package checked that the tensors tile the data section in this order
+                view = st.get_slice(name)
+                code, shape = view.get_dtype(), view.get_shape()
+                if code not in _NAMES:
+                    raise CheckpointError(path, f"tensor {name[:200]!r} has dtype {code}, which is not supported "
+                                                f"(supported: {', '.join(CODES.values())})")
+                nbytes = int(np.prod(shape, dtype=np.int64)) * numpy_dtype(_NAMES[code]).itemsize
+                entries[name] = TensorInfo(_NAMES[code], shape, offset, nbytes)
+                offset += nbytes
+    except SafetensorError as err:
+        raise CheckpointError(path, _diagnose(path, str(err).replace("Error while deserializing header: ", ""))) \
+            from None
+    return entries, metadata
 
 
 def safetensors_entries(path):
-    """{name: (dtype name, shape)} of a safetensors file, from its validated header (no tensor data read).
-
-    dtype names are numpy names ("float32", ...; "bfloat16" for BF16, which load_safetensors widens)."""
-    f, size = _open(path)
-    with f:
-        entries, _, _ = _read_header(path, f, size)
-    return {e.name: (e.dtype, e.shape) for e in entries}
+    """{name: (dtype name, shape)} from the validated header; no tensor data is read."""
+    return {name: (e.dtype, e.shape) for name, e in read_header(path)[0].items()}
 
 
 def safetensors_metadata(path):
-    """The ``__metadata__`` dict (str -> str) of a safetensors file, or None if it has none (header validated)."""
-    f, size = _open(path)
-    with f:
-        _, metadata, _ = _read_header(path, f, size)
-    return metadata
+    """The ``__metadata__`` dict (str -> str) of a safetensors file, or None if it has none."""
+    return read_header(path)[1]
+
+
+def mapped(path, info):
+    """The tensor `info` of file `path` as a copy-on-write memory-mapped numpy array."""
+    dtype = numpy_dtype(info.dtype)
+    if info.nbytes == 0:
+        return np.zeros(info.shape, dtype)
+    count = info.nbytes // dtype.itemsize
+    return np.memmap(path, dtype, mode="c", offset=info.offset, shape=(count,)).view(np.ndarray).reshape(info.shape)
 
 
 def load_safetensors(path, names=None):
-    """Reads a safetensors file into {name: numpy array} (header order, or the order of `names`).
+    """{name: memory-mapped numpy array} of a safetensors file (file order, or the order of `names`)."""
+    entries, _ = read_header(path)
+    if isinstance(names, str):
+        names = [names]
+    for name in names or ():
+        if name not in entries:
+            raise CheckpointError(path, f"it has no tensor named {str(name)[:200]!r}")
+    return {name: mapped(path, entries[name]) for name in (entries if names is None else names)}
 
-    `names`: iterable of tensor names to read (others are not read); a name not in the file is refused.
-    The whole header is validated before any tensor is read (see the module docstring). BF16 -> float32 exactly.
-    """
-    f, size = _open(path)
-    with f:
-        entries, _, start = _read_header(path, f, size)
-        by_name = {e.name: e for e in entries}
-        if names is None:
-            wanted = entries
-        else:
-            if isinstance(names, str):
-                names = [names]
-            wanted = []
-            for name in names:
-                if name not in by_name:
-                    raise CheckpointError(path, f"it has no tensor named {str(name)[:200]!r}")
-                wanted.append(by_name[name])
-        out = {}
-        for e in wanted:
-            raw = np.empty(e.end - e.begin, np.uint8)
-            f.seek(start + e.begin)
-            view = memoryview(raw)
-            got = 0
-            while got < len(raw):
-                n = f.readinto(view[got:])
-                if not n:
-                    raise CheckpointError(path, f"the file is truncated inside tensor {e.name[:200]!r}")
-                got += n
-            out[e.name] = decode_storage(raw, e.dtype).reshape(e.shape)
-    return out
+
+def _spec(path, name, value):
+    """(dtype name, shape) of an array, a Paddle tensor, or a (dtype, shape, producer) triple."""
+    if not isinstance(name, str) or name == "__metadata__":
+        raise CheckpointError(path, f"tensor name {name!r} is not allowed (names are str, not '__metadata__')",
+                              action="save")
+    if isinstance(value, tuple):
+        return value[0], tuple(value[1])
+    if isinstance(value, np.ndarray):
+        dtype = paddle_name(value.dtype)
+    elif hasattr(value, "data_ptr"):  # a paddle.Tensor (this module does not import paddle)
+        dtype = str(value.dtype).rsplit(".", 1)[-1]
+    else:
+        raise CheckpointError(path, f"tensor {name!r} is a {type(value).__name__}, not a numpy array", action="save")
+    if dtype not in CODES:
+        raise CheckpointError(path, f"tensor {name!r} has dtype {value.dtype}, which safetensors files here do not "
+                                    f"hold", action="save")
+    return dtype, tuple(value.shape)
+
+
+def _bytes(value, dtype):
+    if isinstance(value, tuple):
+        value = value[2]()
+    if not isinstance(value, np.ndarray):
+        value = value.numpy()  # a Paddle tensor: bfloat16 comes out as uint16 bits
+    return memoryview(np.ascontiguousarray(value, numpy_dtype(dtype)).reshape(-1).view(np.uint8))
 
 
 def save_safetensors(path, tensors, metadata=None):
-    """Writes {name: numpy array or BFloat16} to `path` atomically as a safetensors file.
-
-    `metadata`: optional dict of str -> str, stored as ``__metadata__``. Raises CheckpointError (before creating
-    any file) for a name that is not a str or is "__metadata__", or an array of a dtype safetensors cannot hold.
-    """
-    def fail(problem):
-        return CheckpointError(path, problem, action="save")
-
-    if metadata is not None and (not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
-        raise fail("metadata must be a dict of str -> str")
-    items = []
-    for name, value in tensors.items():
-        if not isinstance(name, str) or name == "__metadata__":
-            raise fail(f"tensor name {name!r} is not allowed (names are str, not '__metadata__')")
-        if isinstance(value, BFloat16):
-            data, elem, shape = np.ascontiguousarray(value.bits, dtype="<u2"), "bfloat16", value.bits.shape
-        else:
-            if not isinstance(value, np.ndarray):
-                raise fail(f"tensor {name!r} is a {type(value).__name__}, not a numpy array or BFloat16")
-            elem = dtype_name(value.dtype)
-            if elem not in _CODE:
-                raise fail(f"tensor {name!r} has dtype {value.dtype}, which safetensors cannot hold")
-            data = np.ascontiguousarray(value, dtype=LE[elem] if elem != "bool" else np.bool_)
-            shape = value.shape
-        items.append((name, elem, shape, data))
-    items.sort(key=lambda t: (-_DTYPE_RANK[_CODE[t[1]]], t[0]))
-    header = {}
-    if metadata is not None:
-        header["__metadata__"] = dict(metadata)
+    """Writes {name: value} to `path` atomically. A value is a numpy array (uint16 = bfloat16), a Paddle tensor, or
+    a triple (dtype name, shape, producer) whose producer returns the array when its bytes are written, so that
+    only one tensor is in memory at a time. CheckpointError before any file is created for a bad name or dtype."""
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise CheckpointError(path, "metadata must be a dict of str -> str", action="save")
+    specs = sorted(((name, *_spec(path, name, value)) for name, value in tensors.items()),
+                   key=lambda s: (-_RANK[s[1]], s[0]))
+    header = {} if metadata is None else {"__metadata__": dict(metadata)}
     offset = 0
-    for name, elem, shape, data in items:
-        header[name] = {"dtype": _CODE[elem], "shape": [int(d) for d in shape],
-                        "data_offsets": [offset, offset + data.nbytes]}
-        offset += data.nbytes
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    for name, dtype, shape in specs:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * numpy_dtype(dtype).itemsize
+        header[name] = {"dtype": CODES[dtype], "shape": [int(d) for d in shape], "data_offsets": [offset,
+                                                                                                  offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     raw += b" " * (-len(raw) % 8)
-    if len(raw) > MAX_HEADER_BYTES:
-        raise fail(f"the header would be {len(raw)} bytes, over the safetensors limit")
     with atomic_write(path) as f:
-        f.write(len(raw).to_bytes(8, "little"))
-        f.write(raw)
-        for _, _, _, data in items:
-            if data.nbytes:
-                f.write(memoryview(data.reshape(-1).view(np.uint8)))
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        for name, dtype, shape in specs:
+            data = _bytes(tensors[name], dtype)
+            if len(data) != header[name]["data_offsets"][1] - header[name]["data_offsets"][0]:
+                raise CheckpointError(path, f"tensor {name!r} was produced with another shape than {list(shape)}",
+                                      action="save")
+            f.write(data)

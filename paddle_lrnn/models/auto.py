@@ -30,9 +30,9 @@ class AutoConfig:
 
 class AutoModelForCausalLM:
     @staticmethod
-    def from_pretrained(directory):
+    def from_pretrained(directory, dtype=None, quiet=None):
         module, (_, _, model_name) = _family(directory)
-        return getattr(module, model_name).from_pretrained(directory)
+        return getattr(module, model_name).from_pretrained(directory, dtype=dtype, quiet=quiet)
 
     @staticmethod
     def from_config(config):

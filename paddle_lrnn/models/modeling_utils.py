@@ -1,6 +1,11 @@
 """Conventions shared by every model family (PaddleNLP-style): a config saved as config.json, weights saved as
-model.safetensors (Paddle parameter names and layouts), `save_pretrained` / `from_pretrained`, and the forward
-interface `model(input_ids, state=None, use_cache=False) -> CausalLMOutput`."""
+model.safetensors (Paddle parameter names and layouts; sharded with a Hugging Face index when large),
+`save_pretrained` / `from_pretrained`, and the forward interface
+`model(input_ids, state=None, use_cache=False) -> CausalLMOutput`.
+
+from_pretrained builds the model without initialising its parameters (paddle.LazyGuard) and gives each parameter
+the memory-mapped bytes of its tensor in the file (copy-on-write: training the model never changes the file), so
+loading costs one copy of the weights, read from disk as they are used, in the dtype they were saved in."""
 import contextlib
 import json
 import os
@@ -12,12 +17,13 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ..io import cast, paddle_name, read_json
 from ..io.atomic import atomic_files, atomic_write
-from ..io.safetensors import load_safetensors, save_safetensors
+from ..io.sharded import INDEX_NAME, WEIGHTS_NAME, load_weights, save_sharded
 from ..ops._checks import dims_match, is_tensor
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class ModelFileError(ValueError):
@@ -89,14 +95,7 @@ def read_config(directory):
         raise ModelFileError(f"model directory {directory} does not exist")
     if not os.path.isfile(path):
         raise ModelFileError(f"{directory} has no {CONFIG_NAME}; expected a directory written by save_pretrained")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{path} must hold a JSON object")
-    return data
+    return read_json(path, lambda problem: ModelFileError(f"{path} {problem}"))
 
 
 def linear_weight_names(model):
@@ -104,22 +103,85 @@ def linear_weight_names(model):
     return {f"{name}.weight" for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)}
 
 
-def load_arrays(model, arrays, source):
-    """Sets every parameter of `model` from `arrays` (name -> numpy array in Paddle layout), after checking that
-    the names and shapes match exactly; one clear error otherwise, and no parameter is changed."""
-    params = dict(model.named_parameters())
-    missing = sorted(set(params) - set(arrays))
-    unexpected = sorted(set(arrays) - set(params))
+def check_weights(found, expected, source, who="the model"):
+    """One clear ModelFileError unless `found` ({name: shape} of a file) holds exactly the weights `expected`
+    ({name: shape}) needs; `who` names what needs them ("the model", "the config in config.json", ...)."""
+    missing = sorted(k for k in expected if k not in found)
     if missing:
-        raise ModelFileError(f"{source} lacks {len(missing)} weight(s) the model needs, e.g. {missing[:3]}")
+        raise ModelFileError(f"{source} lacks {len(missing)} weight(s) {who} needs, e.g. {missing[:3]}")
+    unexpected = sorted(k for k in found if k not in expected)
     if unexpected:
-        raise ModelFileError(f"{source} has {len(unexpected)} weight(s) the model does not know, e.g. {unexpected[:3]}")
+        raise ModelFileError(f"{source} has {len(unexpected)} weight(s) {who} does not have, e.g. {unexpected[:3]}")
+    for name, shape in expected.items():
+        if list(found[name]) != list(shape):
+            raise ModelFileError(f"{source}: weight {name} has shape {list(found[name])}, but {who} needs "
+                                 f"{list(shape)}")
+
+
+def check_dtype(dtype):
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (or None: as stored), got {dtype!r}")
+    return dtype
+
+
+def to_paddle(array, dtype=None):
+    """A numpy array (uint16 = bfloat16 bits) as a paddle.Tensor that shares its memory, cast first to `dtype`
+    when that is given and differs (integer arrays are never cast)."""
+    if dtype is not None and paddle_name(array.dtype) in ("float32", "bfloat16", "float16", "float64"):
+        array = cast(array, dtype)
+    array = np.ascontiguousarray(array)
+    if array.size == 0:
+        return paddle.zeros(array.shape, paddle_name(array.dtype))
+    flat = paddle.base.core.frombuffer(memoryview(array.reshape(-1)), getattr(paddle, paddle_name(array.dtype)))
+    return flat.reshape(list(array.shape))
+
+
+def shape_of(value):
+    """Shape of an array or of a (dtype, shape, producer) triple (see paddle_lrnn.io.save_safetensors)."""
+    return tuple(value[1]) if isinstance(value, tuple) else tuple(value.shape)
+
+
+def load_arrays(model, arrays, source, dtype=None, who="the model", progress=None):
+    """Gives every parameter of `model` its value from `arrays` ({name: array or (dtype, shape, producer)} in Paddle
+    layout) after checking that the names and shapes match exactly (one clear error otherwise, and no parameter
+    changed). A parameter takes the array's memory itself, cast to `dtype` if given (None: the array's dtype), so a
+    model built under paddle.LazyGuard holds one copy of the weights. `arrays` is consumed (each entry is dropped
+    once used, so that what a cast leaves behind is freed at once). `progress(nbytes)` is called per tensor."""
+    params = dict(model.named_parameters())
+    check_weights({k: shape_of(v) for k, v in arrays.items()}, {k: p.shape for k, p in params.items()}, source,
+                  who)
     for name, param in params.items():
-        if tuple(arrays[name].shape) != tuple(param.shape):
-            raise ModelFileError(f"{source}: weight {name} has shape {list(arrays[name].shape)}, the model expects "
-                                 f"{list(param.shape)}")
-    for name, param in params.items():
-        param.set_value(paddle.to_tensor(np.ascontiguousarray(arrays[name])).astype(param.dtype))
+        value = arrays.pop(name)
+        value = value[2]() if isinstance(value, tuple) else value
+        to_paddle(value, dtype)._share_buffer_to(param)
+        if progress is not None:
+            progress(value.nbytes)
+
+
+def weights_path(directory):
+    """model.safetensors or model.safetensors.index.json of a model directory; ModelFileError if it has neither."""
+    for name in (WEIGHTS_NAME, INDEX_NAME):
+        if os.path.isfile(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    raise ModelFileError(f"{directory} has no {WEIGHTS_NAME}; expected a directory written by save_pretrained")
+
+
+def progress_bar(total, what, quiet=None):
+    """A tqdm bar over bytes on stderr for work on `total` bytes, or a no-op for less than 256 MiB or quiet=True;
+    returns update(nbytes) and close()."""
+    if quiet or (quiet is None and total < 256 << 20):
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
 
 
 _construction = threading.local()
@@ -154,23 +216,35 @@ class PretrainedModel(nn.Layer):
         if not getattr(_construction, "skip_init", False):
             self._init_weights()
 
-    def save_pretrained(self, directory):
-        """Writes config.json and model.safetensors into `directory`, replacing both or, on any failure (a full
-        disk), neither."""
-        arrays = {name: p.numpy() for name, p in self.named_parameters()}
+    def save_pretrained(self, directory, max_shard_size=None):
+        """Writes config.json and model.safetensors (or shards of at most `max_shard_size` bytes and their index)
+        into `directory`, replacing them or, on any failure (a full disk), none of them; weight files of an earlier
+        save that this one does not write are then removed."""
+        kw = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
         with atomic_files(directory) as staging:
             self.config.save_pretrained(staging)
-            save_safetensors(os.path.join(staging, WEIGHTS_NAME), arrays, metadata={"format": "paddle"})
+            written = save_sharded(staging, dict(self.named_parameters()), {"format": "paddle"}, **kw)
+        for name in os.listdir(directory):
+            if name not in written and (name.startswith("model-") and name.endswith(".safetensors")
+                                        or name in (WEIGHTS_NAME, INDEX_NAME)):
+                os.remove(os.path.join(directory, name))
 
     @classmethod
-    def from_pretrained(cls, directory):
+    def from_pretrained(cls, directory, dtype=None, quiet=None):
+        """The model saved in `directory`, its parameters memory-mapped from the file in the dtype they were saved
+        in, or cast to `dtype` ("float32", "bfloat16", "float16"). A progress bar on stderr for large weights
+        unless quiet=True."""
+        check_dtype(dtype)
         config = cls.config_class.from_pretrained(directory)
-        path = os.path.join(directory, WEIGHTS_NAME)
-        if not os.path.isfile(path):
-            raise ModelFileError(f"{directory} has no {WEIGHTS_NAME}; expected a directory written by save_pretrained")
-        with skip_init():
+        path = weights_path(directory)
+        arrays = load_weights(path)
+        with paddle.LazyGuard(), skip_init():
             model = cls(config)
-        load_arrays(model, load_safetensors(path), path)
+        bar = progress_bar(sum(a.nbytes for a in arrays.values()), "loading", quiet)
+        try:
+            load_arrays(model, arrays, path, dtype, progress=bar.update)
+        finally:
+            bar.close()
         model.eval()
         return model
 

@@ -211,7 +211,7 @@ def find_checkpoint(out_dir, log=print):
 def load_checkpoint(path, model, optimizer):
     """Restores model and optimizer from a verified checkpoint directory; returns its trainer state dict."""
     verify(path)
-    load_arrays(model, load_safetensors(os.path.join(path, "model.safetensors")), path)
+    load_arrays(model, load_safetensors(os.path.join(path, "model.safetensors")), path, dtype="float32")
     _set_optimizer_arrays(optimizer, model, load_safetensors(os.path.join(path, "optimizer.safetensors")))
     with open(os.path.join(path, "trainer_state.json")) as f:
         return json.load(f)

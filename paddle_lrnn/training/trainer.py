@@ -469,7 +469,7 @@ def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=No
     for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag} must be a positive integer, got {value!r}")
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")  # float32 arithmetic, whatever is stored
     vocab = load_vocab(model_dir)
     check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without

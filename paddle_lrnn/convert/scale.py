@@ -1,0 +1,131 @@
+"""Conversion and loading at real scale: a random checkpoint in the exact layout of fla-hub's HGRN2 releases (bf16
+safetensors shards + Hugging Face index, config.json with torch_dtype bfloat16, Llama-2-style tokenizer files made
+with the `tokenizers` library), and the peak memory and time of converting and loading it, each measured in a fresh
+process (its VmHWM: ru_maxrss would do but for one thing, Linux carries it over from the parent across fork and
+exec, so a child of a large process reports the parent's size), beside the floor of a process that only imports
+Python + Paddle + paddle_lrnn.
+Used by tools/bench.py --section scale (1.3B) and tests/test_convert_scale.py (a small layout)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from ..io import cast
+from ..io.sharded import save_sharded
+
+HGRN2_1_3B = dict(hidden_size=2048, num_hidden_layers=24, vocab_size=32000)  # fla-hub/hgrn2-1.3B's sizes
+
+
+def hgrn2_config(hidden_size, num_hidden_layers, vocab_size, expand_ratio=128):
+    """config.json of an fla HGRN2ForCausalLM of these sizes, with the fields fla-hub's checkpoints carry."""
+    intermediate = -(-int(hidden_size * 4 * 2 / 3) // 256) * 256
+    return {"architectures": ["HGRN2ForCausalLM"], "model_type": "hgrn2", "attn_mode": "chunk",
+            "hidden_size": hidden_size, "num_hidden_layers": num_hidden_layers, "expand_ratio": expand_ratio,
+            "num_heads": None, "use_short_conv": False, "conv_size": 4, "use_lower_bound": True, "hidden_ratio": 4,
+            "intermediate_size": intermediate, "hidden_act": "swish", "max_position_embeddings": 2048,
+            "elementwise_affine": True, "norm_eps": 1e-06, "attn": None, "use_cache": True, "pad_token_id": None,
+            "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": False, "initializer_range": 0.02,
+            "fuse_norm": True, "fuse_swiglu": True, "fuse_cross_entropy": True, "vocab_size": vocab_size,
+            "torch_dtype": "bfloat16", "transformers_version": "4.45.0"}
+
+
+def hgrn2_tensors(config):
+    """{name: (dtype, shape)} of fla's HGRN2ForCausalLM state dict (torch layout: Linear weights [out, in])."""
+    d, n, v, i = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"], config["intermediate_size"]
+    out = {"model.embeddings.weight": (v, d), "model.lower_bounds": (n, d)}
+    for layer in range(n):
+        p = f"model.layers.{layer}."
+        out.update({p + "attn_norm.weight": (d,), p + "attn.q_proj.weight": (d, d), p + "attn.f_proj.weight": (d, d),
+                    p + "attn.i_proj.weight": (d, d), p + "attn.g_norm.weight": (d,), p + "attn.o_proj.weight": (d, d),
+                    p + "mlp_norm.weight": (d,), p + "mlp.gate_proj.weight": (i, d), p + "mlp.up_proj.weight": (i, d),
+                    p + "mlp.down_proj.weight": (d, i)})
+    out.update({"model.norm.weight": (d,), "lm_head.weight": (v, d)})
+    return {k: ("bfloat16", s) for k, s in out.items()}
+
+
+def write_llama_tokenizer(directory, vocab_size=32000):
+    """tokenizer.json (SentencePiece-style BPE with byte fallback, as Llama-2's), tokenizer_config.json and
+    special_tokens_map.json, made with the `tokenizers` library (trained on a little text: the files' layout is
+    what matters here, not the merges)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(vocab_size=min(vocab_size, 1000), special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(["It is a truth universally acknowledged, that a single man in possession of a good "
+                             "fortune, must be in want of a wife."] * 4, trainer)
+    # Llama-2's ids: the three specials, the 256 byte tokens <0x00>..<0xFF>, then the pieces
+    trained = json.loads(tok.to_str())["model"]
+    pieces = [p for p, _ in sorted(trained["vocab"].items(), key=lambda kv: kv[1]) if p not in specials]
+    vocab = {p: i for i, p in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)] + pieces)}
+    tok.model = models.BPE(vocab, [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]],
+                           unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    tok.add_special_tokens(specials)
+    tok.save(os.path.join(directory, "tokenizer.json"))
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+                   "unk_token": "<unk>", "pad_token": None, "clean_up_tokenization_spaces": False,
+                   "legacy": False, "model_max_length": 1000000000000000019884624838656,
+                   "tokenizer_class": "LlamaTokenizer"}, f, indent=2)
+    with open(os.path.join(directory, "special_tokens_map.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, f, indent=2)
+
+
+def write_hgrn2_checkpoint(directory, hidden_size, num_hidden_layers, vocab_size, shards=2, seed=0,
+                           tokenizer=True):
+    """A random fla-layout HGRN2 checkpoint in `directory`: bf16 weights in `shards` safetensors files with
+    model.safetensors.index.json, config.json, tokenizer files. Written tensor by tensor (one in memory at a
+    time). Returns the weights' bytes."""
+    os.makedirs(directory, exist_ok=True)
+    config = hgrn2_config(hidden_size, num_hidden_layers, vocab_size)
+    specs = hgrn2_tensors(config)
+    total = sum(int(np.prod(s)) * 2 for _, s in specs.values())
+    rng = np.random.default_rng(seed)
+
+    def produce(shape):
+        return cast((rng.standard_normal(shape, np.float32) * 0.02), "bfloat16")
+
+    tensors = {k: (d, s, lambda s=s: produce(s)) for k, (d, s) in specs.items()}
+    largest = max(int(np.prod(s)) * 2 for _, s in specs.values())
+    save_sharded(directory, tensors, {"format": "pt"}, max_shard_size=total // shards + largest)
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    if tokenizer:
+        write_llama_tokenizer(directory, vocab_size)
+    return total
+
+
+_PHASES = {
+    "floor": "import paddle, paddle_lrnn.models, paddle_lrnn.convert",
+    "convert": "from paddle_lrnn.convert import convert\nconvert('hgrn2', SRC, OUT, overwrite=True, quiet=QUIET, "
+               "log=lambda *a: None)",
+    "load": "import ctypes, numpy as np\nfrom paddle_lrnn.models import AutoModelForCausalLM\n"
+            "m = AutoModelForCausalLM.from_pretrained(OUT, dtype=DTYPE, quiet=QUIET)\n"
+            "for p in m.parameters():  # every page touched (summed in place, no copy)\n"
+            "    n = int(np.prod(p.shape)) * (2 if 'float16' in str(p.dtype) else 4)\n"
+            "    np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(p.data_ptr())).sum()",
+}
+
+
+def measure(phase, src=None, out=None, dtype=None, quiet=True):
+    """(seconds, peak RSS bytes) of one phase ("floor", "convert", "load") run in a fresh Python process; the time
+    excludes the imports (the floor phase's own time is its import time)."""
+    code = ("import sys, time\nSRC, OUT, DTYPE, QUIET = sys.argv[1:3] + [None if sys.argv[3] == 'None' "
+            "else sys.argv[3], sys.argv[4] == 'True']\nimport paddle, paddle_lrnn.models, paddle_lrnn.convert\n"
+            "t0 = time.perf_counter()\n" + _PHASES[phase] + "\nprint(time.perf_counter() - t0, [int(l.split()[1]) * "
+            "1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", code, str(src), str(out), str(dtype), str(quiet)], env=env,
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"the {phase} phase failed: {run.stderr[-2000:]}")
+    seconds, rss = run.stdout.split()[-2:]
+    return (time.perf_counter() - start if phase == "floor" else float(seconds)), int(rss)
