@@ -67,9 +67,12 @@ setup(
     description="Linear-RNN language models (RWKV-v2, RWKV-4, HGRN2, MRU) for PaddlePaddle with custom C++/CUDA "
                 "operators",
     packages=find_packages(include=["paddle_lrnn", "paddle_lrnn.*"]),
+    package_data={"paddle_lrnn.data": ["austen/austen.txt", "austen/NOTICE"]},  # the default corpus
     ext_modules=[ext],
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
     install_requires=["numpy", "safetensors>=0.8", "tokenizers>=0.21", "tqdm", "matplotlib"],
+    entry_points={"console_scripts": [f"paddle-lrnn-{tool} = paddle_lrnn.cli.{tool}:cli"
+                                      for tool in ("train", "convert", "generate", "export", "bench")]},
     zip_safe=False,
 )

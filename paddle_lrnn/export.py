@@ -32,7 +32,7 @@ from paddle.static import InputSpec
 
 from .io.atomic import atomic_directory, atomic_write
 from .models.modeling_utils import PretrainedModel
-from .ops._library import library
+from .ops.library import library
 
 MANIFEST = "export.json"
 FORMAT = "paddle_lrnn.export/1"

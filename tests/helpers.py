@@ -1,7 +1,14 @@
 """Shared test helpers: run a function forward and backward with given cotangents, compare with tolerances; inputs of
-the operators in the ranges the models give them (log forget gates, MRU step matrices)."""
+the operators in the ranges the models give them (convolution filters, log forget gates, MRU step matrices); small
+models moved off their initialisation, random token ids and a model's logits fed in chunks."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import paddle
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_with_grads(fn, inputs, cotangents, grad_of=None):
@@ -44,12 +51,19 @@ def finite_difference(fn, inputs, cotangent_fn, index, eps=1e-6):
     return grad
 
 
-def assert_close_dg(dg, dg_ref, q, k, dq_ref, dk_ref, rtol, atol_scale):
+def assert_close_dg(dg, dg_ref, q, k, dq_ref, dk_ref, rtol, atol_scale, what=""):
     """dg comes from the reverse running sum of q * dq - k * dk (gla.h), whose terms cancel where the true dg is
     small (gates near 0, a zero initial state): its absolute error scales with those terms, not with dg itself."""
+    name = f"{what}: grad g" if what else "grad g"
     terms = max(np.abs(q * dq_ref).max(), np.abs(k * dk_ref).max(), np.abs(dg_ref).max(), 1e-30)
-    assert np.isfinite(dg).all(), "grad g: non-finite values"
-    np.testing.assert_allclose(dg, dg_ref, rtol=rtol, atol=atol_scale * terms, err_msg="grad g")
+    assert np.isfinite(dg).all(), f"{name}: non-finite values"
+    np.testing.assert_allclose(dg, dg_ref, rtol=rtol, atol=atol_scale * terms, err_msg=name)
+
+
+def conv_inputs(B, C, T, L, seed):
+    """(w [C, L], x [B, C, T]) float32 standard normal: a depthwise filter per channel and its input."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0, 1, (C, L)).astype(np.float32), rng.normal(0, 1, (B, C, T)).astype(np.float32)]
 
 
 def log_gates(rng, shape, low=-20.0, high=-1e-6):
@@ -75,6 +89,38 @@ def ldu_matrices(shape, seed, scale=0.02, dtype=np.float32):
     idx = np.arange(shape[-1])
     dmat[..., idx, idx] = dvec
     return ((np.tril(a, -1) + dmat) @ (np.triu(a, 1) + dmat)).astype(dtype)
+
+
+def off_init(model, scale):
+    """The model with N(0, s^2) noise added to every parameter, s = scale(name) for a function of the parameter's name
+    or scale itself, in eval mode: initial values (zero matrices, unit norms, uniform mixes) would hide mistakes.
+    Call paddle.seed first: the noise comes from Paddle's generator."""
+    for name, p in model.named_parameters():
+        p.set_value(p + paddle.randn(p.shape) * (scale(name) if callable(scale) else scale))
+    model.eval()
+    return model
+
+
+def random_ids(B, T, vocab, seed=1):
+    """[B, T] int64 token ids drawn uniformly from [0, vocab)."""
+    return paddle.to_tensor(np.random.default_rng(seed).integers(0, vocab, (B, T)), dtype="int64")
+
+
+def logits_in_chunks(model, ids, cuts):
+    """The model's logits for ids [B, T] fed in pieces split at the positions `cuts`, each piece starting from the
+    state the previous one left (cuts 1, 2, ..., T - 1: one token at a time); returns (logits as numpy, final state)."""
+    state, parts = None, []
+    for a, b in zip([0] + cuts, cuts + [ids.shape[1]]):
+        out = model(ids[:, a:b], state=state, use_cache=True)
+        state = out.state
+        parts.append(out.logits.numpy())
+    return np.concatenate(parts, axis=1), state
+
+
+def run_tool(name, *args):
+    """`python tools/NAME.py ARGS` in a child process, from the repository: its CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 def count_calls(monkeypatch, module, name):

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_lrnn.ops._library import library
+from paddle_lrnn.ops.library import library
 from paddle_lrnn.training.amp import FP32_OPS, LossScaler, MixedPrecision
 from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, resume_config

@@ -30,6 +30,7 @@ from tokenizer_files import neox_json
 
 from paddle_lrnn import ops
 from paddle_lrnn.cli import run_cli
+from paddle_lrnn.data import DEFAULT_CORPUS
 from paddle_lrnn.io import atomic as atomic_module
 from paddle_lrnn.models import AutoModelForCausalLM
 
@@ -111,7 +112,7 @@ def ws(tmp_path_factory):
     w = Workspace(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PADDLE_LRNN_CACHE", w.path("cache"))
-        with open(os.path.join(REPO, "data", "austen", "austen.txt"), encoding="utf-8") as f:
+        with open(DEFAULT_CORPUS, encoding="utf-8") as f:
             text = f.read(20_000)
         open(w.small_txt, "w", encoding="utf-8").write(text)
         open(w.empty_txt, "w").close()

@@ -10,38 +10,18 @@ chunked kernels), so most cases run under the serial `forward` schedule (fibers,
 threads; tests/cuda_emu/README.md), and a few under `parallel`, `reverse` and `random`, which must agree bit for
 bit."""
 import numpy as np
-import paddle
 import pytest
 from cuda_emu import build
 from cuda_emu.build import Arena, from_storage, round_to, to_storage
-from helpers import assert_close
+from cuda_emu.kernel_tests import HALF, acc_of, compare, f64, gradients, leaf, library_fixture, np_acc, under_schedules
+from helpers import assert_close_dg, log_gates
 
-from paddle_lrnn.ops._library import double_attr, library
+from paddle_lrnn.ops.library import double_attr, library
 
-HALF = ["float16", "bfloat16"]
 OUT_NAMES = ["o", "state"]
 GRAD_NAMES = ["gq", "gk", "gv", "gg", "gstate"]
 
-
-@pytest.fixture(scope="module")
-def lib():
-    lib = build.load("gla")
-    lib.set_schedule("forward")
-    yield lib
-    lib.set_schedule()
-
-
-def acc_of(dtype):
-    return "float64" if dtype == "float64" else "float32"
-
-
-def np_acc(dtype):
-    return np.float64 if dtype == "float64" else np.float32
-
-
-def log_gates(rng, shape, low, high):
-    """Log forget gates spread log-uniformly over [low, high] (< 0)."""
-    return -np.exp(rng.uniform(np.log(-high), np.log(-low), shape))
+lib = library_fixture("gla", "forward")
 
 
 def gla_inputs(B, T, H, K, V, seed, dtype, with_state=True, g_range=(-20.0, -1e-6)):
@@ -65,34 +45,13 @@ def split_scale(K, scale=None):
     return hi, lo, hi + lo
 
 
-def leaf(x, dtype):
-    t = paddle.to_tensor(np.asarray(x, np.float64 if dtype == "float64" else np.float32)).astype(dtype)
-    t.stop_gradient = False
-    return t
-
-
-def f64(t):
-    return t.astype("float64").numpy()
-
-
 def gla_cpu(inputs, dtype, go, gs1, scale=None):
     """The CPU kernel through the Paddle op: [o, s1] and [gq, gk, gv, gg, gs0], float64 numpy."""
     acc = acc_of(dtype)
     q, k, v, g, s0 = (leaf(x, d) for x, d in zip(inputs, [dtype] * 4 + [acc]))
     hi, lo, _ = split_scale(inputs[0].shape[3], scale)
     o, s1 = library().lrnn_gla(q, k, v, g, s0, hi, lo)
-    outs, cots = [], []
-    if go is not None:
-        outs.append(o)
-        cots.append(paddle.to_tensor(go.astype(np_acc(dtype))).astype(dtype))
-    if gs1 is not None:
-        outs.append(s1)
-        cots.append(paddle.to_tensor(gs1.astype(np_acc(dtype))))
-    if not outs:
-        return [f64(o), f64(s1)], [np.zeros(x.shape) for x in inputs]
-    grads = paddle.grad(outs, [q, k, v, g, s0], cots, allow_unused=True)
-    grads = [np.zeros(x.shape) if gr is None else f64(gr) for x, gr in zip(inputs, grads)]
-    return [f64(o), f64(s1)], grads
+    return [f64(o), f64(s1)], gradients([o, s1], [go, gs1], [q, k, v, g, s0])
 
 
 def gla_emulated(lib, inputs, dtype, go, gs1, scale=None, expect_chunked=None):
@@ -128,20 +87,13 @@ def gla_emulated(lib, inputs, dtype, go, gs1, scale=None, expect_chunked=None):
     return outs, grads
 
 
-def compare(got, exp, inputs, tol, what):
+def compare_gla(got, exp, inputs, tol, what):
     """Outputs and gradients within (rtol, atol relative to the largest expected magnitude); dg's absolute error is
     measured against the terms of the running sum it comes from (q * dq, k * dk), which cancel where dg is small."""
-    (go_, gg_), (eo, eg) = got, exp
-    for name, a, e in zip(OUT_NAMES, go_, eo):
-        assert_close(a, e, tol[0], tol[1], f"{what}: {name}")
-    for name, a, e in zip(GRAD_NAMES, gg_, eg):
-        if name == "gg":
-            q, k = inputs[0], inputs[1]
-            terms = max(np.abs(q * eg[0]).max(), np.abs(k * eg[1]).max(), np.abs(e).max(), 1e-30)
-            assert np.isfinite(a).all(), f"{what}: gg has non-finite values"
-            np.testing.assert_allclose(a, e, rtol=tol[0], atol=tol[1] * terms, err_msg=f"{what}: gg")
-        else:
-            assert_close(a, e, tol[0], tol[1], f"{what}: {name}")
+    (got_outs, got_grads), (exp_outs, exp_grads) = got, exp
+    compare(got_outs, exp_outs, OUT_NAMES, tol, what)
+    compare(got_grads[:3] + got_grads[4:], exp_grads[:3] + exp_grads[4:], GRAD_NAMES[:3] + GRAD_NAMES[4:], tol, what)
+    assert_close_dg(got_grads[3], exp_grads[3], inputs[0], inputs[1], exp_grads[0], exp_grads[1], *tol, what)
 
 
 # Tolerances (rtol, atol relative to the largest expected magnitude) against the CPU kernel in the same dtype.
@@ -181,7 +133,7 @@ def check_case(lib, shape, dtype, seed, with_state=True, g_range=(-20.0, -1e-6),
     path = path_of(shape[1], dtype)
     got = gla_emulated(lib, inputs, dtype, go, gs1, expect_chunked=path == "chunked")
     exp = gla_cpu(inputs, dtype, go, gs1)
-    compare(got, exp, inputs, tol or TOL[path][dtype], f"{path} {dtype} {shape}")
+    compare_gla(got, exp, inputs, tol or TOL[path][dtype], f"{path} {dtype} {shape}")
     return inputs, go, gs1, got
 
 
@@ -218,7 +170,7 @@ def test_half_matches_cpu_kernel_and_float32(lib, dtype, shape):
     # The same representable values through the float32 CPU kernel: apart by the rounding of the stored outputs.
     ref = gla_cpu(inputs, "float32", go, gs1)
     tol = TOL[path_of(shape[1], dtype)][dtype]
-    compare(got, ref, inputs, (3 * tol[0], 3 * tol[1]), f"{dtype} vs CPU float32")
+    compare_gla(got, ref, inputs, (3 * tol[0], 3 * tol[1]), f"{dtype} vs CPU float32")
 
 
 @pytest.mark.parametrize(
@@ -247,7 +199,7 @@ def test_steep_gates_mixed_with_slow_ones(lib, dtype):
     got = gla_emulated(lib, inputs, dtype, go, gs1, expect_chunked=True)
     exp = gla_cpu(inputs, dtype, go, gs1)
     tol = {"float32": (1e-3, 1e-3), "bfloat16": (1.6e-2, 8e-3)}[dtype]
-    compare(got, exp, inputs, tol, f"steep/slow {dtype}")
+    compare_gla(got, exp, inputs, tol, f"steep/slow {dtype}")
 
 
 # ----- every schedule gives the same bits -----------------------------------------------------------------------------
@@ -266,13 +218,7 @@ def test_schedules_agree_bit_for_bit(lib, schedule, dtype):
         shapes = shapes[:1]
     for shape in shapes:
         inputs, go, gs1 = gla_inputs(*shape, 99, dtype)
-        runs = []
-        try:
-            for sched in ["forward", schedule]:
-                lib.set_schedule(sched, seed=5)
-                o, g = gla_emulated(lib, inputs, dtype, go, gs1)
-                runs.append(o + g)
-        finally:
-            lib.set_schedule("forward")
+        runs = under_schedules([lib], ["forward", schedule], lambda: sum(gla_emulated(lib, inputs, dtype, go, gs1), []),
+                               restore="forward")
         for name, a, b in zip(OUT_NAMES + GRAD_NAMES, *runs):
             np.testing.assert_array_equal(a, b, err_msg=f"{shape} {name}")

@@ -1,5 +1,5 @@
 """Data layer: vocabularies, corpora (splits, caching, errors) and batching, on small real text made from
-data/austen/austen.txt and RWKV-v2's vocab.json fixture. numpy only (no paddle)."""
+the embedded corpus (paddle_lrnn/data/austen/austen.txt) and RWKV-v2's vocab.json fixture. numpy only (no paddle)."""
 import codecs
 import collections
 import json
@@ -19,7 +19,7 @@ from paddle_lrnn.data.hf_tokenizer import WHITE_SPACE, safe_cut
 from tokenizer_files import hand_gpt2_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AUSTEN = os.path.join(ROOT, "data", "austen", "austen.txt")
+AUSTEN = D.DEFAULT_CORPUS
 FIXTURES = os.environ.get("PADDLE_LRNN_FIXTURES", "")
 for candidate in (FIXTURES, os.path.join(ROOT, "shared", "fixtures"), os.path.join(ROOT, "..", "shared", "fixtures"),
                   os.path.join(ROOT, "..", "..", "shared", "fixtures"), "/work/shared/fixtures"):

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import paddle
 import pytest
+from helpers import off_init
 
 from paddle_lrnn.export import export, inference_config, load, read_manifest
 from paddle_lrnn.models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
@@ -81,10 +82,7 @@ def small_model(family, seed=0):
     cls, config = FAMILIES[family]
     paddle.seed(seed)
     model = cls(type(config).from_dict(config.to_dict()))
-    for name, p in model.named_parameters():
-        p.set_value(p + paddle.randn(p.shape) * (0.05 if "state_matrices_up" in name else 0.1))
-    model.eval()
-    return model
+    return off_init(model, lambda name: 0.05 if "state_matrices_up" in name else 0.1)
 
 
 def eager_reference(model, ids):

@@ -6,23 +6,20 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
+from helpers import run_tool as tool
 
-from paddle_lrnn.data import load_vocab
+from paddle_lrnn.data import DEFAULT_CORPUS, load_vocab
 from paddle_lrnn.generation import generate_ids, generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.models.hgrn2 import HGRN2ForCausalLM
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
-from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+from paddle_lrnn.training.evaluation import evaluate_model_dir
+from paddle_lrnn.training.recipes import model_config, resolve
+from paddle_lrnn.training.trainer import Trainer
 
 
 def wikitextify(paragraph):
@@ -54,11 +51,6 @@ def tiny_settings(data, out, **overrides):
                     model_options=dict(expand_ratio=8))
     settings.update(overrides)
     return resolve(settings)
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 # ------------------------------------------------------------------------------------------------------- recipes

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import paddle
 import pytest
+from helpers import logits_in_chunks, off_init, random_ids
 
 from paddle_lrnn.layers.hgrn2 import HGRN2Attention, bounded_log_forget_gate, logaddexp
 from paddle_lrnn.layers.mlp import GatedMLP, gated_mlp_intermediate_size
@@ -20,24 +21,7 @@ def perturbed_model(seed=0, **config):
     """A small model moved off its initialisation (unit norms and zero lower bounds would hide mistakes)."""
     paddle.seed(seed)
     model = HGRN2ForCausalLM(HGRN2Config(**{**SMALL, **config}))
-    for name, p in model.named_parameters():
-        scale = 1.0 if "lower_bounds" in name else 0.1
-        p.set_value(p + paddle.randn(p.shape) * scale)
-    model.eval()
-    return model
-
-
-def random_ids(B, T, vocab, seed=1):
-    return paddle.to_tensor(np.random.default_rng(seed).integers(0, vocab, (B, T)), dtype="int64")
-
-
-def logits_in_chunks(model, ids, cuts):
-    state, parts = None, []
-    for a, b in zip([0] + cuts, cuts + [ids.shape[1]]):
-        out = model(ids[:, a:b], state=state, use_cache=True)
-        state = out.state
-        parts.append(out.logits.numpy())
-    return np.concatenate(parts, axis=1), state
+    return off_init(model, lambda name: 1.0 if "lower_bounds" in name else 0.1)
 
 
 # ------------------------------------------------------------------------------------------------------------ config

@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers import finite_difference
+from helpers import finite_difference, logits_in_chunks, off_init, random_ids
 from paddle_lrnn.layers.mru import MRU, XPos, ldu_step_matrices, mru_dims, rotate_every_two, xpos_tables
 from paddle_lrnn.models import AutoConfig, AutoModelForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
@@ -25,24 +25,7 @@ def perturbed_model(seed=0, up_scale=0.05, **config):
     matrices stay near the identity so that the prefix products do not explode."""
     paddle.seed(seed)
     model = MRUForCausalLM(MRUConfig(**{**HYBRID, **config}))
-    for name, p in model.named_parameters():
-        scale = up_scale if "state_matrices_up" in name else 0.3
-        p.set_value(p + paddle.randn(p.shape) * scale)
-    model.eval()
-    return model
-
-
-def random_ids(B, T, vocab, seed=1):
-    return paddle.to_tensor(np.random.default_rng(seed).integers(0, vocab, (B, T)), dtype="int64")
-
-
-def logits_in_chunks(model, ids, cuts):
-    state, parts = None, []
-    for a, b in zip([0] + cuts, cuts + [ids.shape[1]]):
-        out = model(ids[:, a:b], state=state, use_cache=True)
-        state = out.state
-        parts.append(out.logits.numpy())
-    return np.concatenate(parts, axis=1), state
+    return off_init(model, lambda name: up_scale if "state_matrices_up" in name else 0.3)
 
 
 def rel_diff(a, b):

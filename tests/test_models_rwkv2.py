@@ -7,6 +7,7 @@ import os
 import numpy as np
 import paddle
 import pytest
+from helpers import logits_in_chunks, off_init
 
 from paddle_lrnn.models import AutoConfig, AutoModelForCausalLM, ModelFileError
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
@@ -16,10 +17,7 @@ def perturbed_model(seed=0, **config):
     """A small model moved off its initialisation (zero matrices and uniform mixes would hide mistakes)."""
     paddle.seed(seed)
     model = RWKV2ForCausalLM(RWKV2Config(**{**dict(vocab_size=37, n_embd=32, n_layer=3, ctx_len=24), **config}))
-    for _, p in model.named_parameters():
-        p.set_value(p + paddle.randn(p.shape) * 0.2)
-    model.eval()
-    return model
+    return off_init(model, 0.2)
 
 
 def set_kernel(model, kernel):
@@ -30,21 +28,7 @@ def set_kernel(model, kernel):
 
 
 def logits_step_by_step(model, ids):
-    state, rows = None, []
-    for t in range(ids.shape[1]):
-        out = model(ids[:, t:t + 1], state=state, use_cache=True)
-        state = out.state
-        rows.append(out.logits.numpy())
-    return np.concatenate(rows, axis=1)
-
-
-def logits_in_chunks(model, ids, cuts):
-    state, parts = None, []
-    for a, b in zip([0] + cuts, cuts + [ids.shape[1]]):
-        out = model(ids[:, a:b], state=state, use_cache=True)
-        state = out.state
-        parts.append(out.logits.numpy())
-    return np.concatenate(parts, axis=1)
+    return logits_in_chunks(model, ids, list(range(1, ids.shape[1])))[0]
 
 
 def test_default_config_has_the_original_parameter_count_and_initialisation():
@@ -81,11 +65,11 @@ def test_parallel_step_chunked_and_both_kernels_agree(variant):
     ids = paddle.randint(0, 37, [2, 24])
     parallel = model(ids).logits.numpy()
     np.testing.assert_allclose(logits_step_by_step(model, ids), parallel, atol=1e-5)
-    np.testing.assert_allclose(logits_in_chunks(model, ids, [1, 7, 20]), parallel, atol=1e-5)
+    np.testing.assert_allclose(logits_in_chunks(model, ids, [1, 7, 20])[0], parallel, atol=1e-5)
     set_kernel(model, "timex")
     np.testing.assert_allclose(model(ids).logits.numpy(), parallel, atol=1e-5)
     np.testing.assert_allclose(logits_step_by_step(model, ids), parallel, atol=1e-5)
-    np.testing.assert_allclose(logits_in_chunks(model, ids, [5, 6, 11]), parallel, atol=1e-5)
+    np.testing.assert_allclose(logits_in_chunks(model, ids, [5, 6, 11])[0], parallel, atol=1e-5)
 
 
 def test_states_carry_between_kernels():
@@ -104,7 +88,7 @@ def test_sequences_longer_than_ctx_len_keep_a_sliding_copy_window():
     ids = paddle.randint(0, 37, [2, 30])
     parallel = model(ids).logits.numpy()
     np.testing.assert_allclose(logits_step_by_step(model, ids), parallel, atol=1e-5)
-    np.testing.assert_allclose(logits_in_chunks(model, ids, [3, 13, 14]), parallel, atol=1e-5)
+    np.testing.assert_allclose(logits_in_chunks(model, ids, [3, 13, 14])[0], parallel, atol=1e-5)
     set_kernel(model, "timex")
     with pytest.raises(ValueError, match="at most ctx_len=8 tokens per call, got 30"):
         model(ids)

@@ -5,27 +5,26 @@ resume, eval-only, the shakespeare-char split, byte-level and GPT-2 BPE data, ge
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
+from helpers import run_tool as tool
 
-from paddle_lrnn.data import DataError
+from paddle_lrnn.data import DEFAULT_CORPUS, DataError
 from paddle_lrnn.generation import generate_ids, generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.training import metrics
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS, model_config, resolve
+from paddle_lrnn.training.evaluation import evaluate_model_dir
+from paddle_lrnn.training.recipes import model_config, resolve
 from paddle_lrnn.training.schedule import lr_at
-from paddle_lrnn.training.trainer import evaluate_model_dir, make_optimizer
+from paddle_lrnn.training.trainer import make_optimizer
 from tokenizer_files import hand_gpt2_files
 from training_helpers import austen_excerpt, records, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +40,6 @@ def tiny(data, out, **overrides):
                                        max_sequence_length=32, dropout_rate=0.0))
     settings.update(overrides)
     return resolve(settings)
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 # ------------------------------------------------------------------------------------------------------- recipes

@@ -178,7 +178,7 @@ def test_to_static_matches_eager():
         paddle.static.InputSpec([None, None, 2, 3], "float32"), paddle.static.InputSpec([None, None, 2, 4], "float32"),
         paddle.static.InputSpec([None, 2, 4, 3], "float32")]
     # Default (SOT) mode with dynamic batch and time: exercises InferShape/InferDtype of the op and its grad op.
-    # (full_graph=True, the AST mode, cannot convert the shared argument checks in _checks.py.)
+    # (full_graph=True, the AST mode, cannot convert the shared argument checks in checks.py.)
     static_fn = paddle.jit.to_static(gla_with_state, input_spec=spec)
     results = []
     for fn in (gla, static_fn):

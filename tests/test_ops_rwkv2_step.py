@@ -1,5 +1,5 @@
-"""The fused RWKV-v2 decoding step (ops.rwkv2_step): equal to the model's eager step (logits and every state
-tensor) for both variants, batches of 1 and 3, widths that are no multiple of 8, several matrix tiles, a copy-head
+"""The fused RWKV-v2 decoding step (models/rwkv2/rwkv2_step.py): equal to the model's eager step (logits and every
+state tensor) for both variants, batches of 1 and 3, widths that are no multiple of 8, several matrix tiles, a copy-head
 memory that slides past ctx_len, and the converted fixture against the original runner; and bad input."""
 import os
 from unittest import mock
@@ -7,13 +7,13 @@ from unittest import mock
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_same_steps, count_calls, run_steps
+from helpers import assert_same_steps, count_calls, off_init, run_steps
 
 from paddle_lrnn.convert import converter
 from paddle_lrnn.layers import init
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 from paddle_lrnn.models.rwkv2 import modeling
-from paddle_lrnn.ops.rwkv2_step import rwkv2_step
+from paddle_lrnn.models.rwkv2.rwkv2_step import rwkv2_step
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "rwkv2")
 
@@ -29,10 +29,7 @@ def perturbed_model(seed, **config):
     paddle.seed(seed)
     with without_orthogonal_init():
         model = RWKV2ForCausalLM(RWKV2Config(**{**dict(vocab_size=37, n_embd=40, n_layer=3, ctx_len=6), **config}))
-    for p in model.parameters():
-        p.set_value(p + paddle.randn(p.shape) * 0.2)
-    model.eval()
-    return model
+    return off_init(model, 0.2)
 
 
 @pytest.fixture

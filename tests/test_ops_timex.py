@@ -1,17 +1,13 @@
 """TimeX operator: kernel against the conv1d reference (values and gradients), the reference against finite
-differences, and RWKV-v2's time-mix computed with TimeX equal to the WKV recurrence."""
+differences, and RWKV-v2's time-mix computed with TimeX equal to the WKV recurrence. (The same kernel with a short
+filter: tests/test_ops_depthwise_conv1d.py.)"""
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, finite_difference, run_with_grads
+from helpers import assert_close, conv_inputs as inputs, finite_difference, run_with_grads
 
 from paddle_lrnn import ops
 from paddle_lrnn.ops import reference
-
-
-def inputs(B, C, T, L, seed):
-    rng = np.random.default_rng(seed)
-    return [rng.normal(0, 1, (C, L)).astype(np.float32), rng.normal(0, 1, (B, C, T)).astype(np.float32)]
 
 
 @pytest.mark.parametrize(
@@ -43,24 +39,16 @@ def test_unused_columns_get_zero_gradient():
     assert np.all(gw[:, :4] == 0) and np.all(gw[:, 4:] != 0)
 
 
-def test_reference_matches_finite_differences():
-    rng = np.random.default_rng(5)
-    w, x = rng.normal(0, 1, (2, 6)), rng.normal(0, 1, (2, 2, 4))
-    cot = rng.normal(0, 1, (2, 2, 4))
-    _, analytic = run_with_grads(reference.timex, [w, x], [cot])
+@pytest.mark.parametrize("fn,seed,C,L,B,T", [(reference.timex, 5, 2, 6, 2, 4), (ops.timex, 6, 3, 9, 2, 7)],
+                         ids=["reference", "float64 kernel"])
+def test_matches_finite_differences(fn, seed, C, L, B, T):
+    rng = np.random.default_rng(seed)
+    w, x = rng.normal(0, 1, (C, L)), rng.normal(0, 1, (B, C, T))
+    cot = rng.normal(0, 1, (B, C, T))
+    _, analytic = run_with_grads(fn, [w, x], [cot])
     loss = lambda out: float((out.numpy() * cot).sum())  # noqa: E731
     for i in range(2):
-        assert_close(analytic[i], finite_difference(reference.timex, [w.copy(), x.copy()], loss, i), 1e-6, 1e-7)
-
-
-def test_float64_kernel_matches_finite_differences():
-    rng = np.random.default_rng(6)
-    w, x = rng.normal(0, 1, (3, 9)), rng.normal(0, 1, (2, 3, 7))
-    cot = rng.normal(0, 1, (2, 3, 7))
-    _, analytic = run_with_grads(ops.timex, [w, x], [cot])
-    loss = lambda out: float((out.numpy() * cot).sum())  # noqa: E731
-    for i in range(2):
-        assert_close(analytic[i], finite_difference(ops.timex, [w.copy(), x.copy()], loss, i), 1e-6, 1e-7)
+        assert_close(analytic[i], finite_difference(fn, [w.copy(), x.copy()], loss, i), 1e-6, 1e-7)
 
 
 def test_rwkv_v2_time_mix_with_timex_equals_wkv():
@@ -98,21 +86,3 @@ def test_bad_arguments(fn, w, x, error, message):
     with pytest.raises(error) as info:
         fn(w, x)
     assert message in str(info.value)
-
-
-@pytest.mark.parametrize("B,C,T,L", [(2, 3, 1, 4), (2, 5, 9, 4), (1, 7, 300, 4), (2, 3, 100, 1), (1, 4, 37, 37),
-                                     (2, 3, 5, 9), (1, 2, 700, 300)])
-def test_depthwise_conv1d_any_length_matches_reference(B, C, T, L):
-    w, x = inputs(B, C, T, L, 3 * T + L)
-    cot = [np.random.default_rng(7).normal(0, 1, (B, C, T))]
-    out_k, g_k = run_with_grads(ops.depthwise_conv1d, [w, x], cot)
-    out_r, g_r = run_with_grads(reference.depthwise_conv1d, [w, x], cot)
-    for name, a, b in zip(["out", "gw", "gx"], out_k + g_k, out_r + g_r):
-        assert_close(a, b, 1e-4, 1e-5, name)
-
-
-def test_depthwise_conv1d_equals_timex_when_the_kernel_covers_the_sequence():
-    w, x = inputs(2, 3, 20, 32, 11)
-    a = ops.depthwise_conv1d(paddle.to_tensor(w), paddle.to_tensor(x)).numpy()
-    b = ops.timex(paddle.to_tensor(w), paddle.to_tensor(x)).numpy()
-    np.testing.assert_array_equal(a, b)

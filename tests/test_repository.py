@@ -1,9 +1,12 @@
 """The repository keeps its promises: README's test command is the one CI runs, the embedded corpus and its notice
-ship, and importing the package stays fast and compiles nothing."""
+ship inside the package, every folder of Python modules is a package (so that a wheel holds it), and importing the
+package stays fast and compiles nothing."""
 import os
 import re
 import subprocess
 import sys
+
+from paddle_lrnn.data import DEFAULT_CORPUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,9 +26,16 @@ def test_readme_gives_two_setup_commands_and_ci_runs_the_test_one():
 
 
 def test_embedded_corpus_ships_with_its_notice():
-    corpus = os.path.join(REPO, "data", "austen", "austen.txt")
-    assert os.path.getsize(corpus) == 4_025_029
-    assert "public domain" in open(os.path.join(REPO, "data", "austen", "NOTICE"), encoding="utf-8").read()
+    assert os.path.getsize(DEFAULT_CORPUS) == 4_025_029
+    notice = os.path.join(os.path.dirname(DEFAULT_CORPUS), "NOTICE")
+    assert "public domain" in open(notice, encoding="utf-8").read()
+
+
+def test_every_folder_of_modules_is_a_package():
+    package = os.path.join(REPO, "paddle_lrnn")
+    folders = [d for d, _, files in os.walk(package) if "__pycache__" not in d and any(f.endswith(".py") for f in files)]
+    assert len(folders) >= 10
+    assert [d for d in folders if not os.path.isfile(os.path.join(d, "__init__.py"))] == []
 
 
 def test_import_is_cheap_and_loads_no_operator_library():

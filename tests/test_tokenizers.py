@@ -355,7 +355,7 @@ def test_train_with_a_tokenizer_path_then_evaluate_and_generate(made, tmp_path):
     """--vocab PATH trains on a tokenizer.json; the run saves it; --eval-only and generation read it back."""
     from paddle_lrnn.generation import generate_text
     from paddle_lrnn.training.recipes import resolve
-    from paddle_lrnn.training.trainer import evaluate_model_dir
+    from paddle_lrnn.training.evaluation import evaluate_model_dir
     from training_helpers import run
 
     data = tmp_path / "data.txt"

@@ -5,21 +5,17 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO, run_tool as tool
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+from paddle_lrnn.data import DEFAULT_CORPUS
 
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("tools")
     text = root / "small.txt"
-    with open(os.path.join(REPO, "data", "austen", "austen.txt"), encoding="utf-8") as f:
+    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
         text.write_text(f.read(60_000), encoding="utf-8")
     model = root / "model"
     result = tool("train", "--data", text, "--out", model, "--max-steps", 4, "--eval-interval", 2, "--eval-iters", 1,
@@ -39,3 +35,21 @@ def test_train_then_generate_and_evaluate(workspace):
     result = tool("train", "--eval-only", "--model-dir", workspace / "model", "--data", workspace / "small.txt")
     assert result.returncode == 0, result.stderr
     assert '"split": "test"' in result.stdout and "bits per char" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["train", "convert", "generate", "export", "bench"])
+def test_console_scripts_are_installed_and_print_their_help(name):
+    """setup.py's entry points: the installed paddle-lrnn-NAME runs the tool's main (tools/NAME.py's in a checkout)."""
+    from importlib.metadata import entry_points
+
+    script = f"paddle-lrnn-{name}"
+    (entry,) = [e for e in entry_points(group="console_scripts") if e.name == script]
+    assert entry.value == f"paddle_lrnn.cli.{name}:cli"
+    path = os.path.join(os.path.dirname(sys.executable), script)
+    result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script} ") and "paddle-lrnn-" in result.stdout
+    checkout = subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), "--help"],
+                              capture_output=True, text=True, timeout=600)
+    assert checkout.returncode == 0 and checkout.stdout.startswith(f"usage: {name}.py ")
+    assert checkout.stdout.split("\n\n", 1)[1] == result.stdout.split("\n\n", 1)[1]  # after the usage lines

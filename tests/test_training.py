@@ -14,9 +14,10 @@ import pytest
 from paddle_lrnn.io.safetensors import load_safetensors
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import checkpoint, metrics
+from paddle_lrnn.training.evaluation import evaluate_model_dir
 from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.schedule import lr_at
-from paddle_lrnn.training.trainer import Trainer, TrainingError, evaluate_model_dir
+from paddle_lrnn.training.trainer import Trainer, TrainingError
 from training_helpers import austen_excerpt, run, without_timing
 
 

@@ -10,8 +10,9 @@ import pytest
 from paddle_lrnn.data import Gpt2Vocab, load_vocab
 from paddle_lrnn.models import AutoModelForCausalLM
 from paddle_lrnn.training import metrics
+from paddle_lrnn.training.evaluation import evaluate_model_dir
 from paddle_lrnn.training.recipes import resolve
-from paddle_lrnn.training.trainer import Trainer, evaluate_model_dir
+from paddle_lrnn.training.trainer import Trainer
 from tokenizer_files import hand_gpt2_files
 from training_helpers import austen_excerpt
 

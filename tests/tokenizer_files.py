@@ -21,8 +21,9 @@ import os
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from paddle_lrnn.data import DEFAULT_CORPUS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AUSTEN = os.path.join(ROOT, "data", "austen", "austen.txt")
 
 UNICODE_FILE = os.path.join(ROOT, "tests", "fixtures", "tokenizers", "unicode.txt")
 with open(UNICODE_FILE, encoding="utf-8", newline="") as _f:
@@ -30,7 +31,7 @@ with open(UNICODE_FILE, encoding="utf-8", newline="") as _f:
 
 
 def austen(chars=60_000):
-    with open(AUSTEN, encoding="utf-8") as f:
+    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
         return f.read(chars)
 
 

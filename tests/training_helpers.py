@@ -2,8 +2,8 @@
 stopped as if SIGTERM arrived), and metrics records without their timing fields (which differ between runs)."""
 import os
 
+from paddle_lrnn.data import DEFAULT_CORPUS
 from paddle_lrnn.training import metrics, trainer as trainer_module
-from paddle_lrnn.training.recipes import DEFAULT_CORPUS
 from paddle_lrnn.training.trainer import Trainer
 
 TIMING = {"tokens_per_s", "elapsed_s"}

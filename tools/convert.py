@@ -1,50 +1,11 @@
-"""Convert original PyTorch checkpoints to paddle_lrnn models, and back. No torch needed; nothing in a checkpoint
-is executed.
-
-  python tools/convert.py --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
-  python tools/convert.py --model rwkv2 --to torch --src DIR --out CKPT.pth
-  python tools/convert.py --model rwkv4 --src RWKV-4-Pile-169M-20220807-8023.pth --vocab 20B_tokenizer.json --out DIR
-  python tools/convert.py --model rwkv4 --to torch --src DIR --out CKPT.pth   # a .pth RWKV-LM's RWKV_RNN loads
-  python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
-                                                                             # pytorch_model.bin or a sharded index
-  python tools/convert.py --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR --dtype float32  # (default: as stored)
-  python tools/convert.py --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
-  python tools/convert.py --model mru --src checkpoint-step-5000.pt --config model.json --out DIR
-                                                     # an mru-lm training checkpoint and its run's model.json
-  python tools/convert.py --model mru --to torch --src DIR --out TRAIN_DIR   # model.json + checkpoints/*.pt
-"""
-import argparse
+"""`python tools/convert.py` from a checkout: the same command as the installed `paddle-lrnn-convert` (the code is in
+paddle_lrnn/cli/convert.py; --help lists the flags)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from paddle_lrnn.cli import ArgumentParser, run_cli  # noqa: E402
-
-
-def main(argv=None):
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family: rwkv2, rwkv4, hgrn2 or mru")
-    p.add_argument("--src", required=True, help="the checkpoint to convert (a Paddle model directory with --to torch)")
-    p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2 "
-                   "and rwkv4, an fla checkpoint directory for hgrn2, an mru-lm train folder for mru)")
-    p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
-    p.add_argument("--vocab", help="the tokenizer to store with the converted model, a file or a folder (default: "
-                   "the tokenizer files beside --src, if any)")
-    p.add_argument("--config", help="mru: the run's model.json (default: the one beside --src or in its parent "
-                   "folder, where mru-lm writes it)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="dtype of the converted weights "
-                   "(default: the checkpoint's own, e.g. bfloat16 stays bfloat16)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (shown on stderr for checkpoints of 256 MiB "
-                   "or more)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    args = p.parse_args(argv)
-
-    from paddle_lrnn.convert import convert
-
-    convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, config=args.config, dtype=args.dtype,
-            overwrite=args.overwrite, quiet=True if args.quiet else None, log=print)
-
+from paddle_lrnn.cli.convert import cli, main  # noqa: E402,F401  (main: for callers that load this file)
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli()

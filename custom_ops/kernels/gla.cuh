@@ -84,6 +84,62 @@ __device__ __forceinline__ int gla_sum16_row(int lane) {
 // ---------------------------------------------------------------------------------------------------------------
 // Recurrent kernels. Grid: (B * H, ceil(V / 32), ceil(K / 64)); 128 threads.
 
+// A 16-row slice of a state tile into registers: x[r] = src[bh, row0 + r, col], zero past K or V or where src is
+// null (no state, no gradient).
+template <typename A>
+__device__ __forceinline__ void gla_recurrent_load_tile(A (&x)[16], const A* __restrict__ src, int64_t bh, int64_t K,
+                                                        int64_t V, int64_t row0, int64_t col) {
+#pragma unroll
+  for (int r = 0; r < 16; ++r) x[r] = src && row0 + r < K && col < V ? src[(bh * K + row0 + r) * V + col] : A(0);
+}
+
+// Where the S tokens a recurrent kernel stages at a time come from: batch b, tokens t0.., head h; the block's K rows
+// from k0 and V columns from v0.
+struct GlaRecTokens {
+  int64_t b, t0, h, T, H, K, V, k0, v0;
+};
+
+// Stages S tokens into shared memory. Over the block's K rows: ks = k, ds = e^g and, unless qs is null,
+// qs = q_scale * q; over its V columns: vs = v and, unless dos is null, dos = go_scale * go (zero where go is null).
+// Positions past T, K or V get a no-op step: zeros and a decay of 1.
+template <int S, typename scalar_t>
+__device__ __forceinline__ void gla_recurrent_stage(const GlaRecTokens& at, const scalar_t* __restrict__ q,
+                                                    acc_t<scalar_t> q_scale, const scalar_t* __restrict__ k,
+                                                    const scalar_t* __restrict__ g, const scalar_t* __restrict__ v,
+                                                    const scalar_t* __restrict__ go, acc_t<scalar_t> go_scale,
+                                                    acc_t<scalar_t> (*qs)[kGlaRecK], acc_t<scalar_t> (*ks)[kGlaRecK],
+                                                    acc_t<scalar_t> (*ds)[kGlaRecK], acc_t<scalar_t> (*vs)[kGlaRecV],
+                                                    acc_t<scalar_t> (*dos)[kGlaRecV]) {
+  using A = acc_t<scalar_t>;
+  for (int e = threadIdx.x; e < S * kGlaRecK; e += kGlaRecThreads) {
+    const int s = e / kGlaRecK, c = e % kGlaRecK;
+    const bool in = at.t0 + s < at.T && at.k0 + c < at.K;
+    const int64_t i = in ? gla_row(at.b, at.t0 + s, at.h, at.T, at.H, at.K) + at.k0 + c : 0;
+    if (qs) qs[s][c] = in ? q_scale * gla_ld(q, i) : A(0);
+    ks[s][c] = in ? gla_ld(k, i) : A(0);
+    ds[s][c] = in ? lrnn_exp(gla_ld(g, i)) : A(1);
+  }
+  for (int e = threadIdx.x; e < S * kGlaRecV; e += kGlaRecThreads) {
+    const int s = e / kGlaRecV, c = e % kGlaRecV;
+    const bool in = at.t0 + s < at.T && at.v0 + c < at.V;
+    const int64_t i = in ? gla_row(at.b, at.t0 + s, at.h, at.T, at.H, at.V) + at.v0 + c : 0;
+    vs[s][c] = in ? gla_ld(v, i) : A(0);
+    if (dos) dos[s][c] = in && go ? go_scale * gla_ld(go, i) : A(0);
+  }
+}
+
+// The sums over the block's 4 warps (its 64 K rows) of S staged tokens into part [B, T, H, V] (one K tile's part).
+template <int S, typename A>
+__device__ __forceinline__ void gla_recurrent_store_warp_sums(const A (*red)[4][kGlaRecV], A* __restrict__ part,
+                                                              int64_t b, int64_t t0, int64_t h, int64_t T, int64_t H,
+                                                              int64_t V, int64_t v0) {
+  for (int e = threadIdx.x; e < S * kGlaRecV; e += kGlaRecThreads) {
+    const int s = e / kGlaRecV, c = e % kGlaRecV;
+    if (t0 + s < T && v0 + c < V)
+      part[gla_row(b, t0 + s, h, T, H, V) + v0 + c] = red[s][0][c] + red[s][1][c] + red[s][2][c] + red[s][3][c];
+  }
+}
+
 // o_part [ceil(K / 64), B, T, H, V]: the output summed over this block's K rows.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kGlaRecThreads)
@@ -99,26 +155,11 @@ __global__ void __launch_bounds__(kGlaRecThreads)
   const int64_t v0 = static_cast<int64_t>(blockIdx.y) * kGlaRecV, k0 = static_cast<int64_t>(blockIdx.z) * kGlaRecK;
   const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, vv = v0 + lane;
   A st[16];
-#pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int64_t kk = k0 + warp * 16 + r;
-    st[r] = kk < K && vv < V ? s0[(bh * K + kk) * V + vv] : A(0);
-  }
+  gla_recurrent_load_tile(st, s0, bh, K, V, k0 + warp * 16, vv);
   for (int64_t t0 = 0; t0 < T; t0 += S) {
     __syncthreads();
-    for (int e = tid; e < S * kGlaRecK; e += kGlaRecThreads) {
-      const int s = e / kGlaRecK, c = e % kGlaRecK;
-      const bool in = t0 + s < T && k0 + c < K;
-      const int64_t i = in ? gla_row(b, t0 + s, h, T, H, K) + k0 + c : 0;
-      qs[s][c] = in ? scale * gla_ld(q, i) : A(0);
-      ks[s][c] = in ? gla_ld(k, i) : A(0);
-      ds[s][c] = in ? lrnn_exp(gla_ld(g, i)) : A(1);
-    }
-    for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
-      const int s = e / kGlaRecV, c = e % kGlaRecV;
-      const bool in = t0 + s < T && v0 + c < V;
-      vs[s][c] = in ? gla_ld(v, gla_row(b, t0 + s, h, T, H, V) + v0 + c) : A(0);
-    }
+    gla_recurrent_stage<S, scalar_t>({b, t0, h, T, H, K, V, k0, v0}, q, scale, k, g, v, nullptr, A(1), qs, ks, ds, vs,
+                                     nullptr);
     __syncthreads();
 #pragma unroll
     for (int s = 0; s < S; ++s) {
@@ -132,12 +173,7 @@ __global__ void __launch_bounds__(kGlaRecThreads)
       red[s][warp][lane] = acc;
     }
     __syncthreads();
-    for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
-      const int s = e / kGlaRecV, c = e % kGlaRecV;
-      if (t0 + s < T && v0 + c < V)
-        o_part[blockIdx.z * B * T * H * V + gla_row(b, t0 + s, h, T, H, V) + v0 + c] =
-            red[s][0][c] + red[s][1][c] + red[s][2][c] + red[s][3][c];
-    }
+    gla_recurrent_store_warp_sums<S>(red, o_part + blockIdx.z * B * T * H * V, b, t0, h, T, H, V, v0);
   }
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
@@ -162,27 +198,11 @@ __global__ void __launch_bounds__(kGlaRecThreads)
   const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, vv = v0 + lane;
   const int64_t krow = k0 + warp * 16 + gla_sum16_row(lane);  // the row whose sum this lane returns
   A st[16];
-#pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int64_t kk = k0 + warp * 16 + r;
-    st[r] = kk < K && vv < V ? s0[(bh * K + kk) * V + vv] : A(0);
-  }
+  gla_recurrent_load_tile(st, s0, bh, K, V, k0 + warp * 16, vv);
   for (int64_t t0 = 0; t0 < T; t0 += S) {
     __syncthreads();
-    for (int e = tid; e < S * kGlaRecK; e += kGlaRecThreads) {
-      const int s = e / kGlaRecK, c = e % kGlaRecK;
-      const bool in = t0 + s < T && k0 + c < K;
-      const int64_t i = in ? gla_row(b, t0 + s, h, T, H, K) + k0 + c : 0;
-      ks[s][c] = in ? gla_ld(k, i) : A(0);
-      ds[s][c] = in ? lrnn_exp(gla_ld(g, i)) : A(1);
-    }
-    for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
-      const int s = e / kGlaRecV, c = e % kGlaRecV;
-      const bool in = t0 + s < T && v0 + c < V;
-      const int64_t i = in ? gla_row(b, t0 + s, h, T, H, V) + v0 + c : 0;
-      vs[s][c] = in ? gla_ld(v, i) : A(0);
-      dos[s][c] = in && go ? scale * gla_ld(go, i) : A(0);
-    }
+    gla_recurrent_stage<S, scalar_t>({b, t0, h, T, H, K, V, k0, v0}, nullptr, A(1), k, g, v, go, scale, nullptr, ks,
+                                     ds, vs, dos);
     __syncthreads();
 #pragma unroll 1
     for (int s = 0; s < S; ++s) {
@@ -219,29 +239,13 @@ __global__ void __launch_bounds__(kGlaRecThreads)
   const int64_t bh = blockIdx.x, b = bh / H, h = bh % H, vv = v0 + lane;
   const int64_t krow = k0 + warp * 16 + gla_sum16_row(lane);
   A dst[16], dn[16];  // dS and the decay of the token after the current one
+  gla_recurrent_load_tile(dst, gs1, bh, K, V, k0 + warp * 16, vv);
 #pragma unroll
-  for (int r = 0; r < 16; ++r) {
-    const int64_t kk = k0 + warp * 16 + r;
-    dst[r] = gs1 && kk < K && vv < V ? gs1[(bh * K + kk) * V + vv] : A(0);
-    dn[r] = A(1);
-  }
+  for (int r = 0; r < 16; ++r) dn[r] = A(1);
   for (int64_t t0 = (T - 1) / S * S; t0 >= 0; t0 -= S) {
     __syncthreads();
-    for (int e = tid; e < S * kGlaRecK; e += kGlaRecThreads) {
-      const int s = e / kGlaRecK, c = e % kGlaRecK;
-      const bool in = t0 + s < T && k0 + c < K;
-      const int64_t i = in ? gla_row(b, t0 + s, h, T, H, K) + k0 + c : 0;
-      qs[s][c] = in ? scale * gla_ld(q, i) : A(0);
-      ks[s][c] = in ? gla_ld(k, i) : A(0);
-      ds[s][c] = in ? lrnn_exp(gla_ld(g, i)) : A(1);
-    }
-    for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
-      const int s = e / kGlaRecV, c = e % kGlaRecV;
-      const bool in = t0 + s < T && v0 + c < V;
-      const int64_t i = in ? gla_row(b, t0 + s, h, T, H, V) + v0 + c : 0;
-      vs[s][c] = in ? gla_ld(v, i) : A(0);
-      dos[s][c] = in && go ? gla_ld(go, i) : A(0);
-    }
+    gla_recurrent_stage<S, scalar_t>({b, t0, h, T, H, K, V, k0, v0}, q, scale, k, g, v, go, A(1), qs, ks, ds, vs,
+                                     dos);
     __syncthreads();
 #pragma unroll 1
     for (int s = S - 1; s >= 0; --s) {
@@ -261,12 +265,7 @@ __global__ void __launch_bounds__(kGlaRecThreads)
         dk_part[blockIdx.y * B * T * H * K + gla_row(b, t0 + s, h, T, H, K) + krow] = sum;
     }
     __syncthreads();
-    for (int e = tid; e < S * kGlaRecV; e += kGlaRecThreads) {
-      const int s = e / kGlaRecV, c = e % kGlaRecV;
-      if (t0 + s < T && v0 + c < V)
-        dv_part[blockIdx.z * B * T * H * V + gla_row(b, t0 + s, h, T, H, V) + v0 + c] =
-            red[s][0][c] + red[s][1][c] + red[s][2][c] + red[s][3][c];
-    }
+    gla_recurrent_store_warp_sums<S>(red, dv_part + blockIdx.z * B * T * H * V, b, t0, h, T, H, V, v0);
   }
 #pragma unroll
   for (int r = 0; r < 16; ++r) {
@@ -473,6 +472,18 @@ __device__ __forceinline__ void gla_stage_raw_t(const scalar_t* x, const float* 
   }
 }
 
+// Stores scale * acc, the thread (ty, tx)'s 4 x 4 entries (rows ty + 16a, columns tx + 16b) of a chunk's 64 x 64
+// score matrix, into out [64, 64], with zeros above the diagonal.
+__device__ __forceinline__ void gla_store_lower(float* out, const float (&acc)[4][4], float scale, int ty, int tx) {
+#pragma unroll
+  for (int a = 0; a < 4; ++a)
+#pragma unroll
+    for (int bb = 0; bb < 4; ++bb) {
+      const bool keep = bb < a || (bb == a && tx <= ty);
+      out[(ty + 16 * a) * kGlaChunk + tx + 16 * bb] = keep ? scale * acc[a][bb] : 0.f;
+    }
+}
+
 // Scores of one chunk. Grid (B*H, NT). A [B*H, NT, 64, 64] (row i, column j, zero for j > i):
 // A_ij = scale sum_k q_ik k_jk e^{G_ik - G_jk}. With dA non-null also dA_ij = scale do_i . v_j (zero for j > i;
 // all zero when go is null).
@@ -536,14 +547,7 @@ __global__ void __launch_bounds__(kGlaThreads, 2)  // up to 128 registers: witho
       }
     }
   }
-  float* out = A_out + (bh * NT + n) * kGlaChunk * kGlaChunk;
-#pragma unroll
-  for (int a = 0; a < 4; ++a)
-#pragma unroll
-    for (int bb = 0; bb < 4; ++bb) {
-      const bool keep = bb < a || (bb == a && tx <= ty);
-      out[(ty + 16 * a) * kGlaChunk + tx + 16 * bb] = keep ? scale * acc[a][bb] : 0.f;
-    }
+  gla_store_lower(A_out + (bh * NT + n) * kGlaChunk * kGlaChunk, acc, scale, ty, tx);
   if (!dA_out) return;  // uniform across the block
   float dacc[4][4] = {};
   float (*dot)[kGlaPad] = qsub;
@@ -572,14 +576,25 @@ __global__ void __launch_bounds__(kGlaThreads, 2)  // up to 128 registers: witho
         for (int bb = 0; bb <= a; ++bb) dacc[a][bb] += dv[a] * vv[bb];
     }
   }
-  out = dA_out + (bh * NT + n) * kGlaChunk * kGlaChunk;
+  gla_store_lower(dA_out + (bh * NT + n) * kGlaChunk * kGlaChunk, dacc, scale, ty, tx);
+}
+
+// The multiply-accumulate of the chunked kernels' tile products, one 32-deep slice: acc[a][c] += sum over r of
+// x[r][ty + 16a] * y[r][tx + 16c], for the thread (ty, tx) of the 16 x 16 grid, which owns 4 x 2 entries of a
+// 64 x 32 result. x is a [reduction index][row] array, y a [reduction index][column] one (with its row pitch).
+template <int kYPitch>
+__device__ __forceinline__ void gla_tile_mac(float (&acc)[4][2], const float (*x)[kGlaPad], const float (*y)[kYPitch],
+                                             int ty, int tx) {
+#pragma unroll 8
+  for (int r = 0; r < kGlaTile; ++r) {
+    const float y0 = y[r][tx], y1 = y[r][tx + 16];
 #pragma unroll
-  for (int a = 0; a < 4; ++a)
-#pragma unroll
-    for (int bb = 0; bb < 4; ++bb) {
-      const bool keep = bb < a || (bb == a && tx <= ty);
-      out[(ty + 16 * a) * kGlaChunk + tx + 16 * bb] = keep ? scale * dacc[a][bb] : 0.f;
+    for (int a = 0; a < 4; ++a) {
+      const float xv = x[r][ty + 16 * a];
+      acc[a][0] += xv * y0;
+      acc[a][1] += xv * y1;
     }
+  }
 }
 
 // Outputs of one chunk and 32-column V tile: o_i = (scale q_i * e^{G_i}) h + sum_j A_ij v_j.
@@ -612,16 +627,7 @@ __global__ void __launch_bounds__(kGlaThreads)
       ym[r][c] = k0 + r < K && v0 + c < V ? hn[(k0 + r) * V + v0 + c] : 0.f;
     }
     __syncthreads();
-#pragma unroll 8
-    for (int r = 0; r < kGlaTile; ++r) {
-      const float y0 = ym[r][tx], y1 = ym[r][tx + 16];
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const float xv = xt[r][ty + 16 * a];
-        acc[a][0] += xv * y0;
-        acc[a][1] += xv * y1;
-      }
-    }
+    gla_tile_mac(acc, xt, ym, ty, tx);
   }
   for (int js = 0; js < kGlaChunk; js += kGlaTile) {
     __syncthreads();
@@ -635,16 +641,7 @@ __global__ void __launch_bounds__(kGlaThreads)
       ym[r][c] = in ? gla_ld(v, gla_row(b, t0 + js + r, h, T, H, V) + v0 + c) : 0.f;
     }
     __syncthreads();
-#pragma unroll 8
-    for (int r = 0; r < kGlaTile; ++r) {
-      const float y0 = ym[r][tx], y1 = ym[r][tx + 16];
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const float xv = xt[r][ty + 16 * a];
-        acc[a][0] += xv * y0;
-        acc[a][1] += xv * y1;
-      }
-    }
+    gla_tile_mac(acc, xt, ym, ty, tx);
   }
 #pragma unroll
   for (int a = 0; a < 4; ++a)
@@ -685,16 +682,7 @@ __global__ void __launch_bounds__(kGlaThreads)
       ym[r][c] = in ? gla_ld(go, gla_row(b, t0 + is + r, h, T, H, V) + v0 + c) : 0.f;
     }
     __syncthreads();
-#pragma unroll 8
-    for (int r = 0; r < kGlaTile; ++r) {
-      const float y0 = ym[r][tx], y1 = ym[r][tx + 16];
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const float xv = xt[r][ty + 16 * a];
-        acc[a][0] += xv * y0;
-        acc[a][1] += xv * y1;
-      }
-    }
+    gla_tile_mac(acc, xt, ym, ty, tx);
   }
   for (int64_t k0 = 0; k0 < K; k0 += kGlaTile) {
     __syncthreads();
@@ -713,16 +701,7 @@ __global__ void __launch_bounds__(kGlaThreads)
       ym[r][c] = k0 + r < K && v0 + c < V ? dhn[(k0 + r) * V + v0 + c] : 0.f;
     }
     __syncthreads();
-#pragma unroll 8
-    for (int r = 0; r < kGlaTile; ++r) {
-      const float y0 = ym[r][tx], y1 = ym[r][tx + 16];
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const float xv = xt[r][ty + 16 * a];
-        acc[a][0] += xv * y0;
-        acc[a][1] += xv * y1;
-      }
-    }
+    gla_tile_mac(acc, xt, ym, ty, tx);
   }
 #pragma unroll
   for (int a = 0; a < 4; ++a)
@@ -769,16 +748,7 @@ __global__ void __launch_bounds__(kGlaThreads)
         sv[c][r] = k0 + r < K && v0 + c < V ? stn[(k0 + r) * V + v0 + c] : 0.f;
       }
       __syncthreads();
-#pragma unroll 8
-      for (int c = 0; c < kGlaTile; ++c) {
-        const float s0 = sv[c][tx], s1 = sv[c][tx + 16];
-#pragma unroll
-        for (int a = 0; a < 4; ++a) {
-          const float yv = yt[c][ty + 16 * a];
-          acc[a][0] += yv * s0;
-          acc[a][1] += yv * s1;
-        }
-      }
+      gla_tile_mac(acc, yt, sv, ty, tx);
     }
   }
 

@@ -9,6 +9,21 @@
 
 namespace lrnn {
 
+// Tokens t0 .. t0 + kWkvChunk - 1 of one (batch, channel) column of k and v (base: its token 0) into registers,
+// zeros past T.
+template <typename scalar_t>
+__device__ __forceinline__ void wkv_load_chunk(const scalar_t* __restrict__ k, const scalar_t* __restrict__ v,
+                                               int64_t base, int64_t t0, int64_t T, int64_t C,
+                                               acc_t<scalar_t> (&kr)[kWkvChunk], acc_t<scalar_t> (&vr)[kWkvChunk]) {
+  using A = acc_t<scalar_t>;
+#pragma unroll
+  for (int s = 0; s < kWkvChunk; ++s) {
+    const bool in = t0 + s < T;
+    kr[s] = in ? Conv<scalar_t>::to(k[base + (t0 + s) * C]) : A(0);
+    vr[s] = in ? Conv<scalar_t>::to(v[base + (t0 + s) * C]) : A(0);
+  }
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(128)
     wkv_forward_kernel(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* __restrict__ w,
@@ -29,12 +44,7 @@ __global__ void __launch_bounds__(128)
     ck[C] = bb;
     ck[2 * C] = pp;
     A kr[kWkvChunk], vr[kWkvChunk];
-#pragma unroll
-    for (int s = 0; s < kWkvChunk; ++s) {
-      const bool in = t0 + s < T;
-      kr[s] = in ? Conv<scalar_t>::to(k[base + (t0 + s) * C]) : A(0);
-      vr[s] = in ? Conv<scalar_t>::to(v[base + (t0 + s) * C]) : A(0);
-    }
+    wkv_load_chunk(k, v, base, t0, T, C, kr, vr);
 #pragma unroll
     for (int s = 0; s < kWkvChunk; ++s) {
       if (t0 + s < T) {
@@ -79,12 +89,7 @@ __global__ void __launch_bounds__(128)
     A aa = ck[0], bb = ck[C], pp = ck[2 * C];
     A kr[kWkvChunk], vr[kWkvChunk], saa[kWkvChunk], sbb[kWkvChunk], spp[kWkvChunk];
     bool rs[kWkvChunk];
-#pragma unroll
-    for (int s = 0; s < kWkvChunk; ++s) {
-      const bool in = t0 + s < T;
-      kr[s] = in ? Conv<scalar_t>::to(k[base + (t0 + s) * C]) : A(0);
-      vr[s] = in ? Conv<scalar_t>::to(v[base + (t0 + s) * C]) : A(0);
-    }
+    wkv_load_chunk(k, v, base, t0, T, C, kr, vr);
 #pragma unroll
     for (int s = 0; s < kWkvChunk; ++s) {
       saa[s] = aa;

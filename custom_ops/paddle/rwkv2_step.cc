@@ -1,5 +1,6 @@
 // Paddle binding of the fused RWKV-v2 decoding step (kernels/rwkv2_step.h): CPU and float32 only, forward only
-// (inference; no gradient is defined). Weights arrive as one list in the order paddle_lrnn/ops/rwkv2_step.py builds:
+// (inference; no gradient is defined). Weights arrive as one list in the order paddle_lrnn/models/rwkv2/rwkv2_step.py
+// builds:
 //   emb, ln_out.weight, ln_out.bias, head, head_q, head_k, then per block
 //   ln1.weight, ln1.bias, ln2.weight, ln2.bias,
 //   att.{time_decay, time_first, time_mix, key, value, receptance, output}  (ffnPre.{time_mix, key, receptance,

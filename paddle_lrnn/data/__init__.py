@@ -10,7 +10,11 @@ package does not import paddle (the trainer turns the int64 batches into tensors
   batching: BatchSampler (random windows; state_dict / load_state_dict; Batch.shard(rank, world_size)),
             eval_batches (in-order windows with exact target counts)
   errors:   DataError (a ValueError) for every bad input
+  DEFAULT_CORPUS: the embedded default corpus, Jane Austen's six novels (public domain; austen/NOTICE), installed
+            with the package, so that training without --data works outside a checkout too
 """
+import os
+
 from .batching import Batch, BatchSampler, EvalBatch, eval_batches, steps_per_epoch
 from .corpus import Corpus, SplitInfo, default_cache_dir, load_corpus
 from .errors import DataError
@@ -19,6 +23,8 @@ from .vocab import ByteVocab, CharVocab, Vocab, WordVocab
 from .vocab_files import check_fits, checkpoint_vocab, load_vocab
 from .world import WorldVocab
 
-__all__ = ["Batch", "BatchSampler", "ByteVocab", "CharVocab", "Corpus", "CutDownVocab", "DataError", "EvalBatch",
-           "Gpt2Vocab", "HFTokenizerVocab", "SplitInfo", "Vocab", "WordVocab", "WorldVocab", "check_fits",
+DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "austen", "austen.txt")
+
+__all__ = ["DEFAULT_CORPUS", "Batch", "BatchSampler", "ByteVocab", "CharVocab", "Corpus", "CutDownVocab", "DataError",
+           "EvalBatch", "Gpt2Vocab", "HFTokenizerVocab", "SplitInfo", "Vocab", "WordVocab", "WorldVocab", "check_fits",
            "checkpoint_vocab", "default_cache_dir", "eval_batches", "load_corpus", "load_vocab", "steps_per_epoch"]

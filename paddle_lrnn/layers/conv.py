@@ -11,7 +11,7 @@ The convolution runs on paddle_lrnn.ops.depthwise_conv1d (a custom kernel).
 import paddle
 import paddle.nn as nn
 
-from ..ops.timex import depthwise_conv1d
+from ..ops.depthwise_conv1d import depthwise_conv1d
 
 
 class ShortConvolution(nn.Layer):

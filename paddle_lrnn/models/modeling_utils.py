@@ -20,7 +20,7 @@ import paddle.nn as nn
 from ..io import cast, paddle_name, read_json
 from ..io.atomic import atomic_files, atomic_write
 from ..io.sharded import INDEX_NAME, WEIGHTS_NAME, load_weights, save_sharded
-from ..ops._checks import dims_match, is_tensor
+from ..ops.checks import dims_match, is_tensor
 
 CONFIG_NAME = "config.json"
 DTYPES = ("float32", "bfloat16", "float16")

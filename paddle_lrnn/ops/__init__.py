@@ -5,14 +5,15 @@
     depthwise_conv1d  the same kernel with a short filter (HGRN2's short convolution)
     gla               gated outer-product recurrence (HGRN2)
     mru_scan          cumulative matrix product along time (MRU)
-    rwkv2_step        one whole RWKV-v2 decoding step (CPU, float32, inference only; its spec is the model's
-                      layer-by-layer step, RWKV2ForCausalLM with fused_step = False)
+
+Operators that know a model live beside it, e.g. the fused RWKV-v2 decoding step in models/rwkv2/rwkv2_step.py. The
+argument checks (checks) and the loader of the operator library (library) serve them too.
 """
 from . import reference
+from .depthwise_conv1d import depthwise_conv1d
 from .gla import gla
 from .mru_scan import mru_scan
-from .rwkv2_step import rwkv2_step
-from .timex import depthwise_conv1d, timex
+from .timex import timex
 from .wkv import wkv
 
-__all__ = ["depthwise_conv1d", "gla", "mru_scan", "reference", "rwkv2_step", "timex", "wkv"]
+__all__ = ["depthwise_conv1d", "gla", "mru_scan", "reference", "timex", "wkv"]

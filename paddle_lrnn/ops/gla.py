@@ -1,35 +1,35 @@
 """GLA: the gated outer-product recurrence of HGRN2 as a custom operator (kernels in custom_ops/kernels/gla.h, .cuh)."""
 import paddle
 
-from . import _checks
-from ._library import double_attr, library
+from . import checks
+from .library import double_attr, library
 
 OP = "paddle_lrnn.ops.gla"
 
 
-@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (checks)
 def check_args(q, k, v, g, state, scale=None):
     """One clear error for a bad argument: rank, dtype, shapes of q/k/v/g/state, empty dimensions, devices."""
-    _checks.tensor(OP, "q", q, "[B, T, H, K]")
-    _checks.tensor(OP, "k", k, "[B, T, H, K]")
-    _checks.tensor(OP, "v", v, "[B, T, H, V]")
-    _checks.tensor(OP, "g", g, "[B, T, H, K]")
+    checks.tensor(OP, "q", q, "[B, T, H, K]")
+    checks.tensor(OP, "k", k, "[B, T, H, K]")
+    checks.tensor(OP, "v", v, "[B, T, H, V]")
+    checks.tensor(OP, "g", g, "[B, T, H, K]")
     B, T, H, K = q.shape
-    _checks.shape(OP, "k", k, q.shape, " (the shape of q)")
-    _checks.shape(OP, "g", g, q.shape, " (the shape of q: one log forget gate per key channel)")
+    checks.shape(OP, "k", k, q.shape, " (the shape of q)")
+    checks.shape(OP, "g", g, q.shape, " (the shape of q: one log forget gate per key channel)")
     V = v.shape[3]
-    _checks.shape(OP, "v", v, [B, T, H, V], f" ([batch, time, heads, V] matching q of shape {list(q.shape)})")
-    _checks.same_dtype(OP, ["q", "k", "v", "g"], [q, k, v, g])
+    checks.shape(OP, "v", v, [B, T, H, V], f" ([batch, time, heads, V] matching q of shape {list(q.shape)})")
+    checks.same_dtype(OP, ["q", "k", "v", "g"], [q, k, v, g])
     tensors, names = [q, k, v, g], ["q", "k", "v", "g"]
     if state is not None:
-        _checks.tensor(OP, "state", state, "[B, H, K, V]")
-        _checks.shape(OP, "state", state, [B, H, K, V], f" ([batch, heads, K, V] for q of shape {list(q.shape)} "
+        checks.tensor(OP, "state", state, "[B, H, K, V]")
+        checks.shape(OP, "state", state, [B, H, K, V], f" ([batch, heads, K, V] for q of shape {list(q.shape)} "
                       f"and v of shape {list(v.shape)})")
         tensors.append(state)
         names.append("state")
-    _checks.same_place(OP, names, tensors)
+    checks.same_place(OP, names, tensors)
     if scale is not None:
-        _checks.number(OP, "scale", scale)
+        checks.number(OP, "scale", scale)
 
 
 def default_scale(q):
@@ -58,7 +58,7 @@ def gla(q, k, v, g, state=None, *, scale=None):
         Both are differentiable w.r.t. q, k, v, g and the initial state.
     """
     check_args(q, k, v, g, state, scale)
-    acc = _checks.acc_dtype(q.dtype)
+    acc = checks.acc_dtype(q.dtype)
     B, T, H, K = q.shape
     if state is None:
         state = paddle.zeros([B, H, K, v.shape[3]], acc)

@@ -2,24 +2,24 @@
 (kernels in custom_ops/kernels/mru_scan.h, .cuh)."""
 import paddle
 
-from . import _checks
-from ._library import library
+from . import checks
+from .library import library
 
 OP = "paddle_lrnn.ops.mru_scan"
 MAX_CUDA_D = 32  # the CUDA kernels keep a d x d matrix in one warp's registers (the operator checks it)
 
 
-@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (checks)
 def check_args(m, state):
-    _checks.tensor(OP, "m", m, "[B, H, T, d, d]")
+    checks.tensor(OP, "m", m, "[B, H, T, d, d]")
     B, H, T, d, d2 = m.shape
     if d != d2:
         raise ValueError(f"{OP}: the matrices of m must be square, got m of shape {list(m.shape)}; expected "
                          f"[B, H, T, d, d]")
     if state is not None:
-        _checks.tensor(OP, "state", state, "[B, H, d, d]")
-        _checks.shape(OP, "state", state, [B, H, d, d], f" ([B, H, d, d] for m of shape {list(m.shape)})")
-        _checks.same_place(OP, ["m", "state"], [m, state])
+        checks.tensor(OP, "state", state, "[B, H, d, d]")
+        checks.shape(OP, "state", state, [B, H, d, d], f" ([B, H, d, d] for m of shape {list(m.shape)})")
+        checks.same_place(OP, ["m", "state"], [m, state])
 
 
 def identity_state(batch, heads, d, dtype=paddle.float32):
@@ -44,7 +44,7 @@ def mru_scan(m, state=None):
         float64 m). Both are differentiable w.r.t. m and the initial state.
     """
     check_args(m, state)
-    acc = _checks.acc_dtype(m.dtype)
+    acc = checks.acc_dtype(m.dtype)
     if state is None:
         B, H, _, d, _ = m.shape
         state = identity_state(B, H, d, acc)

@@ -6,7 +6,7 @@ where the math is a recurrence). They are slow and meant for tests, debugging an
 import paddle
 import paddle.nn.functional as F
 
-from ._checks import acc_dtype
+from .checks import acc_dtype
 from .gla import check_args as check_gla_args, default_scale as gla_default_scale
 from .mru_scan import check_args as check_mru_args
 from .timex import check_args as check_timex_args

@@ -1,25 +1,25 @@
-"""TimeX: RWKV-v2's original causal depthwise convolution as a custom operator (kernels/timex.h, .cuh), and the
-same operator as a general causal depthwise 1-D convolution with a short kernel."""
+"""TimeX: RWKV-v2's original causal depthwise convolution as a custom operator (kernels/timex.h, .cuh). The same
+kernel with a short filter is depthwise_conv1d (depthwise_conv1d.py)."""
 import paddle
 
-from . import _checks
-from ._library import library
+from . import checks
+from .library import library
 
 OP = "paddle_lrnn.ops.timex"
 
 
-@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (checks)
 def check_args(w, x, op=OP, require_full_kernel=True, eps=0.0):
-    _checks.tensor(op, "x", x, "[B, C, T]")
-    _checks.tensor(op, "w", w, "[C, L]")
+    checks.tensor(op, "x", x, "[B, C, T]")
+    checks.tensor(op, "w", w, "[C, L]")
     B, C, T = x.shape
     if w.shape[0] != C:
         raise ValueError(f"{op}: w has shape {list(w.shape)}, expected [{C}, L] (one kernel per channel of x)")
     if require_full_kernel and T > w.shape[1]:
         raise ValueError(f"{op}: sequence length {T} exceeds the kernel length {w.shape[1]} (the context length); "
                          "TimeX needs T <= L")
-    _checks.same_place(op, ["w", "x"], [w, x])
-    _checks.number(op, "eps", eps)
+    checks.same_place(op, ["w", "x"], [w, x])
+    checks.number(op, "eps", eps)
 
 
 def timex(w, x, *, eps=0.0):
@@ -39,16 +39,3 @@ def timex(w, x, *, eps=0.0):
     """
     check_args(w, x, eps=eps)
     return library().lrnn_timex(w.astype(x.dtype), x, float(eps))
-
-
-def depthwise_conv1d(w, x):
-    """Causal depthwise 1-D convolution with a kernel of L taps, any sequence length (the TimeX kernel with lags
-    beyond L taken as zero):
-
-        out[b, c, t] = sum_{d=0..min(t, L-1)} w[c, L-1-d] * x[b, c, t-d]
-
-    w [C, L] is laid out like a cross-correlation weight (PyTorch's Conv1d weight [C, 1, L] squeezed), x [B, C, T].
-    Returns [B, C, T], differentiable w.r.t. w and x.
-    """
-    check_args(w, x, "paddle_lrnn.ops.depthwise_conv1d", require_full_kernel=False)
-    return library().lrnn_timex(w.astype(x.dtype), x, 0.0)

@@ -1,8 +1,8 @@
 """WKV: the RWKV time-mix recurrence as a custom operator (kernels in custom_ops/kernels/wkv.h, .cuh)."""
 import paddle
 
-from . import _checks
-from ._library import double_attr, library
+from . import checks
+from .library import double_attr, library
 
 OP = "paddle_lrnn.ops.wkv"
 EMPTY_LOG_SCALE = -1e38  # pp of an empty state: the log-space zero, finite so that differences stay finite
@@ -15,26 +15,26 @@ def initial_state(batch, channels, dtype=paddle.float32):
     )
 
 
-@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (_checks)
+@paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (checks)
 def check_args(w, u, k, v, state, eps=0.0):
-    _checks.tensor(OP, "k", k, "[B, T, C]")
-    _checks.tensor(OP, "v", v, "[B, T, C]")
-    _checks.tensor(OP, "w", w, "[C]")
-    _checks.tensor(OP, "u", u, "[C]")
+    checks.tensor(OP, "k", k, "[B, T, C]")
+    checks.tensor(OP, "v", v, "[B, T, C]")
+    checks.tensor(OP, "w", w, "[C]")
+    checks.tensor(OP, "u", u, "[C]")
     B, T, C = k.shape
-    _checks.shape(OP, "v", v, k.shape, " (the shape of k)")
-    _checks.shape(OP, "w", w, [C], " (one decay per channel of k)")
-    _checks.shape(OP, "u", u, [C], " (one bonus per channel of k)")
-    _checks.same_dtype(OP, ["k", "v"], [k, v])
+    checks.shape(OP, "v", v, k.shape, " (the shape of k)")
+    checks.shape(OP, "w", w, [C], " (one decay per channel of k)")
+    checks.shape(OP, "u", u, [C], " (one bonus per channel of k)")
+    checks.same_dtype(OP, ["k", "v"], [k, v])
     tensors, names = [w, u, k, v], ["w", "u", "k", "v"]
     if state is not None:
-        _checks.tensor(OP, "state", state, "[B, 3, C]")
-        _checks.shape(OP, "state", state, [B, 3, C], " ([batch, (aa, bb, pp), channels] for k of shape "
+        checks.tensor(OP, "state", state, "[B, 3, C]")
+        checks.shape(OP, "state", state, [B, 3, C], " ([batch, (aa, bb, pp), channels] for k of shape "
                       f"{list(k.shape)})")
         tensors.append(state)
         names.append("state")
-    _checks.same_place(OP, names, tensors)
-    _checks.number(OP, "eps", eps, minimum=0.0)
+    checks.same_place(OP, names, tensors)
+    checks.number(OP, "eps", eps, minimum=0.0)
 
 
 def wkv(w, u, k, v, state=None, *, eps=0.0):
@@ -57,7 +57,7 @@ def wkv(w, u, k, v, state=None, *, eps=0.0):
         (y [B, T, C] in k's dtype, state [B, 3, C]). Both are differentiable, including w.r.t. the input state.
     """
     check_args(w, u, k, v, state, eps)
-    acc = _checks.acc_dtype(k.dtype)
+    acc = checks.acc_dtype(k.dtype)
     if state is None:
         state = initial_state(k.shape[0], k.shape[2], acc)
     y, state, _ = library().lrnn_wkv(w.astype(acc), u.astype(acc), k, v, state.astype(acc), *double_attr(eps))

@@ -8,9 +8,6 @@ from typing import Optional
 
 from .amp import AMP_MODES
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_CORPUS = os.path.join(REPO_ROOT, "data", "austen", "austen.txt")
-
 
 @dataclass
 class TrainConfig:

@@ -1,6 +1,6 @@
-"""The training loop behind tools/train.py: random windows from the training split, Adam(W) with global-norm
-clipping and a step-indexed learning-rate schedule, periodic evaluation into metrics.jsonl, crash-safe checkpoints,
-exact resume, a loss-curve PNG, and a generated sample at the end.
+"""The training loop behind paddle-lrnn-train (tools/train.py): random windows from the training split, Adam(W) with
+global-norm clipping and a step-indexed learning-rate schedule, periodic evaluation into metrics.jsonl (evaluation.py),
+crash-safe checkpoints, exact resume, a loss-curve PNG, and a generated sample at the end (sampling.py).
 
 Gradient accumulation: batch_size is the number of sequences per update; with grad_accum = k each update runs the
 batch as k micro-batches of batch_size / k sequences (mean losses scaled by 1/k, gradients summed), so k changes the
@@ -26,14 +26,15 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ..data import BatchSampler, eval_batches, load_corpus
-from ..generation import generate_ids
+from ..data import DEFAULT_CORPUS, BatchSampler, load_corpus
 from ..io.atomic import atomic_files
 from ..models import AutoModelForCausalLM
 from . import checkpoint, metrics
 from .amp import MixedPrecision
 from .distributed import Parallel, partition
-from .recipes import DEFAULT_CORPUS, model_config, validate
+from .evaluation import evaluate
+from .recipes import model_config, validate
+from .sampling import sample_text
 from .schedule import lr_at
 
 # Settings that may differ when resuming: they do not change what the finished steps computed (out: the run's
@@ -72,28 +73,6 @@ def _with_defaults(saved):
     from .recipes import TrainConfig
 
     return {**TrainConfig().to_dict(), **saved}
-
-
-def evaluate(model, tokens, batch_size, ctx_len, max_batches, parallel=None, precision=None):
-    """Mean cross-entropy (nats per token) over in-order windows of `tokens`, each window from a fresh state.
-    parallel: a distributed.Parallel; rank r evaluates batches r, r + N, ... and the sums are all-reduced, so every
-    rank returns the mean over all batches. precision: an amp.MixedPrecision to evaluate under (default float32)."""
-    parallel = parallel or Parallel()
-    model.eval()
-    total, count = 0.0, 0
-    with paddle.no_grad():
-        for i, batch in enumerate(eval_batches(tokens, batch_size, ctx_len, max_batches=max_batches)):
-            if i % parallel.world_size != parallel.rank:
-                continue
-            with (precision or MixedPrecision()).autocast():
-                logits = model(paddle.to_tensor(batch.x)).logits
-                loss = F.cross_entropy(logits.reshape([-1, logits.shape[-1]]),
-                                       paddle.to_tensor(batch.y).reshape([-1]), reduction="sum", ignore_index=-100)
-            total += float(loss)
-            count += batch.n_tokens
-    model.train()
-    total, count = parallel.all_reduce_sum([total, count])
-    return total / count
 
 
 def set_deterministic():
@@ -458,43 +437,6 @@ def rank_seed(seed, rank, step):
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
 
 
-def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=None, layout="auto", ctx_len=None,
-                       log=print):
-    """Loads a saved model and its vocabulary, encodes `data` with that vocabulary and returns a dict with the mean
-    loss on `split` (windows of ctx_len tokens, default the model's, each from a fresh state) in nats per token,
-    bits per char or byte, and perplexity per token. split None: "test", or "valid" for a layout without a test
-    split (shakespeare-char)."""
-    from ..data import check_fits, load_vocab
-
-    for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{flag} must be a positive integer, got {value!r}")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")  # float32 arithmetic, whatever is stored
-    vocab = load_vocab(model_dir)
-    check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
-    # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without
-    # one (HGRN2) are evaluated on windows of --ctx-len tokens, 1024 by default
-    limit = getattr(model.config, "ctx_len", None) or getattr(model.config, "max_sequence_length", None)
-    if ctx_len is not None and limit and ctx_len > limit:
-        raise ValueError(f"--ctx-len {ctx_len} exceeds the model's context length {limit}")
-    ctx_len = ctx_len or limit or 1024
-    corpus = load_corpus(data, vocab=vocab, layout=layout, ctx_len=ctx_len)
-    if split is None:
-        split = "test" if corpus.test is not None else "valid"
-    tokens = corpus[split]
-    if tokens is None:
-        raise ValueError(f"{data} has no {split} split ({corpus.layout} layout)")
-    loss = evaluate(model, tokens, batch_size, ctx_len, max_batches)
-    unit = "char" if corpus.unit == "char" else "byte"
-    ppl = math.exp(min(loss, 700.0))
-    result = dict(split=split, loss=loss, bpc=corpus.bits_per(split, loss, per=unit), bpc_unit=unit, ppl=ppl,
-                  ppl_unit=vocab.unit, tokenization=vocab.kind, ctx_len=ctx_len, tokens=int(len(tokens)))
-    result[f"{split}_loss"], result[f"{split}_ppl"] = loss, ppl
-    log(f"{split}: loss {loss:.4f} nats/token, {result['bpc']:.4f} bits per {unit}, perplexity {result['ppl']:.3f} "
-        f"per {vocab.unit}")
-    return result
-
-
 def training_vocab(cfg):
     """What load_corpus gets as the vocabulary of a run: cfg.vocab, a kind (built from the data, or with
     cfg.tokenizer read from that path, which must hold that kind) or the path of a tokenizer's files (any kind
@@ -522,12 +464,3 @@ def training_vocab(cfg):
     if vocab.kind != kind:
         raise ValueError(f"--tokenizer {cfg.tokenizer} holds a {vocab.kind} vocabulary, but --vocab is {cfg.vocab}")
     return vocab
-
-
-def sample_text(model, corpus, length, seed):
-    """A continuation of the first line of the validation split (at most 64 tokens of it), as text."""
-    prompt = np.asarray(corpus.valid[:64]).tolist()
-    decoder = corpus.vocab.decoder()
-    text = decoder.decode(prompt)
-    text += decoder.decode(list(generate_ids(model, prompt, length, top_p=0.85, seed=seed)))
-    return text + decoder.flush()

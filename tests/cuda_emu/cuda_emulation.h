@@ -1,5 +1,5 @@
 // CPU emulation of the subset of CUDA that custom_ops/kernels/*.cuh use, so that the unmodified kernels compile with
-// g++ and run on CPU threads (tests/cuda_emu/build.py compiles them, tests/test_cuda_emulated.py checks them).
+// g++ and run on CPU threads (tests/cuda_emu/build.py compiles them, tests/test_cuda_emulated_<op>.py check them).
 // Included by custom_ops/kernels/common.cuh when LRNN_CUDA_EMULATION is defined; never by a real CUDA build.
 //
 // Execution model. A launch runs the grid's blocks one after another; each block's threads are real OS threads (a

@@ -1,4 +1,4 @@
-// GLA's CUDA launchers (custom_ops/kernels/gla.cuh) under the CPU emulation, for tests/test_cuda_emulated_gla_mru.py.
+// GLA's CUDA launchers (custom_ops/kernels/gla.cuh) under the CPU emulation, for tests/test_cuda_emulated_gla.py.
 // gla_workspace_<dtype> writes what the launchers' callers need to know into out[3]: the forward and backward
 // workspace sizes (accumulator elements; int64_t return values cannot be exported as they are) and whether the
 // chunked algorithm runs (1) or the recurrent one (0).

@@ -1,5 +1,5 @@
 // The MRU scan's CUDA launchers (custom_ops/kernels/mru_scan.cuh) under the CPU emulation, for
-// tests/test_cuda_emulated_gla_mru.py.
+// tests/test_cuda_emulated_mru_scan.py.
 #include "glue.h"
 #include "kernels/mru_scan.cuh"
 

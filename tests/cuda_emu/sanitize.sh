@@ -6,7 +6,7 @@
 #   tests/cuda_emu/sanitize.sh address    memcheck: AddressSanitizer + UBSan (out-of-bounds, use after free, array
 #                                         bounds of fixed-size register arrays, misaligned accesses, overflow)
 #   tests/cuda_emu/sanitize.sh undefined  UBSan alone
-# Extra arguments go to pytest (e.g. -k timex, or a test file: tests/test_cuda_emulated_mru.py). Libraries are cached
+# Extra arguments go to pytest (e.g. -k float32, or a test file: tests/test_cuda_emulated_mru_scan.py). Libraries are cached
 # apart from the normal build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,10 +35,10 @@ fi
 # The preload must be set when Python starts; it is then dropped from the environment so that the subprocesses
 # Paddle runs at import (ldd) do not inherit it. -s: the sanitizer's report goes to the terminal.
 exec env "${opts[@]}" "$PY" -c '
-import os, sys, pytest
+import glob, os, sys, pytest
 os.environ.pop("LD_PRELOAD", None)
 files = [a for a in sys.argv[1:] if a.startswith("tests/")]
 rest = [a for a in sys.argv[1:] if not a.startswith("tests/")]
-files = files or ["tests/test_cuda_emulated.py", "tests/test_cuda_emulated_gla.py", "tests/test_cuda_emulated_mru.py"]
+files = files or sorted(glob.glob("tests/test_cuda_emulated_*.py"))
 sys.exit(pytest.main(["-q", "-s", "-p", "no:cacheprovider", *files, *rest]))
 ' "$@"

@@ -1,4 +1,4 @@
-// TimeX's CUDA launchers (custom_ops/kernels/timex.cuh) under the CPU emulation, for tests/test_cuda_emulated.py.
+// TimeX's CUDA launchers (custom_ops/kernels/timex.cuh) under the CPU emulation, for tests/test_cuda_emulated_timex.py.
 #include "glue.h"
 #include "kernels/timex.cuh"
 

@@ -1,4 +1,4 @@
-// WKV's CUDA launchers (custom_ops/kernels/wkv.cuh) under the CPU emulation, for tests/test_cuda_emulated.py.
+// WKV's CUDA launchers (custom_ops/kernels/wkv.cuh) under the CPU emulation, for tests/test_cuda_emulated_wkv.py.
 #include "glue.h"
 #include "kernels/wkv.cuh"
 

@@ -9,7 +9,7 @@ State (use_cache=True), a dict of tensors: "wkv" [L, B, 3, C] float32 (time-mix 
 "head_ids" [B, M] (the copy head's memory of the last M < ctx_len tokens).
 
 Decoding one token at a time on CPU in float32 without gradients (T == 1, use_cache, paddle.no_grad()) runs the
-whole network as one fused operator (ops.rwkv2_step); everything else, and any step with fused_step = False, runs
+whole network as one fused operator (rwkv2_step.py); everything else, and any step with fused_step = False, runs
 the layers one by one. Both give the same numbers (within float32 rounding) and the same state.
 """
 import math
@@ -20,13 +20,13 @@ import paddle.nn as nn
 
 from ...layers.init import rwkv_init
 from ...layers.rwkv2 import K_CLAMP, K_EPS, RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
-from ...ops._checks import dims_match
-from ...ops.rwkv2_step import rwkv2_step, weight_names
+from ...ops.checks import dims_match
 # renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
 from ...ops.wkv import initial_state as initial_wkv_state
 from ..fused_step import FusedStepMixin
 from ..modeling_utils import CausalLMOutput, PretrainedModel, check_id_range, check_input_ids
 from .configuration import RWKV2Config
+from .rwkv2_step import rwkv2_step, weight_names
 
 
 class RWKV2Block(nn.Layer):

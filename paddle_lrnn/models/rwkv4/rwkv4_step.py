@@ -2,7 +2,7 @@
 sharing RWKV-v2's step parts). CPU and float32 only, inference only (no gradient)."""
 import paddle
 
-from ...ops._library import library
+from ...ops.library import library
 
 OP = "lrnn_rwkv4_step"
 TIME_MIX = ("time_decay", "time_first", "time_mix_k", "time_mix_v", "time_mix_r", "key.weight", "value.weight",

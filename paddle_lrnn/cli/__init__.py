@@ -1,4 +1,10 @@
-"""What every command-line tool shares: bad input ends in one clear line and a non-zero exit, never a traceback."""
+"""The command-line tools, one module each (train, convert, generate, export, bench): argument parsing and a call
+into the package. Each module's main(argv=None) runs the tool, cli() is its console script (paddle-lrnn-train, ...,
+setup.py) and `python tools/NAME.py` runs the same from a checkout.
+
+What they share is here: bad input ends in one clear line and a non-zero exit, never a traceback (run_cli,
+ArgumentParser), and the MKL setting that must come before Paddle is imported (importing any tool module imports
+this package first)."""
 import argparse
 import logging
 import os

@@ -9,32 +9,16 @@ Both kernels synchronise every step (a barrier per step, shuffles per matrix pro
 serial `forward` schedule (fibers; tests/cuda_emu/README.md), and a few under `parallel`, `reverse` and `random`,
 which must agree bit for bit."""
 import numpy as np
-import paddle
 import pytest
 from cuda_emu import build
 from cuda_emu.build import Arena, from_storage, round_to, to_storage
-from helpers import assert_close
+from cuda_emu.kernel_tests import HALF, acc_of, compare, f64, gradients, leaf, library_fixture, np_acc, under_schedules
 
-from paddle_lrnn.ops._library import library
+from paddle_lrnn.ops.library import library
 
-HALF = ["float16", "bfloat16"]
 NAMES = ["prefix", "state", "gm", "gstate"]
 
-
-@pytest.fixture(scope="module")
-def lib():
-    lib = build.load("mru_scan")
-    lib.set_schedule("forward")
-    yield lib
-    lib.set_schedule()
-
-
-def acc_of(dtype):
-    return "float64" if dtype == "float64" else "float32"
-
-
-def np_acc(dtype):
-    return np.float64 if dtype == "float64" else np.float32
+lib = library_fixture("mru_scan", "forward")
 
 
 def mru_inputs(B, H, T, d, seed, dtype, with_state=True, scale=0.3):
@@ -50,29 +34,11 @@ def mru_inputs(B, H, T, d, seed, dtype, with_state=True, scale=0.3):
     return m, s0, gp, gs1
 
 
-def leaf(x, dtype):
-    t = paddle.to_tensor(np.asarray(x, np.float64 if dtype == "float64" else np.float32)).astype(dtype)
-    t.stop_gradient = False
-    return t
-
-
-def f64(t):
-    return t.astype("float64").numpy()
-
-
 def mru_cpu(m, s0, gp, gs1, dtype):
     """The CPU kernel through the Paddle op: [prefix, s1, gm, gs0], float64 numpy."""
     tm, ts0 = leaf(m, dtype), leaf(s0, acc_of(dtype))
     prefix, s1 = library().lrnn_mru_scan(tm, ts0)
-    outs, cots = [], []
-    if gp is not None:
-        outs.append(prefix)
-        cots.append(paddle.to_tensor(gp.astype(np_acc(dtype))).astype(dtype))
-    if gs1 is not None:
-        outs.append(s1)
-        cots.append(paddle.to_tensor(gs1.astype(np_acc(dtype))))
-    gm, gs0 = paddle.grad(outs, [tm, ts0], cots, allow_unused=True)
-    return [f64(prefix), f64(s1), f64(gm), f64(gs0)]
+    return [f64(prefix), f64(s1), *gradients([prefix, s1], [gp, gs1], [tm, ts0])]
 
 
 def mru_emulated(lib, m, s0, gp, gs1, dtype):
@@ -92,16 +58,16 @@ def mru_emulated(lib, m, s0, gp, gs1, dtype):
     return [from_storage(prefix, dtype), s1.astype(np.float64), from_storage(gm, dtype), gs0.astype(np.float64)]
 
 
-def compare(got, exp, tol, what):
-    for name, a, e in zip(NAMES, got, exp):
-        assert_close(a, e, tol[0], tol[1], f"{what}: {name}")
-
-
 # Tolerances (rtol, atol relative to the largest expected magnitude) against the CPU kernel in the same dtype: both
 # accumulate in float32 (float64) but associate the products differently (the CUDA scan multiplies chunk products
 # and carries, the CPU kernel one step at a time); half outputs may round the other way, and the backward pass
 # reads each side's own rounded prefixes.
 TOL = {"float32": (5e-5, 5e-6), "float64": (1e-12, 1e-13), "float16": (4e-3, 2e-3), "bfloat16": (3e-2, 1.6e-2)}
+
+
+def check(lib, m, s0, gp, gs1, dtype, what):
+    """The emulated kernels against the CPU kernel in the same dtype."""
+    compare(mru_emulated(lib, m, s0, gp, gs1, dtype), mru_cpu(m, s0, gp, gs1, dtype), NAMES, TOL[dtype], what)
 
 
 def long_T(d, dtype="float32"):
@@ -118,15 +84,14 @@ D_VALUES = [1, 2, 3, 4, 5, 8, 16, 32]  # every frame size (4, 8, 16, 32), full a
 def test_float32_matches_cpu_kernel(lib, d, with_state):
     for B, H, T in [(2, 1, 1), (1, 2, 13), (1, 1, long_T(d))]:  # one step; odd, fewer steps than chunks; long
         m, s0, gp, gs1 = mru_inputs(B, H, T, d, 100 * d + T + with_state, "float32", with_state)
-        compare(mru_emulated(lib, m, s0, gp, gs1, "float32"), mru_cpu(m, s0, gp, gs1, "float32"), TOL["float32"],
-                f"d={d} T={T}")
+        check(lib, m, s0, gp, gs1, "float32", f"d={d} T={T}")
 
 
 @pytest.mark.parametrize("T", [5, 128, 129])
 def test_round_boundaries(lib, T):
     # T = 5 < 8 warps (one step per warp, three warps idle), exactly one full round, one step into the second.
     m, s0, gp, gs1 = mru_inputs(1, 1, T, 6, T, "float32")
-    compare(mru_emulated(lib, m, s0, gp, gs1, "float32"), mru_cpu(m, s0, gp, gs1, "float32"), TOL["float32"], f"T={T}")
+    check(lib, m, s0, gp, gs1, "float32", f"T={T}")
 
 
 @pytest.mark.parametrize("drop", ["gp", "gs1"])
@@ -134,7 +99,7 @@ def test_round_boundaries(lib, T):
 def test_missing_cotangent_is_a_null_pointer(lib, d, drop):
     m, s0, gp, gs1 = mru_inputs(1, 2, 37, d, d, "float32")
     gp, gs1 = (None, gs1) if drop == "gp" else (gp, None)
-    compare(mru_emulated(lib, m, s0, gp, gs1, "float32"), mru_cpu(m, s0, gp, gs1, "float32"), TOL["float32"], drop)
+    check(lib, m, s0, gp, gs1, "float32", drop)
 
 
 def test_no_cotangent_at_all_gives_zero_gradients(lib):
@@ -148,8 +113,7 @@ def test_float64_matches_cpu_kernel(lib, d):
     # float64 frames hold fewer warps (D = 32: 2 forward, 1 backward), so rounds are shorter.
     for B, H, T in [(1, 2, 1), (1, 1, 45 if d == 32 else 150)]:
         m, s0, gp, gs1 = mru_inputs(B, H, T, d, 7 * d + T, "float64")
-        compare(mru_emulated(lib, m, s0, gp, gs1, "float64"), mru_cpu(m, s0, gp, gs1, "float64"), TOL["float64"],
-                f"d={d} T={T}")
+        check(lib, m, s0, gp, gs1, "float64", f"d={d} T={T}")
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -158,11 +122,11 @@ def test_half_matches_cpu_kernel_and_float32(lib, dtype, d):
     for B, H, T in [(1, 2, 1), (1, 1, long_T(d))]:
         m, s0, gp, gs1 = mru_inputs(B, H, T, d, 13 * d + T, dtype, scale=0.1)
         got = mru_emulated(lib, m, s0, gp, gs1, dtype)
-        compare(got, mru_cpu(m, s0, gp, gs1, dtype), TOL[dtype], f"{dtype} d={d} T={T}")
+        compare(got, mru_cpu(m, s0, gp, gs1, dtype), NAMES, TOL[dtype], f"{dtype} d={d} T={T}")
         # The same representable values through the float32 CPU kernel: the prefixes differ by their rounding to
         # the storage dtype, and the backward pass of the half kernels reads those rounded prefixes.
         ref = mru_cpu(m, s0, gp, gs1, "float32")
-        compare(got, ref, (3 * TOL[dtype][0], 3 * TOL[dtype][1]), f"{dtype} vs CPU float32, d={d} T={T}")
+        compare(got, ref, NAMES, (3 * TOL[dtype][0], 3 * TOL[dtype][1]), f"{dtype} vs CPU float32, d={d} T={T}")
 
 
 def test_d_above_32_is_an_invalid_value(lib):
@@ -182,12 +146,7 @@ def test_schedules_agree_bit_for_bit(lib, schedule, dtype):
     cases = [(5, 40 if schedule == "parallel" else 150), (32, 20 if schedule == "parallel" else 60)]
     for d, T in cases:
         m, s0, gp, gs1 = mru_inputs(2, 1, T, d, 99 + d, dtype)
-        runs = []
-        try:
-            for sched in ["forward", schedule]:
-                lib.set_schedule(sched, seed=5)
-                runs.append(mru_emulated(lib, m, s0, gp, gs1, dtype))
-        finally:
-            lib.set_schedule("forward")
+        runs = under_schedules([lib], ["forward", schedule], lambda: mru_emulated(lib, m, s0, gp, gs1, dtype),
+                               restore="forward")
         for name, a, b in zip(NAMES, *runs):
             np.testing.assert_array_equal(a, b, err_msg=f"d={d} T={T} {name}")

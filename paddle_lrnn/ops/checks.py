@@ -1,4 +1,5 @@
-"""Argument checks shared by the public operators: one clear error before any kernel sees a bad tensor.
+"""Argument checks shared by the public operators: one clear error before any kernel sees a bad tensor. Public: the
+models check their inputs with the same helpers (is_tensor, dims_match), eager and traced alike.
 
 They also run while paddle.jit.to_static traces a model (paddle_lrnn.export): there they are kept out of the AST
 translation (not_to_static) and check what is known then, the rank, the dtype and the fixed dimensions; a dimension

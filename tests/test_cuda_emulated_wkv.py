@@ -1,54 +1,26 @@
-"""The CUDA kernels (custom_ops/kernels/*.cuh), run on CPU threads under tests/cuda_emu's emulation of CUDA, against
-the CPU kernels through the Paddle ops: values, checkpoints, and gradients (paddle.grad with random cotangents, a
-missing cotangent being a null pointer) in float32, float64, float16 and bfloat16, on shapes that cross every chunk,
-tile and block boundary. Outputs start as NaN poison inside guard zones (tests/cuda_emu/build.py's Arena), so an
-element a kernel never writes, or a write out of bounds, fails the test. A few cases also rerun under the serial
+"""WKV's CUDA kernels (custom_ops/kernels/wkv.cuh), run on CPU threads under tests/cuda_emu's emulation of CUDA, against
+the CPU kernel through the Paddle op (lrnn_wkv): values, checkpoints, and gradients (paddle.grad with random
+cotangents, a missing cotangent being a null pointer) in float32, float64, float16 and bfloat16, on shapes that cross
+every chunk and block boundary. Outputs start as NaN poison inside guard zones (tests/cuda_emu/build.py's Arena), so
+an element a kernel never writes, or a write out of bounds, fails the test. A few cases also rerun under the serial
 schedules (one thread at a time, in thread order, reverse order and at random), which must agree bit for bit with
 the parallel run: that is how a missing barrier or a cross-block dependency shows up deterministically."""
 import numpy as np
-import paddle
 import pytest
 from cuda_emu import build
 from cuda_emu.build import Arena, from_storage, round_to, to_storage
-from helpers import assert_close
+from cuda_emu.kernel_tests import HALF, acc_of, compare, f64, gradients, leaf, library_fixture, np_acc, under_schedules
 
-from paddle_lrnn.ops._library import double_attr, library
+from paddle_lrnn.ops.library import double_attr, library
 
 # Tolerances of the emulated CUDA kernel against the CPU kernel on the same inputs and dtype. Both accumulate in
 # float32 (float64 for float64) in the same order; they differ only in exp (glibc's expf vs the CPU kernels'
 # polynomial) and FMA contraction, so half-precision outputs may differ by one rounding of the stored value.
 TOL = {"float32": (2e-5, 2e-6), "float64": (1e-12, 1e-13), "float16": (2e-3, 1e-3), "bfloat16": (1.6e-2, 8e-3)}
-HALF = ["float16", "bfloat16"]
+
+lib = library_fixture("wkv")
 
 
-@pytest.fixture(scope="module")
-def emu():
-    wkv, timex = build.load("wkv", "timex")
-    yield {"wkv": wkv, "timex": timex}
-    wkv.set_schedule()
-    timex.set_schedule()
-
-
-def acc_of(dtype):
-    return "float64" if dtype == "float64" else "float32"
-
-
-def np_acc(dtype):
-    return np.float64 if dtype == "float64" else np.float32
-
-
-def leaf(x, dtype):
-    """A Paddle tensor of `dtype` holding x (already representable in dtype) that gradients flow to."""
-    t = paddle.to_tensor(np.asarray(x, np.float64 if dtype == "float64" else np.float32)).astype(dtype)
-    t.stop_gradient = False
-    return t
-
-
-def f64(t):
-    return t.astype("float64").numpy()
-
-
-# ----- WKV -----------------------------------------------------------------------------------------------------------
 def wkv_inputs(B, T, C, seed, dtype, with_state=False, k_scale=1.0, w_range=(0.05, 3.0)):
     """Inputs and cotangents as float64 arrays holding values exactly representable in the kernel's dtypes."""
     rng = np.random.default_rng(seed)
@@ -72,15 +44,7 @@ def wkv_cpu(inputs, eps, dtype, gy, gs1):
     acc = acc_of(dtype)
     w, u, k, v, s0 = (leaf(x, d) for x, d in zip(inputs, [acc, acc, dtype, dtype, acc]))
     y, s1, ckpt = library().lrnn_wkv(w, u, k, v, s0, *double_attr(eps))
-    outs, cots = [], []
-    if gy is not None:
-        outs.append(y)
-        cots.append(paddle.to_tensor(gy.astype(np_acc(dtype))).astype(dtype))
-    if gs1 is not None:
-        outs.append(s1)
-        cots.append(paddle.to_tensor(gs1.astype(np_acc(dtype))))
-    grads = paddle.grad(outs, [w, u, k, v, s0], cots, allow_unused=True)
-    return [f64(y), f64(s1), f64(ckpt)], [f64(g) for g in grads]
+    return [f64(y), f64(s1), f64(ckpt)], gradients([y, s1], [gy, gs1], [w, u, k, v, s0])
 
 
 def wkv_emulated(lib, inputs, eps, dtype, gy, gs1):
@@ -110,11 +74,6 @@ def wkv_emulated(lib, inputs, eps, dtype, gy, gs1):
 OUT_NAMES, GRAD_NAMES = ["y", "state", "checkpoints"], ["gw", "gu", "gk", "gv", "gstate"]
 
 
-def compare(actual, expected, names, tol, what):
-    for name, a, e in zip(names, actual, expected):
-        assert_close(a, e, tol[0], tol[1], f"{what}: {name}")
-
-
 WKV_SHAPES = [
     (1, 1, 1),  # one token, one thread
     (2, 1, 5),
@@ -129,47 +88,47 @@ WKV_SHAPES = [
 
 @pytest.mark.parametrize("B,T,C", WKV_SHAPES)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_wkv_float32_matches_cpu_kernel(emu, B, T, C, with_state):
+def test_float32_matches_cpu_kernel(lib, B, T, C, with_state):
     seed = B * 1000 + T * 10 + C + with_state
     inputs, gy, gs1 = wkv_inputs(B, T, C, seed, "float32", with_state)
     for eps in (0.0, 1e-2):
         exp = wkv_cpu(inputs, eps, "float32", gy, gs1)
-        got = wkv_emulated(emu["wkv"], inputs, eps, "float32", gy, gs1)
+        got = wkv_emulated(lib, inputs, eps, "float32", gy, gs1)
         compare(got[0], exp[0], OUT_NAMES, TOL["float32"], f"eps={eps}")
         compare(got[1], exp[1], GRAD_NAMES, TOL["float32"], f"eps={eps}")
 
 
 @pytest.mark.parametrize("which", ["y only", "state only"])
 @pytest.mark.parametrize("B,T,C", [(2, 33, 19), (3, 40, 129)])
-def test_wkv_missing_cotangent_is_a_null_pointer(emu, B, T, C, which):
+def test_missing_cotangent_is_a_null_pointer(lib, B, T, C, which):
     inputs, gy, gs1 = wkv_inputs(B, T, C, 17, "float32", with_state=True)
     gy, gs1 = (gy, None) if which == "y only" else (None, gs1)
     exp = wkv_cpu(inputs, 0.0, "float32", gy, gs1)
-    got = wkv_emulated(emu["wkv"], inputs, 0.0, "float32", gy, gs1)
+    got = wkv_emulated(lib, inputs, 0.0, "float32", gy, gs1)
     compare(got[1], exp[1], GRAD_NAMES, TOL["float32"], which)
 
 
-def test_wkv_no_cotangent_at_all_gives_zero_gradients(emu):
+def test_no_cotangent_at_all_gives_zero_gradients(lib):
     inputs, _, _ = wkv_inputs(2, 20, 9, 3, "float32", with_state=True)
-    _, grads = wkv_emulated(emu["wkv"], inputs, 0.0, "float32", None, None)
+    _, grads = wkv_emulated(lib, inputs, 0.0, "float32", None, None)
     for name, g in zip(GRAD_NAMES, grads):
         assert np.all(g == 0), name
 
 
 @pytest.mark.parametrize("B,T,C", [(1, 1, 1), (3, 17, 7), (2, 33, 19), (3, 40, 129)])
-def test_wkv_float64_matches_cpu_kernel(emu, B, T, C):
+def test_float64_matches_cpu_kernel(lib, B, T, C):
     inputs, gy, gs1 = wkv_inputs(B, T, C, 5 + T, "float64", with_state=True)
     for eps in (0.0, 1e-2):
         exp = wkv_cpu(inputs, eps, "float64", gy, gs1)
-        got = wkv_emulated(emu["wkv"], inputs, eps, "float64", gy, gs1)
+        got = wkv_emulated(lib, inputs, eps, "float64", gy, gs1)
         compare(got[0] + got[1], exp[0] + exp[1], OUT_NAMES + GRAD_NAMES, TOL["float64"], f"eps={eps}")
 
 
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("B,T,C", [(1, 1, 1), (3, 17, 7), (2, 33, 19), (3, 40, 129)])
-def test_wkv_half_matches_cpu_kernel_and_float32(emu, dtype, B, T, C):
+def test_half_matches_cpu_kernel_and_float32(lib, dtype, B, T, C):
     inputs, gy, gs1 = wkv_inputs(B, T, C, 11 + T, dtype, with_state=True)
-    got = wkv_emulated(emu["wkv"], inputs, 0.0, dtype, gy, gs1)
+    got = wkv_emulated(lib, inputs, 0.0, dtype, gy, gs1)
     exp = wkv_cpu(inputs, 0.0, dtype, gy, gs1)
     compare(got[0] + got[1], exp[0] + exp[1], OUT_NAMES + GRAD_NAMES, TOL[dtype], f"{dtype} vs CPU {dtype}")
     # The same (representable) values in float32: differs by the rounding of the stored outputs only.
@@ -181,7 +140,7 @@ def test_wkv_half_matches_cpu_kernel_and_float32(emu, dtype, B, T, C):
 @pytest.mark.parametrize(
     "case", ["extreme keys", "tiny decay", "large decay", "long sequence"],
 )
-def test_wkv_numerically_hard_inputs(emu, case):
+def test_numerically_hard_inputs(lib, case):
     if case == "extreme keys":
         inputs, gy, gs1 = wkv_inputs(2, 40, 9, 3, "float32", k_scale=30.0)
         inputs[2][0, 3] = 60.0
@@ -195,103 +154,30 @@ def test_wkv_numerically_hard_inputs(emu, case):
         inputs, gy, gs1 = wkv_inputs(1, 300, 5, 7, "float32", w_range=(1e-3, 0.1))
     for eps in (0.0, 1e-16):
         exp = wkv_cpu(inputs, eps, "float32", gy, gs1)
-        got = wkv_emulated(emu["wkv"], inputs, eps, "float32", gy, gs1)
+        got = wkv_emulated(lib, inputs, eps, "float32", gy, gs1)
         compare(got[0] + got[1], exp[0] + exp[1], OUT_NAMES + GRAD_NAMES, (1e-4, 1e-5), f"{case}, eps={eps}")
 
 
-# ----- TimeX ---------------------------------------------------------------------------------------------------------
-def timex_inputs(B, C, T, L, seed, dtype):
-    rng = np.random.default_rng(seed)
-    return (round_to(rng.normal(0, 1, (C, L)), dtype), round_to(rng.normal(0, 1, (B, C, T)), dtype),
-            round_to(rng.normal(0, 1, (B, C, T)), dtype))
-
-
-def timex_cpu(w, x, g, eps, dtype):
-    tw, tx = leaf(w, dtype), leaf(x, dtype)
-    out = library().lrnn_timex(tw, tx, float(eps))
-    gw, gx = paddle.grad([out], [tw, tx], [paddle.to_tensor(g.astype(np_acc(dtype))).astype(dtype)])
-    return [f64(out), f64(gw), f64(gx)]
-
-
-def timex_emulated(lib, w, x, g, eps, dtype):
-    sfx, sto = build.DTYPES[dtype][0], build.DTYPES[dtype][1]
-    B, C, T = x.shape
-    L = w.shape[1]
-    ar = Arena()
-    W, X, G = (ar.input(to_storage(a, dtype)) for a in (w, x, g))
-    out, gw, gx = ar.output((B, C, T), sto), ar.output((C, L), sto), ar.output((B, C, T), sto)
-    lib.call(f"timex_forward_{sfx}", B, C, T, L, W, X, eps, out, None)
-    lib.call(f"timex_backward_{sfx}", B, C, T, L, W, X, G, gw, gx, None)
-    ar.check()
-    return [from_storage(a, dtype) for a in (out, gw, gx)]
-
-
-TIMEX_SHAPES = [
-    (1, 1, 1, 1),
-    (2, 3, 1, 8),
-    (2, 5, 7, 7),
-    (3, 4, 13, 40),  # unused columns get zero gradient
-    (2, 3, 255, 256),  # one tile, one short
-    (1, 2, 256, 256),  # exactly one tile
-    (2, 2, 257, 300),  # one past a tile
-    (1, 3, 300, 513),  # gw grid crosses two tile boundaries, half of them past T
-    (1, 2, 513, 520),
-]
-TIMEX_NAMES = ["out", "gw", "gx"]
-
-
-@pytest.mark.parametrize("B,C,T,L", TIMEX_SHAPES)
-def test_timex_float32_matches_cpu_kernel(emu, B, C, T, L):
-    w, x, g = timex_inputs(B, C, T, L, B + C + T + L, "float32")
-    for eps in (0.0, 0.5):
-        got = timex_emulated(emu["timex"], w, x, g, eps, "float32")
-        exp = timex_cpu(w, x, g, eps, "float32")
-        compare(got, exp, TIMEX_NAMES, (1e-5, 1e-6), f"eps={eps}")
-
-
-@pytest.mark.parametrize("dtype", ["float64", *HALF])
-@pytest.mark.parametrize("B,C,T,L", [(2, 5, 7, 7), (2, 2, 257, 300), (1, 3, 300, 513)])
-def test_timex_other_dtypes_match_cpu_kernel(emu, dtype, B, C, T, L):
-    w, x, g = timex_inputs(B, C, T, L, 3 * T + L, dtype)
-    got = timex_emulated(emu["timex"], w, x, g, 0.25, dtype)
-    exp = timex_cpu(w, x, g, 0.25, dtype)
-    compare(got, exp, TIMEX_NAMES, TOL[dtype], f"{dtype} vs CPU {dtype}")
-    if dtype in HALF:
-        ref = timex_cpu(w, x, g, 0.25, "float32")
-        compare(got, ref, TIMEX_NAMES, (3 * TOL[dtype][0], 3 * TOL[dtype][1]), f"{dtype} vs CPU float32")
-
-
-def test_empty_batch_launches_nothing_and_sums_to_zero(emu):
+def test_empty_batch_launches_nothing_and_sums_to_zero(lib):
     # The Paddle binding accepts B = 0 (it checks T > 0 and C > 0), and the CPU kernels return empty outputs and
     # zero weight gradients; a CUDA grid of 0 blocks would be a launch error.
     w, u = np.linspace(0.1, 1, 3), np.zeros(3)
     k = v = np.zeros((0, 5, 3))
     s0 = np.zeros((0, 3, 3))
     exp = wkv_cpu([w, u, k, v, s0], 0.0, "float32", k, s0)
-    got = wkv_emulated(emu["wkv"], [w, u, k, v, s0], 0.0, "float32", k, s0)
+    got = wkv_emulated(lib, [w, u, k, v, s0], 0.0, "float32", k, s0)
     for a, b in zip(got[0] + got[1], exp[0] + exp[1]):
         assert a.shape == b.shape
         np.testing.assert_array_equal(a, b)
-    wt, x = np.ones((2, 6)), np.zeros((0, 2, 4))
-    np.testing.assert_array_equal(timex_emulated(emu["timex"], wt, x, x, 0.0, "float32")[1], np.zeros((2, 6)))
 
 
 # ----- every schedule gives the same bits -----------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
 @pytest.mark.parametrize("schedule", ["forward", "reverse", "random"])
-def test_serial_schedules_agree_bit_for_bit(emu, schedule, dtype):
+def test_serial_schedules_agree_bit_for_bit(lib, schedule, dtype):
     """No kernel may depend on the order in which threads and blocks run between barriers."""
     inputs, gy, gs1 = wkv_inputs(3, 40, 129, 99, dtype, with_state=True)
-    tx = timex_inputs(2, 2, 300, 520, 98, dtype)
-    runs = {}
-    try:
-        for sched in ["parallel", schedule]:
-            emu["wkv"].set_schedule(sched, seed=5)
-            emu["timex"].set_schedule(sched, seed=5)
-            w = wkv_emulated(emu["wkv"], inputs, 1e-2, dtype, gy, gs1)
-            runs[sched] = w[0] + w[1] + timex_emulated(emu["timex"], *tx, 0.5, dtype)
-    finally:
-        emu["wkv"].set_schedule()
-        emu["timex"].set_schedule()
-    for a, b in zip(runs[schedule], runs["parallel"]):
+    outs_and_grads = lambda: sum(wkv_emulated(lib, inputs, 1e-2, dtype, gy, gs1), [])  # noqa: E731
+    runs = under_schedules([lib], ["parallel", schedule], outs_and_grads)
+    for a, b in zip(runs[1], runs[0]):
         np.testing.assert_array_equal(a, b)

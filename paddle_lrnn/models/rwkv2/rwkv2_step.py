@@ -1,10 +1,12 @@
-"""The fused RWKV-v2 decoding step: one operator call per generated token (kernel in
-custom_ops/kernels/rwkv2_step.h). CPU and float32 only, inference only (no gradient)."""
+"""The fused RWKV-v2 decoding step: one operator call per generated token (kernel custom_ops/kernels/rwkv2_step.h,
+binding custom_ops/paddle/rwkv2_step.cc, built into the same operator library as paddle_lrnn.ops). CPU and float32
+only, inference only (no gradient). It lives beside the model because it knows the model's parameter names; its
+specification is the model's layer-by-layer step (RWKV2ForCausalLM with fused_step = False)."""
 import paddle
 
-from ._library import library
+from ...ops.library import library
 
-OP = "paddle_lrnn.ops.rwkv2_step"
+OP = "paddle_lrnn.models.rwkv2.rwkv2_step"
 TIME_MIX = ("time_decay", "time_first", "time_mix", "key.weight", "value.weight", "receptance.weight",
             "output.weight")
 CHANNEL_MIX = ("time_mix", "key.weight", "receptance.weight", "value.weight")

@@ -1,0 +1,390 @@
+"""Benchmarks (never part of the tests): each section prints a markdown table measured in one run, so the ratios
+inside a table are comparable even on a noisy machine. Paste the output into BENCHMARKS.md with the machine and
+the date. From a checkout, `python tools/bench.py` is the same command.
+
+  paddle-lrnn-bench                       # every section on CPU
+  paddle-lrnn-bench --section ops         # custom operators against their pure-Paddle references
+  paddle-lrnn-bench --section generation --original-rwkv2 DIR
+        # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
+  paddle-lrnn-bench --section rwkv4-generation --original-rwkv4 DIR
+        # DIR holds RWKV-LM's RWKV-v4/src (model_run.py); an RWKV-4 169M-layout model, about 2 GB of memory
+  paddle-lrnn-bench --section training --device gpu
+  paddle-lrnn-bench --section scale   # convert + load a random 1.3B HGRN2 checkpoint (bf16, fla-hub's layout):
+                                      # ~2.5 GiB on disk per copy in --scale-dir (default: a temporary directory,
+                                      # removed afterwards)
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+from paddle_lrnn.cli import ArgumentParser, run_cli
+
+
+def timed(fn, repeat, warmup=1):
+    """Median wall time of fn() in milliseconds."""
+    return timed_together([fn], [repeat], warmup)[0]
+
+
+def timed_together(fns, repeats, warmup=1):
+    """Median wall times (ms) of several callables, timed in alternation (round r runs every fn that still has
+    repetitions left), so that a change of machine load during the run hits all of them alike and their ratio
+    holds."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for r in range(max(repeats)):
+        for fn, n, out in zip(fns, repeats, times):
+            if r < n:
+                start = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def forward_and_backward(fn, inputs):
+    """(forward only, forward + backward) callables for fn(*inputs) with a sum-of-outputs loss."""
+    import paddle
+
+    def fwd():
+        with paddle.no_grad():
+            fn(*inputs)
+
+    def fwd_bwd():
+        outs = fn(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else [outs]
+        paddle.grad([o.astype("float32").sum() for o in outs], [t for t in inputs if not t.stop_gradient])
+
+    return fwd, fwd_bwd
+
+
+def op_cases():
+    """(name, shape label, kernel fn, reference fn, make inputs)."""
+    import paddle
+
+    from paddle_lrnn import ops
+    from paddle_lrnn.ops import reference
+
+    def tensor(*shape, scale=1.0, low=None):
+        t = paddle.rand(list(shape)) * 2 + 0.05 if low else paddle.randn(list(shape)) * scale
+        t.stop_gradient = False
+        return t
+
+    cases = [
+        ("wkv", "B=4 T=1024 C=512", ops.wkv, reference.wkv,
+         lambda: [tensor(512, low=True), tensor(512), tensor(4, 1024, 512), tensor(4, 1024, 512)]),
+        ("timex", "B=4 C=512 T=1024", ops.timex, reference.timex,
+         lambda: [tensor(512, 1024, scale=0.05), tensor(4, 512, 1024)]),
+    ]
+    if hasattr(ops, "gla"):
+        def gla_inputs():
+            q, k, v = tensor(2, 1024, 4, 64), tensor(2, 1024, 4, 64), tensor(2, 1024, 4, 64)
+            g = paddle.nn.functional.log_sigmoid(paddle.randn([2, 1024, 4, 64]) + 3)
+            g.stop_gradient = False
+            return [q, k, v, g]
+
+        cases.append(("gla", "B=2 T=1024 H=4 K=V=64", ops.gla, reference.gla, gla_inputs))
+    if hasattr(ops, "mru_scan"):
+        def mru_inputs():
+            m = paddle.eye(16).reshape([1, 1, 1, 16, 16]) + paddle.randn([8, 8, 1024, 16, 16]) * 0.02
+            m.stop_gradient = False
+            return [m]
+
+        cases.append(("mru_scan", "B=8 H=8 T=1024 d=16", ops.mru_scan, reference.mru_scan, mru_inputs))
+    return cases
+
+
+def bench_ops(args):
+    print("| operator | shape | pass | kernel ms | reference ms | speed-up |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, shape, kernel, ref, make in op_cases():
+        inputs = make()
+        k_fwd, k_both = forward_and_backward(kernel, inputs)
+        r_fwd, r_both = forward_and_backward(ref, inputs)
+        for label, kf, rf in (("forward", k_fwd, r_fwd), ("forward+backward", k_both, r_both)):
+            tk, tr = timed_together([kf, rf], [args.repeat, max(1, args.repeat // 3)])
+            print(f"| {name} | {shape} | {label} | {tk:.2f} | {tr:.1f} | {tr / tk:.1f}x |", flush=True)
+    bench_wkv_vs_timex(args)
+
+
+def bench_wkv_vs_timex(args):
+    """RWKV-v2's time-mix both ways: the O(T) recurrence against the original O(T^2) convolution (two passes)."""
+    import paddle
+
+    from paddle_lrnn import ops
+
+    print("\n| RWKV-v2 time-mix, B=4 C=512 | pass | WKV ms | TimeX ms (2 passes) | WKV speed-up |")
+    print("|---|---|---:|---:|---:|")
+    for T in (1024, 4096):
+        w, u = paddle.rand([512]) + 0.05, paddle.randn([512])
+        k, v = paddle.randn([4, T, 512]), paddle.randn([4, T, 512])
+        curve = paddle.rand([512, T])
+        ek, ekv = paddle.randn([4, 512, T]), paddle.randn([4, 512, T])
+        for t in (k, v, curve, ek, ekv):
+            t.stop_gradient = False
+        w_fwd, w_both = forward_and_backward(lambda k, v: ops.wkv(w, u, k, v, eps=1e-16), [k, v])
+        t_fwd, t_both = forward_and_backward(
+            lambda c, a, b: ops.timex(c, a) / ops.timex(c, b, eps=1e-16), [curve, ekv, ek])
+        for label, wf, tf in (("forward", w_fwd, t_fwd), ("forward+backward", w_both, t_both)):
+            tw, tt = timed_together([wf, tf], [args.repeat, max(1, args.repeat // 3)])
+            print(f"| T={T} | {label} | {tw:.2f} | {tt:.1f} | {tt / tw:.1f}x |", flush=True)
+
+
+def decoding(model, prompt, n, fused, **sampling):
+    """A callable that generates n tokens after `prompt` with the fused CPU step operator (fused) or the layers one by
+    one."""
+    from paddle_lrnn.generation import generate_ids
+
+    def generate():
+        model.fused_step = fused
+        for _ in generate_ids(model, prompt, n, **sampling):
+            pass
+    return generate
+
+
+def original_decoding(family, src, model, prompt, n, *runner_args, scores=None):
+    """A callable running RWKV-LM's RNN runner (RWKV_RNN of src/model_run.py, imported from the user's checkout
+    `src` under its own module name) on `model`'s weights as run.py does: the prompt fed token by token, then the
+    argmax appended and fed, n times. scores: turns the runner's logits list into numbers (default as they are)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from paddle_lrnn.convert import converter
+
+    os.environ.setdefault("RWKV_RUN_DEVICE", "cpu")  # read by RWKV-4's model_run.py when imported
+    spec = importlib.util.spec_from_file_location(f"original_{family}_model_run", os.path.join(src, "model_run.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, src)  # (its own imports)
+    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as tmp:
+        name = os.path.join(tmp, "bench")
+        converter(family).to_torch(model, name + ".pth")
+        rnn = module.RWKV_RNN(name, "cpu", "RWKV", *runner_args)
+    torch.set_num_threads(os.cpu_count())
+    ctx_len = model.config.ctx_len
+
+    def original():
+        rnn.clear()
+        ctx = list(prompt)
+        with torch.no_grad():
+            for t in range(len(prompt)):
+                logits = rnn.run(ctx[: t + 1])
+            for _ in range(n):
+                ctx.append(int(np.argmax(scores(logits) if scores else logits)))
+                logits = rnn.run(ctx[-ctx_len:])
+    return original
+
+
+def bench_generation(args):
+    """Step-mode tokens/s of an RWKV-v2 L6 C512 enwik8-size model; with --original-rwkv2, the original RNN
+    runner on the same weights in the same run."""
+    import paddle
+
+    from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+
+    paddle.seed(0)
+    model = RWKV2ForCausalLM(RWKV2Config(vocab_size=6064, n_embd=512, n_layer=6, ctx_len=1024))
+    for p in model.parameters():  # off the init, where many matrices are zero
+        p.set_value(p + paddle.randn(p.shape) * 0.02)
+    n = args.tokens
+    prompt = list(range(1, 33))
+    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, seed=0), n),
+            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, seed=0), n)]
+    if args.original_rwkv2:
+        # (the copy head's entries of the runner's logits are 0-d tensors)
+        original = original_decoding("rwkv2", args.original_rwkv2, model, prompt, n, 6, 512, 1024,
+                                     scores=lambda logits: [float(v) for v in logits])
+        runs.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", original, n + len(prompt)))
+    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
+    rows = [(label, tokens / (t / 1e3)) for (label, _, tokens), t in zip(runs, ms)]
+    print("| generator, L6 C512 V6064 | tokens/s | vs original |")
+    print("|---|---:|---:|")
+    base = rows[-1][1] if args.original_rwkv2 else None
+    for label, rate in rows:
+        print(f"| {label} | {rate:.1f} | {f'{rate / base:.2f}x' if base else '-'} |")
+
+
+def read_bandwidth():
+    """The machine's read bandwidth in bytes/s, measured here: the fastest of three ways of reading 512 MiB of
+    float32 once (numpy's sum, one thread; Paddle's sum; a vector times a [4096, 32768] matrix with paddle.matmul,
+    the memory-bound product decoding is made of, on all threads)."""
+    import numpy as np
+    import paddle
+
+    a = np.ones(128 << 20, np.float32)
+    t = paddle.to_tensor(a)
+    w, x = t.reshape([4096, 32768]), paddle.ones([1, 4096])
+    ms = timed_together([lambda: a.sum(), lambda: float(t.sum()), lambda: paddle.matmul(x, w).numpy()], [5, 5, 5])
+    return a.nbytes / (min(ms) / 1e3)
+
+
+def bench_rwkv4_generation(args):
+    """Step-mode tokens/s of an RWKV-4 169M-layout model (L12 C768 V50277, RWKV-4-Pile-169M's shapes, random
+    weights) in float32: greedy decoding after a 32-token prompt with the fused step and layer by layer, against the
+    memory floor (the bytes of the weights a token reads, every matrix but the embedding, over the read bandwidth
+    measured in this run), against the same matrix-vector products alone (one paddle.matmul per weight matrix), and,
+    with --original-rwkv4, RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in
+    the same run."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn.models.modeling_utils import skip_init
+    from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
+
+    paddle.seed(0)
+    config = RWKV4Config(vocab_size=50277, n_embd=768, n_layer=12, ctx_len=1024)
+    with skip_init():  # random weights of the released layout (the orthogonal init of 50277 x 768 takes minutes)
+        model = RWKV4ForCausalLM(config)
+    for name, p in model.named_parameters():
+        scale = 1.0 if ".time_" in name or ".ln" in name else 0.02
+        p.set_value(paddle.randn(p.shape) * scale + (1.0 if name.endswith(("ln0.weight", "ln1.weight", "ln2.weight",
+                                                                              "ln_out.weight")) else 0.0))
+    model.eval()
+    n = args.tokens
+    prompt = list(range(1, 33))
+    matrices = [p for name, p in model.named_parameters() if p.ndim == 2 and name != "emb.weight"]
+    rows = {p.shape[0]: paddle.randn([1, p.shape[0]]) for p in matrices}
+
+    def products():  # one token's matrix-vector products, nothing else
+        for _ in range(n):
+            for p in matrices:
+                paddle.matmul(rows[p.shape[0]], p)
+
+    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, temperature=0), n),
+            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, temperature=0), n),
+            ("its matrix-vector products alone (fp32, paddle.matmul)", products, n)]
+    if args.original_rwkv4:
+        original = original_decoding("rwkv4", args.original_rwkv4, model, prompt, n, config.n_layer, config.n_embd,
+                                     config.ctx_len)
+        runs.append(("RWKV-LM RWKV-v4 RWKV_RNN runner (torch, fp32)", original, n + len(prompt)))
+    bandwidth = read_bandwidth()
+    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
+    weight_bytes = sum(int(np.prod(p.shape)) * 4 for p in matrices) + sum(
+        int(np.prod(p.shape)) * 4 for name, p in model.named_parameters() if p.ndim != 2)
+    floor = weight_bytes / bandwidth
+    print("| generator, L12 C768 V50277 (169M), greedy | ms/token | tokens/s | vs memory floor | vs original |")
+    print("|---|---:|---:|---:|---:|")
+    base = (ms[-1] / runs[-1][2]) if args.original_rwkv4 else None
+    print(f"| memory floor ({weight_bytes / 1e6:.0f} MB per token at {bandwidth / 1e9:.1f} GB/s) | "
+          f"{floor * 1e3:.1f} | {1 / floor:.1f} | 1.00x | - |")
+    for (label, _, tokens), t in zip(runs, ms):
+        per_token = t / tokens
+        print(f"| {label} | {per_token:.1f} | {1e3 / per_token:.1f} | {floor * 1e3 / per_token:.2f}x | "
+              f"{f'{base / per_token:.2f}x' if base else '-'} |", flush=True)
+    print("\nbfloat16 and float16 weights: not measured; Paddle 3.3.1's CPU build has no 16-bit matrix product.")
+
+
+def bench_training(args):
+    """Training tokens/s of each family's recipe model for the device (the CPU recipe is what `paddle-lrnn-train`
+    trains by default off GPU), on random tokens with Adam, fp32."""
+    import paddle
+    import paddle.nn.functional as F
+
+    from paddle_lrnn.models import AutoModelForCausalLM
+    from paddle_lrnn.training.recipes import families, model_config, resolve
+
+    paddle.set_device(args.device)
+    V = 256
+    print(f"| family ({args.device} recipe, vocab {V}) | layers x width | B x T | parameters | tokens/s |")
+    print("|---|---|---|---:|---:|")
+    for family in families():
+        paddle.seed(0)
+        cfg = resolve({"model": family, "device": args.device})
+        B, T = cfg.batch_size // cfg.grad_accum, cfg.ctx_len
+        model = AutoModelForCausalLM.from_config(model_config(cfg, V))
+        opt = paddle.optimizer.Adam(learning_rate=1e-4, parameters=model.parameters())
+        x, y = paddle.randint(0, V, [B, T]), paddle.randint(0, V, [B, T])
+
+        def step():
+            loss = F.cross_entropy(model(x).logits.reshape([-1, V]), y.reshape([-1]))
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+
+        ms = timed(step, args.repeat)
+        print(f"| {family} | {cfg.n_layer} x {cfg.n_embd} | {B} x {T} | {model.num_parameters():,} | "
+              f"{B * T / (ms / 1e3):,.0f} |", flush=True)
+
+
+def bench_scale(args):
+    """Peak RSS and time of converting and loading a random checkpoint in fla-hub's HGRN2 layout, each phase in a
+    fresh process, against the weights' bytes and the floor of a process that only imports Paddle and paddle_lrnn."""
+    import shutil
+
+    from paddle_lrnn.convert.scale import HGRN2_1_3B, measure, write_hgrn2_checkpoint
+
+    sizes = HGRN2_1_3B if args.scale_size == "1.3B" else dict(hidden_size=512, num_hidden_layers=4, vocab_size=32000)
+    root = tempfile.mkdtemp(prefix="paddle_lrnn-scale-", dir=args.scale_dir)
+    try:
+        src, out = os.path.join(root, "fla"), os.path.join(root, "paddle")
+        start = time.perf_counter()
+        weights = write_hgrn2_checkpoint(src, **sizes)
+        made = time.perf_counter() - start
+        _, floor = measure("floor")
+        gib = 1 << 30
+        print(f"HGRN2 {args.scale_size} layout ({sizes}), {weights / gib:.2f} GiB of bf16 weights in two shards "
+              f"(largest {max(os.path.getsize(os.path.join(src, f)) for f in os.listdir(src)) / gib:.2f} GiB), "
+              f"written in {made:.0f} s; floor (Python + Paddle + paddle_lrnn imported) {floor / gib:.2f} GiB\n")
+        print("| phase | seconds | GiB/s | peak RSS GiB | above floor GiB | above floor / weights |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, phase, dtype, nbytes in (("convert (bf16 kept)", "convert", None, weights),
+                                            ("from_pretrained (bf16, as stored)", "load", None, weights),
+                                            ("from_pretrained(dtype=float32)", "load", "float32", 2 * weights)):
+            seconds, rss = measure(phase, src, out, dtype)
+            print(f"| {label} | {seconds:.1f} | {nbytes / gib / seconds:.2f} | {rss / gib:.2f} | "
+                  f"{(rss - floor) / gib:.2f} | {(rss - floor) / nbytes:.2f} |", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "rwkv4-generation": bench_rwkv4_generation,
+            "training": bench_training, "scale": bench_scale}
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
+    p.add_argument("--tokens", type=int, default=200, help="tokens generated per generation measurement")
+    p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
+    p.add_argument("--original-rwkv4", help="directory holding RWKV-LM's RWKV-v4/src (for the rwkv4-generation "
+                   "section)")
+    p.add_argument("--scale-size", choices=["1.3B", "46M"], default="1.3B", help="the scale section's model size")
+    p.add_argument("--scale-dir", help="where the scale section writes its checkpoints (default: the system's "
+                   "temporary directory)")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.tokens < 1:
+        raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
+        raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
+                                f"RWKV-v2-RNN/src directory")
+    if args.original_rwkv4 and not os.path.isfile(os.path.join(args.original_rwkv4, "model_run.py")):
+        raise FileNotFoundError(f"--original-rwkv4 {args.original_rwkv4} has no model_run.py; expected RWKV-LM's "
+                                f"RWKV-v4/src directory")
+    import paddle
+
+    paddle.set_device(args.device)
+    print(f"# paddle_lrnn benchmarks, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, paddle {paddle.__version__}, device {args.device}\n")
+    for name, fn in SECTIONS.items():
+        if args.section == name or (args.section == "all" and name != "scale"):  # (scale: minutes and GiBs)
+            print(f"## {name}\n")
+            fn(args)
+            print()
+
+
+def cli():
+    """The console script's entry point (setup.py)."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
