@@ -2,19 +2,17 @@
 state of RWKV-LM's own RNN runner in parallel and step mode; the hyper-parameters come off the names and shapes;
 --to torch writes the original's layout back; bad checkpoints get one clear error."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
+from helpers import run_tool
 
 from paddle_lrnn.convert import convert, converter
 from paddle_lrnn.io import CheckpointError, cast, load_torch_checkpoint, save_torch_checkpoint
 from paddle_lrnn.models import AutoModelForCausalLM, ModelFileError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 FIXTURE = os.path.join(HERE, "fixtures", "rwkv4")
 RWKV2_PTH = os.path.join(HERE, "fixtures", "rwkv2", "rwkv2-small.pth")
 CHECKPOINTS = {"RWKV": "rwkv4-small", "RWKV-ffnPre": "rwkv4-ffnpre"}
@@ -127,8 +125,7 @@ def test_dim_att_and_dim_ffn_are_read_off_the_shapes(tmp_path):
 
 def test_convert_tool_round_trip(tmp_path):
     out = tmp_path / "m"
-    ok = subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert.py"), "--model", "rwkv4", "--src",
-                         pth("RWKV-ffnPre"), "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    ok = run_tool("convert", "--model", "rwkv4", "--src", pth("RWKV-ffnPre"), "--out", out)
     assert ok.returncode == 0, ok.stderr
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.config.model_type == "rwkv4" and model.config.variant == "RWKV-ffnPre"

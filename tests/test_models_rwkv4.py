@@ -7,6 +7,7 @@ import math
 import numpy as np
 import paddle
 import pytest
+from helpers import logits_in_chunks, off_init
 
 from paddle_lrnn.models import AutoConfig, AutoModelForCausalLM, ModelFileError
 from paddle_lrnn.models.modeling_utils import skip_init
@@ -18,21 +19,7 @@ SMALL = dict(vocab_size=37, n_embd=32, n_layer=3, ctx_len=16)
 def perturbed_model(seed=0, **config):
     """A small model moved off its initialisation (zero matrices and smooth ramps would hide mistakes)."""
     paddle.seed(seed)
-    model = RWKV4ForCausalLM(RWKV4Config(**{**SMALL, **config}))
-    for _, p in model.named_parameters():
-        p.set_value(p + paddle.randn(p.shape) * 0.2)
-    model.eval()
-    return model
-
-
-def run_in_chunks(model, ids, cuts):
-    """Logits of consecutive calls on ids[:, a:b] for the cuts, the state carried; and the last state."""
-    state, parts = None, []
-    for a, b in zip([0] + cuts, cuts + [ids.shape[1]]):
-        out = model(ids[:, a:b], state=state, use_cache=True)
-        state = out.state
-        parts.append(out.logits.numpy())
-    return np.concatenate(parts, axis=1), state
+    return off_init(RWKV4ForCausalLM(RWKV4Config(**{**SMALL, **config})), 0.2)
 
 
 def test_the_169m_layout_has_the_released_names_shapes_and_count():
@@ -106,7 +93,7 @@ def test_parallel_step_and_chunks_agree(variant):
     parallel = model(ids, use_cache=True)
     expected = parallel.logits.numpy()
     for cuts in ([1, 7, 20], list(range(1, 40))):
-        logits, state = run_in_chunks(model, ids, cuts)
+        logits, state = logits_in_chunks(model, ids, cuts)
         np.testing.assert_allclose(logits, expected, atol=1e-5)
         for key in state:
             np.testing.assert_allclose(state[key].numpy(), parallel.state[key].numpy(), rtol=1e-5, atol=1e-5)

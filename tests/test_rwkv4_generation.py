@@ -2,12 +2,11 @@
 frequency penalties on the tokens generated so far, banned tokens; greedy decoding equal to a transcription of
 that pipeline's loop over the parallel pass; and text from a converted checkpoint through tools/generate.py."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import pytest
+from helpers import run_tool
 
 from paddle_lrnn.convert import convert
 from paddle_lrnn.data import CharVocab, load_vocab
@@ -15,7 +14,6 @@ from paddle_lrnn.generation import generate_ids, sample_logits
 from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +76,8 @@ def test_generate_tool_on_a_converted_checkpoint(tmp_path):
     convert("rwkv4", os.path.join(HERE, "fixtures", "rwkv4", "rwkv4-small.pth"), str(out), log=lambda *_: None)
     CharVocab([chr(c) for c in range(32, 32 + 96)] + ["\n"]).save(str(out))
     assert load_vocab(str(out)).vocab_size == 97
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "generate.py"), "--model-dir", str(out),
-                             "--prompt", "The", "--length", "20", "--top-p", "0.85", "--top-k", "5",
-                             "--presence-penalty", "0.2", "--frequency-penalty", "0.2", "--ban", "0", "--seed", "3"],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = run_tool("generate", "--model-dir", out, "--prompt", "The", "--length", 20, "--top-p", 0.85, "--top-k", 5,
+                      "--presence-penalty", 0.2, "--frequency-penalty", 0.2, "--ban", 0, "--seed", 3)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The") and len(result.stdout.rstrip("\n")) >= 3 + 20 - 1
 
@@ -100,11 +96,6 @@ def released_layout_checkpoint(folder, vocab_size, seed):
     path = os.path.join(folder, "RWKV-4-test-20230101-ctx512.pth")
     converter("rwkv4").to_torch(model, path)
     return path
-
-
-def tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
 @pytest.mark.parametrize("tokenizer", ["20B", "World"])
@@ -132,12 +123,12 @@ def test_convert_and_generate_with_the_released_tokenizers(tmp_path, tokenizer):
         rows = 65536
     pth = released_layout_checkpoint(str(folder), rows, seed=1)
     out = tmp_path / "converted"
-    result = tool("convert", "--model", "rwkv4", "--src", pth, "--out", out)
+    result = run_tool("convert", "--model", "rwkv4", "--src", pth, "--out", out)
     assert result.returncode == 0, result.stderr
     assert load_vocab(str(out)).encode(UNICODE_TEXT).tolist() == expected
     model = RWKV4ForCausalLM.from_pretrained(str(out))
     assert (model.config.vocab_size, model.config.ctx_len) == (rows, 512)
-    result = tool("generate", "--model-dir", out, "--prompt", "It is a truth", "--length", 12, "--top-p", 0.85,
+    result = run_tool("generate", "--model-dir", out, "--prompt", "It is a truth", "--length", 12, "--top-p", 0.85,
                   "--presence-penalty", 0.2, "--frequency-penalty", 0.2, "--ignore-eos", "--seed", 2)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("It is a truth") and "decode: 11 tokens" in result.stderr

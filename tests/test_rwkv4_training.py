@@ -2,14 +2,12 @@
 the exponential learning-rate decay, the L2Wrap term the trainer adds to the loss, and a short run on the embedded
 corpus through tools/train.py that learns, saves a model that generates, and exports."""
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
+from helpers import run_tool
 
 from paddle_lrnn.generation import generate_text
 from paddle_lrnn.models import AutoModelForCausalLM
@@ -19,8 +17,6 @@ from paddle_lrnn.training.recipes import model_config, resolve
 from paddle_lrnn.training.schedule import lr_at
 from paddle_lrnn.training.trainer import Trainer
 from training_helpers import austen_excerpt
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_enwik8_preset_is_the_originals():
@@ -82,8 +78,7 @@ def test_a_short_run_learns_generates_and_exports(tmp_path_factory, tmp_path):
     args = ["--model", "rwkv4", "--data", data, "--out", out, "--n-layer", 2, "--n-embd", 32, "--ctx-len", 32,
             "--batch-size", 8, "--max-steps", 30, "--eval-interval", 15, "--eval-iters", 4, "--sample-length", 20,
             "--model-option", "variant=RWKV-ffnPre", "--no-progress"]
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train.py"), *map(str, args)],
-                            capture_output=True, text=True, cwd=REPO, timeout=600)
+    result = run_tool("train", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     records = metrics.read_records(str(out / "metrics.jsonl"))
     assert [r["step"] for r in records] == [15, 30]
@@ -93,7 +88,6 @@ def test_a_short_run_learns_generates_and_exports(tmp_path_factory, tmp_path):
     text = "".join(generate_text(str(out), "Elinor", 10, seed=1))
     assert text.startswith("Elinor") and len(text) == 16
     exported = tmp_path / "exported"
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--model-dir", str(out),
-                             "--out", str(exported)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    result = run_tool("export", "--model-dir", out, "--out", exported)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (exported / "step.json").exists() and (exported / "export.json").exists()

@@ -1,6 +1,39 @@
 """What the models with a fused CPU decoding step share (RWKV-v2's and RWKV-4's): when a single-token step may run as
-the one operator call, and the list of weights the operator reads."""
+the one operator call, the list of weights the operator reads, and the checks around the call."""
 import paddle
+
+NORMS = ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")
+
+
+def block_weight_names(top, time_mix, channel_mix, n_layer, ffn_pre):
+    """Parameter names in a fused RWKV step's order: `top` (the weights outside the blocks), then per block its two
+    norms, its time-mix `att` (names `time_mix` in it) or, in block 0 of the "RWKV-ffnPre" variant, the channel-mix
+    `ffnPre`, and its channel-mix `ffn` (names `channel_mix`)."""
+    names = list(top)
+    for i in range(n_layer):
+        block = f"blocks.{i}."
+        names += [block + n for n in NORMS]
+        sub, mix = ("ffnPre.", channel_mix) if ffn_pre and i == 0 else ("att.", time_mix)
+        names += [block + sub + n for n in mix]
+        names += [block + "ffn." + n for n in channel_mix]
+    return names
+
+
+def run_step_operator(name, weights, input_ids, state, call):
+    """call() (a fused step's operator) after the checks every step makes: input_ids a [B, 1] tensor, a state with
+    its wkv and shift tensors, no gradient wanted (the operators have no backward); the operator's own checks, which
+    Paddle raises as OSError with the C++ source line after, become a ValueError of their first line."""
+    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != 1:
+        raise ValueError(f"{name}: input_ids must be a paddle.Tensor [B, 1] (one token per row)")
+    missing = {"wkv", "att_shift", "ffn_shift"} - set(state)
+    if missing:
+        raise ValueError(f"{name}: the state lacks {sorted(missing)}")
+    if paddle.is_grad_enabled() and any(not w.stop_gradient for w in weights):
+        raise ValueError(f"{name} is inference only (no backward): call it under paddle.no_grad()")
+    try:
+        return call()
+    except OSError as err:
+        raise ValueError(str(err).strip().splitlines()[0]) from None
 
 
 class FusedStepMixin:

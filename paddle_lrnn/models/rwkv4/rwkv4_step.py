@@ -1,28 +1,21 @@
-"""The fused RWKV-4 decoding step: one operator call per generated token (kernel in custom_ops/kernels/rwkv4_step.h,
-sharing RWKV-v2's step parts). CPU and float32 only, inference only (no gradient)."""
-import paddle
-
+"""The fused RWKV-4 decoding step: one operator call per generated token (kernel custom_ops/kernels/rwkv4_step.h on
+RWKV-v2's step parts, binding custom_ops/paddle/rwkv4_step.cc). CPU and float32 only, inference only (no gradient).
+It lives beside the model because it knows the model's parameter names; its specification is the model's
+layer-by-layer step (RWKV4ForCausalLM with fused_step = False)."""
 from ...ops.library import library
+from ..fused_step import block_weight_names, run_step_operator
 
-OP = "lrnn_rwkv4_step"
+OP = "paddle_lrnn.models.rwkv4.rwkv4_step"
 TIME_MIX = ("time_decay", "time_first", "time_mix_k", "time_mix_v", "time_mix_r", "key.weight", "value.weight",
             "receptance.weight", "output.weight")
 CHANNEL_MIX = ("time_mix_k", "time_mix_r", "key.weight", "receptance.weight", "value.weight")
+TOP = ("emb.weight", "blocks.0.ln0.weight", "blocks.0.ln0.bias", "ln_out.weight", "ln_out.bias", "head.weight")
 
 
 def weight_names(n_layer, ffn_pre=False):
     """The parameter names of RWKV4ForCausalLM in the order rwkv4_step takes the weights. ffn_pre: the
     "RWKV-ffnPre" variant, whose block 0 has a channel-mix `ffnPre` instead of `att`."""
-    names = ["emb.weight", "blocks.0.ln0.weight", "blocks.0.ln0.bias", "ln_out.weight", "ln_out.bias", "head.weight"]
-    for i in range(n_layer):
-        block = f"blocks.{i}."
-        names += [block + n for n in ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")]
-        if ffn_pre and i == 0:
-            names += [block + "ffnPre." + n for n in CHANNEL_MIX]
-        else:
-            names += [block + "att." + n for n in TIME_MIX]
-        names += [block + "ffn." + n for n in CHANNEL_MIX]
-    return names
+    return block_weight_names(TOP, TIME_MIX, CHANNEL_MIX, n_layer, ffn_pre)
 
 
 def rwkv4_step(weights, input_ids, state, *, ffn_pre, ln_eps):
@@ -42,11 +35,7 @@ def rwkv4_step(weights, input_ids, state, *, ffn_pre, ln_eps):
     Returns:
         (logits [B, 1, V] float32, the state after this token, in the same layout).
     """
-    if paddle.is_grad_enabled() and any(not w.stop_gradient for w in weights):
-        raise ValueError(f"{OP} is inference only (no backward): call it under paddle.no_grad()")
-    try:
-        logits, wkv, att_shift, ffn_shift = library().lrnn_rwkv4_step(
-            input_ids, weights, state["wkv"], state["att_shift"], state["ffn_shift"], bool(ffn_pre), float(ln_eps))
-    except OSError as err:  # the operator's checks (Paddle raises them as OSError, with the C++ source line after)
-        raise ValueError(str(err).strip().splitlines()[0]) from None
+    logits, wkv, att_shift, ffn_shift = run_step_operator(
+        OP, weights, input_ids, state, lambda: library().lrnn_rwkv4_step(
+            input_ids, weights, state["wkv"], state["att_shift"], state["ffn_shift"], bool(ffn_pre), float(ln_eps)))
     return logits, {"wkv": wkv, "att_shift": att_shift, "ffn_shift": ffn_shift}
