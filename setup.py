@@ -72,6 +72,14 @@ setup(
     cmdclass={"build_ext": Build},
     python_requires=">=3.8",
     install_requires=["numpy", "safetensors>=0.8", "tokenizers>=0.21", "tqdm", "matplotlib"],
+    # Optional integrations (paddle_lrnn.integrations; README "PaddleNLP and PaddleFormers"), pinned to the versions
+    # they were tested with and to the dependency pins without which they do not install or import next to Paddle
+    # 3.3.1 (unpinned, visualdl pulls an httpx that breaks `import paddle`). Both bring numpy <= 1.26.4; the core
+    # package alone runs on numpy 2 as well.
+    extras_require={
+        "paddlenlp": ["paddlenlp==3.0.0b4", "aistudio-sdk==0.2.6", "datasets<3.2", "pyarrow<19", "visualdl<3"],
+        "paddleformers": ["paddleformers==1.2.0", "pyarrow<26"],
+    },
     entry_points={"console_scripts": [f"paddle-lrnn-{tool} = paddle_lrnn.cli.{tool}:cli"
                                       for tool in ("train", "convert", "generate", "export", "bench")]},
     zip_safe=False,
