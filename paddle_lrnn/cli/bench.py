@@ -231,7 +231,8 @@ def bench_rwkv4_generation(args):
     memory floor (the bytes of the weights a token reads, every matrix but the embedding, over the read bandwidth
     measured in this run), against the same matrix-vector products alone (one paddle.matmul per weight matrix), and,
     with --original-rwkv4, RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in
-    the same run."""
+    the same run. Per token: ours over the --tokens it generates (the prompt is one parallel call), the runner's over
+    every token it runs (it feeds the prompt token by token, as its run.py does)."""
     import numpy as np
     import paddle
 
