@@ -64,6 +64,7 @@ class InfGradientAt(Trainer):
             self.unchanged = all(np.array_equal(a, p.numpy()) for a, p in zip(self.before, self.model.parameters()))
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_is_refused_in_one_line(corpus_file, tmp_path):
     with pytest.raises(ValueError, match="--amp bf16 needs --device gpu: Paddle runs no mixed precision on CPU"):
         resolve(dict(model="rwkv2", device="cpu", amp="bf16"))
@@ -79,6 +80,7 @@ def test_amp_on_cpu_is_refused_in_one_line(corpus_file, tmp_path):
         resume_config(str(tmp_path / "run"), {"amp": "bf16", "out": str(tmp_path / "run")})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fp16_loss_scaling_changes_no_bit(corpus_file, tmp_path, family):
     _, plain = run(config(corpus_file, tmp_path / "off", family))
@@ -91,6 +93,7 @@ def test_fp16_loss_scaling_changes_no_bit(corpus_file, tmp_path, family):
         np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
 
 
+@pytest.mark.slow
 def test_overflow_skips_the_update_halves_the_scale_and_resumes_exactly(corpus_file, tmp_path):
     cfg = dict(amp="fp16", max_steps=6)
     _, t = run(config(corpus_file, tmp_path / "full", **cfg), trainer_class=InfGradientAt)

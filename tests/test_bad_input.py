@@ -758,6 +758,7 @@ def test_bad_input_is_answered_in_one_line(row, ws, capsys):
     assert_nothing_partial(ws, before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", params([r for r in ROWS if r.process]))
 def test_bad_input_in_a_real_process(row, ws):
     before = leftovers(ws.root)
@@ -773,6 +774,7 @@ def test_bad_input_in_a_real_process(row, ws):
     assert_nothing_partial(ws, before)
 
 
+@pytest.mark.slow
 def test_file_size_limit_in_a_real_process(ws):
     """A real write failure (RLIMIT_FSIZE: writes past 64 KiB fail with EFBIG) while a finished run resumes: one line
     naming the file, the run's files as they were, nothing half-written left."""

@@ -249,6 +249,7 @@ def tool(*args):
                           capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow
 def test_tool_both_ways_and_errors(tmp_path, ref):
     result = tool("--model", "hgrn2", "--src", CKPT, "--out", tmp_path / "p")
     assert result.returncode == 0, result.stderr

@@ -185,6 +185,7 @@ def test_train_folder_layout_finds_model_json_in_the_parent(tmp_path, ref, model
         np.testing.assert_array_equal(from_torch(str(src))(ids).logits.numpy(), model(ids).logits.numpy())
 
 
+@pytest.mark.slow
 def test_tools_convert_both_ways(tmp_path):
     tool = os.path.join(REPO, "tools", "convert.py")
     r = subprocess.run([sys.executable, tool, "--model", "mru", "--src", CKPT, "--config", MODEL_JSON, "--out",

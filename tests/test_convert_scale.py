@@ -25,6 +25,7 @@ def checkpoint(tmp_path_factory):
     return d, weights
 
 
+@pytest.mark.slow
 def test_convert_and_load_memory_scale_with_the_weights(checkpoint):
     d, weights = checkpoint
     src, out = str(d / "src"), str(d / "out")

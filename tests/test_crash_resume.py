@@ -20,6 +20,8 @@ from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, resume_config
 from training_helpers import austen_excerpt, without_timing
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 HOOKS = os.path.join(HERE, "train_with_hooks.py")

@@ -18,6 +18,8 @@ from helpers import assert_close_dg, log_gates
 
 from paddle_lrnn.ops.library import double_attr, library
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 OUT_NAMES = ["o", "state"]
 GRAD_NAMES = ["gq", "gk", "gv", "gg", "gstate"]
 

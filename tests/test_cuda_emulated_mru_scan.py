@@ -16,6 +16,8 @@ from cuda_emu.kernel_tests import HALF, acc_of, compare, f64, gradients, leaf, l
 
 from paddle_lrnn.ops.library import library
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 NAMES = ["prefix", "state", "gm", "gstate"]
 
 lib = library_fixture("mru_scan", "forward")

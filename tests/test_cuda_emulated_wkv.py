@@ -13,6 +13,8 @@ from cuda_emu.kernel_tests import HALF, acc_of, compare, f64, gradients, leaf, l
 
 from paddle_lrnn.ops.library import double_attr, library
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 # Tolerances of the emulated CUDA kernel against the CPU kernel on the same inputs and dtype. Both accumulate in
 # float32 (float64 for float64) in the same order; they differ only in exp (glibc's expf vs the CPU kernels'
 # polynomial) and FMA contraction, so half-precision outputs may differ by one rounding of the stored value.

@@ -8,6 +8,8 @@ import pytest
 from cuda_emu import build
 from cuda_emu.build import Arena, EmulationError
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 SCHEDULES = ["parallel", "forward", "reverse", "random"]
 
 

@@ -20,15 +20,9 @@ from tokenizer_files import hand_gpt2_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUSTEN = D.DEFAULT_CORPUS
-FIXTURES = os.environ.get("PADDLE_LRNN_FIXTURES", "")
-for candidate in (FIXTURES, os.path.join(ROOT, "shared", "fixtures"), os.path.join(ROOT, "..", "shared", "fixtures"),
-                  os.path.join(ROOT, "..", "..", "shared", "fixtures"), "/work/shared/fixtures"):
-    if candidate and os.path.isdir(os.path.join(candidate, "rwkv2")):
-        FIXTURES = candidate
-        break
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 V2_VOCAB = os.path.join(FIXTURES, "rwkv2", "vocab.json")
 V2_REF = os.path.join(FIXTURES, "rwkv2", "rwkv2-small-ref.npz")
-needs_fixtures = pytest.mark.skipif(not os.path.isfile(V2_VOCAB), reason="shared/fixtures/rwkv2 not found")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +54,6 @@ def test_import_does_not_import_paddle():
 
 
 # ---------------------------------------------------------------------------------------------------------- chars
-@needs_fixtures
 def test_v2_vocab_json_loads_and_saves_byte_exact(tmp_path, austen_text):
     v = D.load_vocab(V2_VOCAB)
     assert isinstance(v, D.CharVocab) and v.vocab_size == 77 and v.unit == "char"
@@ -82,7 +75,6 @@ def test_v2_vocab_json_loads_and_saves_byte_exact(tmp_path, austen_text):
     assert D.load_vocab(tmp_path / "bare").chars == v.chars
 
 
-@needs_fixtures
 def test_v2_reference_tokens():
     ref = np.load(V2_REF)
     v = D.load_vocab(V2_VOCAB)
@@ -94,7 +86,6 @@ def test_v2_reference_tokens():
     assert v.decode(ids) == text
 
 
-@needs_fixtures
 def test_char_unknown_error_and_mapping():
     v = D.load_vocab(V2_VOCAB)
     with pytest.raises(D.DataError) as e:
@@ -148,6 +139,7 @@ def test_byte_vocab_and_incremental_decoder(tmp_path):
     assert D.load_vocab(tmp_path / "b") == v
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.text())
 def test_byte_and_char_round_trip(text):
@@ -452,7 +444,6 @@ def test_shakespeare_char_layout(tmp_path, austen_bytes):
         D.load_corpus(p, "words", layout="shakespeare-char", cache_dir=tmp_path / "cache")
 
 
-@needs_fixtures
 def test_given_vocab_that_does_not_fit(tmp_path, austen_text, austen_bytes):
     v = D.load_vocab(V2_VOCAB)
     bad = next(i for i, ch in enumerate(austen_text) if ch not in v.stoi)

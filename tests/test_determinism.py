@@ -75,6 +75,7 @@ def digests_with_threads(n):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_operators_do_not_depend_on_the_thread_count():
     one, three = digests_with_threads(1), digests_with_threads(3)
     assert sorted(one) == ["depthwise_conv1d", "gla", "mru_scan", "timex", "wkv"]
@@ -96,6 +97,7 @@ def train(corpus_file, out, **overrides):
     return without_timing(records), log[-1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_sample(corpus_file, tmp_path):
     records, sample = train(corpus_file, tmp_path / "a")
     again, sample_again = train(corpus_file, tmp_path / "b", deterministic=True)

@@ -22,6 +22,8 @@ from paddle_lrnn.training.recipes import resolve
 from paddle_lrnn.training.trainer import Trainer, TrainingError, clip_gradients, make_optimizer
 from training_helpers import austen_excerpt, records, run
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILY_SETTINGS = {
     "rwkv2": dict(n_layer=1, n_embd=16),

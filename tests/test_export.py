@@ -19,6 +19,8 @@ from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small models whose sequences below run past every window: RWKV-v2's copy-head memory (ctx_len - 1 = 5 tokens),
 # HGRN2's short convolutions (with lower bounds), MRU's attention window and xPos table (8 positions).

@@ -10,12 +10,15 @@ import os
 
 import numpy as np
 import paddle
+import pytest
 from helpers import assert_close, assert_close_dg, ldu_matrices, log_gates, near_identity, run_with_grads
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from paddle_lrnn import ops
 from paddle_lrnn.ops import reference
+
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
 
 LONG = os.environ.get("LRNN_FUZZ") == "long"
 T_MAX = 300 if LONG else 40

@@ -60,6 +60,7 @@ def test_greedy_generation_matches_the_parallel_pass():
     assert list(generate_ids(model, prompt, 12, seed=5)) == list(generate_ids(model, prompt, 12, seed=5))
 
 
+@pytest.mark.slow
 def test_generate_text_from_a_converted_checkpoint(tmp_path):
     out = str(tmp_path / "m")
     convert("rwkv2", os.path.join(FIXTURE, "rwkv2-small.pth"), out, vocab=os.path.join(FIXTURE, "vocab.json"),

@@ -160,6 +160,7 @@ def test_word_level_text_reads_naturally(trained):
     assert "".join(generate_text(out, "Elinor was\n", 3, seed=2))[len("Elinor was\n"):][:1] not in (" ", "")
 
 
+@pytest.mark.slow
 def test_tools_train_evaluate_and_generate(wikitext_dir, tmp_path):
     out = tmp_path / "m"
     result = tool("train", "--model", "hgrn2", "--data", wikitext_dir, "--vocab", "words", "--out", out,

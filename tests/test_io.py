@@ -32,11 +32,10 @@ except ImportError:  # the default test environment has no torch
     torch = None
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
-FIXTURES = Path(os.environ.get("PADDLE_LRNN_FIXTURES", "/work/shared/fixtures"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RWKV2 = FIXTURES / "rwkv2" / "rwkv2-small.pth"
 MRU = FIXTURES / "mru" / "checkpoint-step-100.pt"
 HGRN2 = FIXTURES / "hgrn2" / "hgrn2-small" / "model.safetensors"
-needs_fixtures = pytest.mark.skipif(not RWKV2.exists(), reason="shared fixtures not present")
 
 
 def contiguous(a):
@@ -114,7 +113,6 @@ def raw_record(path, suffix):
         return z.read(name)
 
 
-@needs_fixtures
 def test_rwkv2_fixture():
     sd = load_torch_checkpoint(RWKV2)
     assert type(sd) is dict and len(sd) == 52
@@ -128,7 +126,6 @@ def test_rwkv2_fixture():
     assert not np.array_equal(sd["head_q.weight"], sd["head_k.weight"])
 
 
-@needs_fixtures
 def test_mru_fixture_tied_weights():
     ck = load_torch_checkpoint(MRU)
     assert list(ck) == ["step", "model_state_dict"] and ck["step"] == 100
@@ -141,7 +138,6 @@ def test_mru_fixture_tied_weights():
     assert np.abs(sd["layers.0.state_matrices_up.weight"]).max() > 0  # moved off its zero init
 
 
-@needs_fixtures
 def test_hgrn2_fixture_matches_safetensors_package():
     load_file = pytest.importorskip("safetensors.numpy").load_file
     ours = load_safetensors(HGRN2)
@@ -154,7 +150,6 @@ def test_hgrn2_fixture_matches_safetensors_package():
     assert safetensors_entries(HGRN2)["lm_head.weight"] == ("float32", (53, 96))
 
 
-@needs_fixtures
 @pytest.mark.parametrize("fixture", [RWKV2, MRU], ids=["rwkv2", "mru"])
 def test_fixture_resave_round_trip(tmp_path, fixture):
     original = load_torch_checkpoint(fixture)
@@ -566,7 +561,6 @@ def test_crc_mismatch_detected(tmp_path):
     refused(tmp_path / "flip.pth", "CRC-32")
 
 
-@needs_fixtures
 @pytest.mark.parametrize("keep", [0.999, 0.9, 0.5, 0.1, 100, 30, 4, 1])
 def test_truncated_archives(tmp_path, keep):
     data = MRU.read_bytes()
@@ -642,6 +636,7 @@ def test_fuzzed_torch_checkpoints_only_load_or_refuse(tmp_path):
     assert outcomes["refused"] > 100
 
 
+@pytest.mark.slow
 def test_fuzzed_pickles_only_load_or_refuse(tmp_path):
     """Mutates data.pkl itself (whole-file mutations mostly hit the CRC check) and re-wraps it in a valid zip."""
     obj = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "meta": OrderedDict(step=3, t=(1, 2.5, None, b"ab")),
@@ -1038,7 +1033,6 @@ def test_we_read_torch_containers_and_formats(tmp_path):
 
 
 @needs_torch
-@needs_fixtures
 def test_fixtures_match_torch_load():
     for path in (RWKV2, MRU):
         ref = torch.load(path, weights_only=True)

@@ -31,6 +31,7 @@ def logits_step_by_step(model, ids):
     return logits_in_chunks(model, ids, list(range(1, ids.shape[1])))[0]
 
 
+@pytest.mark.slow
 def test_default_config_has_the_original_parameter_count_and_initialisation():
     paddle.seed(0)
     model = RWKV2ForCausalLM(RWKV2Config())

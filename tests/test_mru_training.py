@@ -219,6 +219,7 @@ def test_short_run_learns_and_saves(trained):
     assert 0 < np.abs(up).max() < 8 * 1e-2 * 0.25 * math.sqrt(2 / 24) * 1.5
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(corpus_file, tmp_path):
     full_state, full = run(tiny(corpus_file, tmp_path / "full", max_steps=6, eval_interval=3))
     run(tiny(corpus_file, tmp_path / "part", max_steps=3, eval_interval=3))
@@ -268,6 +269,7 @@ def tiny_bpe(tmp_path):
     return Path(hand_gpt2_files(tmp_path / "gpt2", merges))
 
 
+@pytest.mark.slow
 def test_gpt2_bpe_trains_and_missing_files_are_named(corpus_file, tiny_bpe, tmp_path):
     state, t = run(tiny(corpus_file, tmp_path / "bpe", vocab="gpt2", tokenizer=str(tiny_bpe), max_steps=2,
                         eval_interval=2, sample_length=5))
@@ -297,6 +299,7 @@ def test_generation_in_step_mode_equals_recomputing_the_whole_sequence(trained):
     assert text.startswith("Elinor") and len(text) == len("Elinor") + 15
 
 
+@pytest.mark.slow
 def test_tools_train_evaluate_and_generate(corpus_file, tmp_path):
     out = tmp_path / "m"
     result = tool("train", "--model", "mru", "--data", corpus_file, "--out", out, "--n-layer", 1, "--n-embd", 16,

@@ -172,6 +172,7 @@ def gla_with_state(q, k, v, g, s):
     return gla(q, k, v, g, s)
 
 
+@pytest.mark.slow
 def test_to_static_matches_eager():
     inputs = [paddle.to_tensor(a, stop_gradient=False) for a in make_inputs(2, 12, 2, 4, 3, 13, with_state=True)]
     spec = [paddle.static.InputSpec([None, None, 2, 4], "float32")] * 2 + [

@@ -151,6 +151,7 @@ def scan_for_to_static(m, state):
     return mru_scan(m, state)
 
 
+@pytest.mark.slow
 def test_to_static_matches_eager():
     m = near_identity((3, 2, 5, 4, 4), 12)
     state = random_state(3, 2, 4, 12)

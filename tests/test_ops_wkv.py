@@ -68,6 +68,7 @@ def test_kernel_matches_reference(B, T, C, with_state):
     compare_kernel_to_reference(*make_inputs(B, T, C, seed, with_state=with_state), seed)
 
 
+@pytest.mark.slow
 def test_kernel_matches_reference_long_sequence():
     compare_kernel_to_reference(*make_inputs(2, 2048, 5, 7, w_range=(1e-3, 0.1)), 7, rtol=1e-3, atol=1e-4)
 

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from paddle_lrnn.data import DEFAULT_CORPUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +40,7 @@ def test_every_folder_of_modules_is_a_package():
     assert [d for d in folders if not os.path.isfile(os.path.join(d, "__init__.py"))] == []
 
 
+@pytest.mark.slow
 def test_import_is_cheap_and_loads_no_operator_library():
     code = ("import time, sys; import paddle; t = time.perf_counter(); import paddle_lrnn, paddle_lrnn.models, "
             "paddle_lrnn.ops; print(time.perf_counter() - t, 'paddle_lrnn._C' in sys.modules)")

@@ -9,6 +9,7 @@ from helpers import REPO, run_tool as tool
 
 from paddle_lrnn.data import DEFAULT_CORPUS
 
+pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
 
 
 @pytest.fixture(scope="module")

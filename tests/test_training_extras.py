@@ -42,6 +42,7 @@ def train(cfg):
     return t.train(), t
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_trains_what_the_whole_batch_trains(corpus_file, tmp_path):
     whole_state, whole = train(tiny(corpus_file, tmp_path / "whole"))
     for k in (2, 4):
@@ -86,6 +87,7 @@ def test_eval_window_limit_only_for_models_with_a_context_limit(corpus_file, tmp
     assert model.config.ctx_len == 16
 
 
+@pytest.mark.slow
 def test_resume_may_change_grad_accum(corpus_file, tmp_path):
     from paddle_lrnn.training.trainer import resume_config
 

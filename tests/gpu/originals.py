@@ -1,11 +1,12 @@
 """The original projects' kernels, loaded at run time for bench.py's comparisons. Their code is not part of this
-repository: tests/gpu/fetch_originals.sh copies it into a git-ignored folder (default: originals/ at the repository
-root; $LRNN_ORIGINALS or bench.py --originals to change), which the device tool carries to the GPU machine.
+repository: tests/gpu/fetch_originals.sh copies it, from pinned commits, into a git-ignored folder (default:
+originals/ at the repository root; $LRNN_ORIGINALS or bench.py --originals to change).
 
   in the folder                 original                                               compared with ours
   rwkv4/wkv_{cuda.cu,op.cpp}    RWKV-4's wkv CUDA kernel (BlinkDL/RWKV-LM RWKV-v4/cuda)  wkv, float32
   rwkv2/timex_{cuda.cu,op.cpp}  RWKV-v2's TimeX CUDA kernel (RWKV-v2-RNN/cuda)          timex, float32
   mru-lm/{hs,bk}_mru.py         mru-lm's Hillis-Steele and Brent-Kung scans (torch)     mru, any dtype and device
+  mru-lm/cuda_mru/              mru-lm's default CUDA scan (mikayahlevi/cuda_mru)       mru, float32, on a GPU
   py/fla (+ einops, packaging)  fla-core 0.6.0's chunk_gla (Triton)                     gla, on a GPU
 
 Each original is built and called as its own project does (the CUDA ones with the flags of their model.py), from the
@@ -266,6 +267,34 @@ class MruLmScan(Original):
         return 2 * seq, 4 * seq  # m read, prefixes written; m, prefixes and gp read, gm written
 
 
+class MruLmCuda(MruLmScan):
+    """mru-lm's default scan: mru_scans/cuda_mru, a torch extension that its package builds with its own flags when
+    imported (CUDA only). The same calls as the torch scans; its limits (its README and launcher): T a power of two,
+    d a multiple of 4, float32 (its backward allocates float32 buffers)."""
+
+    dtypes = ("float32",)
+
+    def __init__(self):
+        super().__init__("mru-lm CUDA scan (cuda_mru)", "cuda_mru/__init__.py")
+
+    def load(self, root, backend):
+        if backend != "cuda":
+            raise Unavailable(f"{self.name} needs a GPU (a torch CUDA extension)")
+        (path,) = need_files(root, f"mru-lm/{self.file}")
+        spec = importlib.util.spec_from_file_location("cuda_mru", path,
+                                                      submodule_search_locations=[os.path.dirname(path)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["cuda_mru"] = module  # its `from .extension import ...` resolves through this entry
+        spec.loader.exec_module(module)
+        self.fn = module.op
+
+    def check_shape(self, shape, dtype_name):
+        super().check_shape(shape, dtype_name)
+        T, d = shape["T"], shape["d"]
+        if T & (T - 1) or d % 4:
+            raise Unavailable(f"{self.name} needs T a power of two and d a multiple of 4")
+
+
 # ----- fla chunk_gla --------------------------------------------------------------------------------------------------
 class FlaChunkGla(Original):
     """fla's chunk_gla(q, k, v, g, scale, initial_state, output_final_state=True): the same layout as ours (q, k, g
@@ -323,7 +352,7 @@ class FlaChunkGla(Original):
 
 
 ORIGINALS = [Rwkv4Wkv(), Rwkv2Timex(), MruLmScan("mru-lm Brent-Kung", "bk_mru.py"),
-             MruLmScan("mru-lm Hillis-Steele", "hs_mru.py"), FlaChunkGla()]
+             MruLmScan("mru-lm Hillis-Steele", "hs_mru.py"), MruLmCuda(), FlaChunkGla()]
 
 
 def for_op(op_name):

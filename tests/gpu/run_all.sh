@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Everything the GPU harness does, in one call of the device tool (tests/gpu/README.md): build the torch extension
+# Everything the GPU harness does, in one command (tests/gpu/README.md): build the torch extension
 # (while the originals of originals.py are built and fla's Triton kernels tuned, in the background), bench.py (ours
 # and the originals), check.py (every op, dtype and shape), then compute-sanitizer (memcheck on all ops, racecheck
 # and synccheck on the kernels that use shared memory and barriers: TimeX, GLA, the MRU scan). Each step has its own
-# time limit, cut to what is left of 590 s, so that the whole stays under the tool's 600 s, and prints only its
-# tail. Into $OUT (what the tool brings back, at most 8 files; ./gpu-out elsewhere): run.log (every step's full log),
-# bench.md, bench.json, bench.png, check.json. Exit status: non-zero if any step failed. The originals come from
-# $LRNN_ORIGINALS or originals/ (tests/gpu/fetch_originals.sh; carried by the device tool); without them bench.py
-# times ours only.
+# time limit, cut to what is left of 590 s, so that the whole stays under 10 minutes, and prints only its tail.
+# Into $OUT (default ./gpu-out), five files: run.log (every step's full log), bench.md, bench.json, bench.png,
+# check.json. Exit status: non-zero if any step failed. The originals come from $LRNN_ORIGINALS or originals/
+# (tests/gpu/fetch_originals.sh); without them bench.py times ours only.
 # LRNN_GPU_BACKEND=emulated runs the same steps without a GPU (a dry run of the script: the CUDA kernels under the
 # CPU emulation, time limits 20 times longer; put stand-ins for `compute-sanitizer` (running its command) and
 # `nvidia-smi` on PATH). LRNN_BENCH_ARGS and LRNN_CHECK_ARGS add arguments (e.g. --ops mru, --quick).
