@@ -123,6 +123,7 @@ def test_dim_att_and_dim_ffn_are_read_off_the_shapes(tmp_path):
     assert (back.config.dim_att, back.config.dim_ffn) == (32, 40)
 
 
+@pytest.mark.slow  # tools as processes
 def test_convert_tool_round_trip(tmp_path):
     out = tmp_path / "m"
     ok = run_tool("convert", "--model", "rwkv4", "--src", pth("RWKV-ffnPre"), "--out", out)

@@ -69,6 +69,7 @@ def test_banned_and_bad_settings_are_refused(model):
         list(generate_ids(model, [1], 3, alpha_frequency=float("nan")))
 
 
+@pytest.mark.slow  # tools as processes
 def test_generate_tool_on_a_converted_checkpoint(tmp_path):
     """The RWKV-4 fixture (97 ids) converted and given a vocabulary of 97 characters; the tool samples from it with
     ChatRWKV's settings."""
@@ -98,6 +99,7 @@ def released_layout_checkpoint(folder, vocab_size, seed):
     return path
 
 
+@pytest.mark.slow  # tools as processes
 @pytest.mark.parametrize("tokenizer", ["20B", "World"])
 def test_convert_and_generate_with_the_released_tokenizers(tmp_path, tokenizer):
     """A checkpoint folder as released: the .pth beside its tokenizer (GPT-NeoX's 20B_tokenizer.json for the Pile

@@ -72,6 +72,7 @@ def test_the_trainer_adds_the_l2wrap_term(tmp_path_factory, tmp_path):
     assert np.abs(with_term["head.weight"] - model.head.weight.grad.numpy()).max() > 1e-7  # the term is there
 
 
+@pytest.mark.slow  # a training run as a process
 def test_a_short_run_learns_generates_and_exports(tmp_path_factory, tmp_path):
     data = austen_excerpt(tmp_path_factory, 60_000)
     out = tmp_path / "run"
