@@ -109,7 +109,8 @@ class Build(BuildExtension.with_options(no_python_abi_suffix=True)):
 setup(
     name="paddle_lrnn",
     version=VERSION,
-    description="Linear-RNN language models (RWKV-v2, HGRN2, MRU) for PaddlePaddle with custom C++/CUDA operators",
+    description="Linear-RNN language models (RWKV-v2, RWKV-4, HGRN2, MRU) for PaddlePaddle with custom C++/CUDA "
+                "operators",
     packages=find_packages(include=["paddle_lrnn", "paddle_lrnn.*"]),
     package_data={"paddle_lrnn.data": ["austen/austen.txt", "austen/NOTICE"]},  # the default corpus
     ext_modules=[ext],

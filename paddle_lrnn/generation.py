@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 
 
-def check_sampling(temperature=1.0, top_p=1.0, top_a=0.0):
+def check_sampling(temperature=1.0, top_p=1.0, top_a=0.0, top_k=0, alpha_presence=0.0, alpha_frequency=0.0):
     """One clear error for a sampling setting out of range (NaN included), before anything is generated."""
     if not 0 <= temperature < math.inf:
         raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature}")
@@ -15,16 +15,29 @@ def check_sampling(temperature=1.0, top_p=1.0, top_a=0.0):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if not 0 <= top_a < math.inf:
         raise ValueError(f"top_a must be a finite number >= 0 (0: off), got {top_a}")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0: off), got {top_k}")
+    for name, value in (("alpha_presence", alpha_presence), ("alpha_frequency", alpha_frequency)):
+        if not -math.inf < value < math.inf:
+            raise ValueError(f"{name} must be a finite number (0: off), got {value}")
 
 
-def sample_logits(logits, rng, temperature=1.0, top_p=1.0, top_a=0.0):
+def check_token_ban(token_ban, vocab_size):
+    """The banned ids as a list, or one clear error for an id outside the vocabulary."""
+    banned = [int(t) for t in token_ban]
+    if any(not 0 <= t < vocab_size for t in banned):
+        raise ValueError(f"token_ban holds ids outside the vocabulary [0, {vocab_size}): {banned}")
+    return banned
+
+
+def sample_logits(logits, rng, temperature=1.0, top_p=1.0, top_a=0.0, top_k=0):
     """Draws one token id from a [vocab] float array of logits.
 
     top_p: keep the most probable tokens until their cumulative probability exceeds top_p (the token that crosses
     the threshold, and ties with it, are kept; RWKV's rule). top_a: drop tokens whose probability is below
-    top_a * p_max^2 (RWKV's "top-a"). temperature: applied to the kept probabilities as p^(1/temperature), as RWKV
-    does; 0 means greedy."""
-    check_sampling(temperature, top_p, top_a)
+    top_a * p_max^2 (RWKV's "top-a"). top_k > 0: then keep at most the top_k most probable (ChatRWKV's order).
+    temperature: applied to the kept probabilities as p^(1/temperature), as RWKV does; 0 means greedy."""
+    check_sampling(temperature, top_p, top_a, top_k)
     logits = np.asarray(logits, dtype=np.float64)
     if temperature == 0:
         return int(np.argmax(logits))
@@ -36,20 +49,27 @@ def sample_logits(logits, rng, temperature=1.0, top_p=1.0, top_a=0.0):
         probs = np.where(probs < ordered[min(crossing, len(ordered) - 1)], 0.0, probs)
     if top_a > 0:
         probs = np.where(probs < top_a * probs.max() ** 2, 0.0, probs)
+    if 0 < top_k < len(probs):
+        probs[np.argsort(probs, kind="stable")[:-top_k]] = 0.0
     if temperature != 1:
         probs = probs ** (1.0 / temperature)
     return int(rng.choice(len(probs), p=probs / probs.sum()))
 
 
 @paddle.no_grad()
-def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a=0.0, seed=0, chunk=None):
+def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a=0.0, top_k=0, alpha_presence=0.0,
+                 alpha_frequency=0.0, token_ban=(), seed=0, chunk=None):
     """Yields `length` new token ids continuing `prompt_ids` (a non-empty list of ints).
 
     The prompt is fed through the model's parallel mode in chunks of at most `chunk` tokens (default: the model's
-    ctx_len if it has one, else all at once), carrying the state; then each new token is fed alone with the state."""
+    ctx_len if it has one, else all at once), carrying the state; then each new token is fed alone with the state.
+    As ChatRWKV's pipeline does before sampling: the tokens in token_ban are never drawn (e.g. 0, end of text, for
+    RWKV-4 Pile models), and a token generated n times so far has alpha_presence + n * alpha_frequency subtracted
+    from its logit (the prompt's tokens are not counted)."""
     if not prompt_ids:
         raise ValueError("the prompt must contain at least one token")
-    check_sampling(temperature, top_p, top_a)
+    check_sampling(temperature, top_p, top_a, top_k, alpha_presence, alpha_frequency)
+    banned = check_token_ban(token_ban, model.config.vocab_size)
     model.eval()
     rng = np.random.default_rng(seed)
     chunk = chunk or getattr(model.config, "ctx_len", None) or len(prompt_ids)
@@ -59,8 +79,17 @@ def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a
         out = model(ids, state=state, use_cache=True)
         state = out.state
     logits = out.logits[0, -1]
+    counts = {}
     for i in range(length):
-        token = sample_logits(logits.numpy(), rng, temperature, top_p, top_a)
+        scores = logits.numpy()
+        if banned or counts:
+            scores = scores.astype(np.float64)  # (a copy)
+            scores[banned] = -np.inf
+            for t, n in counts.items():
+                scores[t] -= alpha_presence + n * alpha_frequency
+        token = sample_logits(scores, rng, temperature, top_p, top_a, top_k)
+        if alpha_presence or alpha_frequency:
+            counts[token] = counts.get(token, 0) + 1
         yield token
         if i + 1 < length:
             # paddle.full: half the cost of to_tensor from a list (0.1 of 0.2 ms per token, measured)
@@ -79,8 +108,10 @@ def generate_text(model_dir, prompt, length, *, ignore_eos=False, stats=None, **
     from .data import check_fits, load_vocab
     from .models import AutoModelForCausalLM
 
-    check_sampling(**{k: v for k, v in sampling.items() if k in ("temperature", "top_p", "top_a")})
+    check_sampling(**{k: v for k, v in sampling.items() if k in ("temperature", "top_p", "top_a", "top_k",
+                                                                  "alpha_presence", "alpha_frequency")})
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")  # (no 16-bit CPU matmul yet)
+    check_token_ban(sampling.get("token_ban", ()), model.config.vocab_size)
     try:
         vocab = load_vocab(model_dir)
     except ValueError as err:

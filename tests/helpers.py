@@ -121,3 +121,52 @@ def run_tool(name, *args):
     """`python tools/NAME.py ARGS` in a child process, from the repository: its CompletedProcess (text output)."""
     return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *map(str, args)],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def count_calls(monkeypatch, module, name):
+    """Replaces module.name by a wrapper that records each call; returns the list of records (one per call), e.g. to
+    know whether a model took its fused decoding step."""
+    calls, real = [], getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def run_steps(model, ids, state, fused):
+    """Feeds ids [B, T] one token at a time from `state` with model.fused_step = fused; returns the logits [B, T, V]
+    and every state on the way (numpy)."""
+    model.fused_step = fused
+    logits, states = [], []
+    with paddle.no_grad():
+        for t in range(ids.shape[1]):
+            out = model(ids[:, t:t + 1], state=state, use_cache=True)
+            state = out.state
+            logits.append(out.logits.numpy())
+            states.append({k: v.numpy() for k, v in state.items()})
+    return np.concatenate(logits, axis=1), states
+
+
+def assert_same_steps(model, ids, state=None):
+    """A model's fused and eager decoding steps agree: the logits and each float state tensor within 1e-5 of its
+    magnitude (float32 sums in another order), the wkv state per layer and per part (aa, bb, pp: pp of an untouched
+    layer is the -1e38 marker), integer state tensors exactly."""
+    fused_logits, fused_states = run_steps(model, ids, state, True)
+    eager_logits, eager_states = run_steps(model, ids, state, False)
+    assert_close(fused_logits, eager_logits, 1e-5, 1e-5, "logits")
+    for t, (f, e) in enumerate(zip(fused_states, eager_states)):
+        assert sorted(f) == sorted(e), f"step {t}: state keys {sorted(f)} vs {sorted(e)}"
+        for key in e:
+            assert f[key].shape == e[key].shape and f[key].dtype == e[key].dtype, f"step {t}: {key}"
+            if e[key].dtype.kind == "i":
+                np.testing.assert_array_equal(f[key], e[key])
+            elif key == "wkv":
+                for layer in range(e[key].shape[0]):
+                    for part in range(3):
+                        assert_close(f[key][layer, :, part], e[key][layer, :, part], 1e-5, 1e-5,
+                                     f"step {t}: wkv layer {layer} part {part}")
+            else:
+                assert_close(f[key], e[key], 1e-5, 1e-5, f"step {t}: {key}")

@@ -21,6 +21,7 @@ from training_helpers import austen_excerpt, records, run
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILIES = {
     "rwkv2": dict(n_layer=1, n_embd=16),
+    "rwkv4": dict(n_layer=2, n_embd=16),
     "hgrn2": dict(n_layer=2, n_embd=16, model_options=dict(expand_ratio=8)),
     "mru": dict(n_layer=1, n_embd=32, model_options=dict(n_state_heads=2, state_size=32)),
 }

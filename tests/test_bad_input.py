@@ -1,5 +1,5 @@
 """Every bad input answered: one table of the kinds of bad input for each tool (train, convert, generate, bench,
-export), each public operator and the models' entry points, across the three families.
+export), each public operator and the models' entry points, across the four families.
 
 A row builds its input in a shared workspace (three tiny trained models, the original checkpoints of tests/fixtures,
 files that are missing, empty, binary, not UTF-8, hostile...), then runs the tool in-process through its
@@ -38,13 +38,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 FIXTURES = os.path.join(HERE, "fixtures")
 RWKV2_PTH = os.path.join(FIXTURES, "rwkv2", "rwkv2-small.pth")
+RWKV4_PTH = os.path.join(FIXTURES, "rwkv4", "rwkv4-small.pth")
 HGRN2_DIR = os.path.join(FIXTURES, "hgrn2", "hgrn2-small")
 MRU_PT = os.path.join(FIXTURES, "mru", "checkpoint-step-100.pt")
 MRU_JSON = os.path.join(FIXTURES, "mru", "model.json")
-FAMILIES = ("rwkv2", "hgrn2", "mru")
+FAMILIES = ("rwkv2", "rwkv4", "hgrn2", "mru")
 TINY = ["--max-steps", 1, "--n-layer", 1, "--n-embd", 16, "--ctx-len", 16, "--batch-size", 2, "--eval-interval", 1,
         "--eval-iters", 1, "--warmup-steps", 0, "--sample-length", 0, "--no-progress", "--device", "cpu"]
-OPTIONS = {"rwkv2": [], "hgrn2": ["--model-option", "expand_ratio=8"], "mru": []}  # (16 / 8 = 2 heads)
+OPTIONS = {"rwkv2": [], "rwkv4": [], "hgrn2": ["--model-option", "expand_ratio=8"], "mru": []}  # (16 / 8 = 2 heads)
 
 
 def permission_bits_enforced():
@@ -194,6 +195,16 @@ def hgrn2_dir_with(ws, name, weights_name, write):
     return d
 
 
+def rwkv4_pth_with(ws, name, change):
+    """The RWKV-4 fixture checkpoint with change(state dict) applied, saved as <name>.pth."""
+    from paddle_lrnn.io import load_torch_checkpoint, save_torch_checkpoint
+
+    sd = load_torch_checkpoint(RWKV4_PTH)
+    change(sd)
+    save_torch_checkpoint(ws.path(f"{name}.pth"), sd)
+    return ws.path(f"{name}.pth")
+
+
 def hgrn2_sharded_with(ws, name, change):
     """The hgrn2 fixture as two safetensors shards and their index, then change(directory) applied."""
     from paddle_lrnn.io import load_safetensors, save_sharded
@@ -311,7 +322,7 @@ ROWS = [
              r"the train split has 18,000 tokens .* too few for ctx_len 100000, which needs at least 100,001"),
     # ---- train: flags
     tool_row("train/unknown-model", "train", lambda ws: ["--model", "gpt2", "--out", ws.path("o")],
-             r"unknown --model 'gpt2'; expected one of hgrn2, mru, rwkv2"),
+             r"unknown --model 'gpt2'; expected one of hgrn2, mru, rwkv2, rwkv4"),
     tool_row("train/mru/unknown-preset", "train", lambda ws: ["--model", "mru", "--preset", "enwik8", "--out",
                                                               ws.path("o")],
              r"unknown --preset 'enwik8' for mru; known: shakespeare-char"),
@@ -386,7 +397,7 @@ ROWS = [
     tool_row("eval/hgrn2/wrong-model-type", "train",
              lambda ws: ["--eval-only", "--data", ws.small_txt, "--model-dir", model_dir_with(
                  ws, "llama", "hgrn2", lambda d: json.dump({"model_type": "llama"}, open(f"{d}/config.json", "w")))],
-             r"config\.json has model_type 'llama'; paddle_lrnn knows hgrn2, mru, rwkv2"),
+             r"config\.json has model_type 'llama'; paddle_lrnn knows hgrn2, mru, rwkv2, rwkv4"),
     tool_row("eval/rwkv2/config-and-weights-disagree", "train",
              lambda ws: ["--eval-only", "--data", ws.small_txt, "--model-dir", model_dir_with(
                  ws, "mixed", "rwkv2", lambda d: shutil.copy(f"{ws.models['hgrn2']}/model.safetensors", d))],
@@ -550,6 +561,48 @@ ROWS = [
     tool_row("convert/unknown-direction", "convert",
              lambda ws: ["--model", "mru", "--to", "onnx", "--src", MRU_PT, "--out", ws.path("c")],
              r"argument --to: invalid choice: 'onnx' \(choose from 'paddle', 'torch'\) \(see --help\)"),
+    tool_row("convert/rwkv4/rwkv2-checkpoint", "convert",
+             lambda ws: ["--model", "rwkv4", "--src", RWKV2_PTH, "--out", ws.path("c")],
+             r"rwkv2-small\.pth is an RWKV-v2 checkpoint \(it has blocks\.0\.att\.time_mix, RWKV-4 has "
+             r"time_mix_k/v/r and no copy head\): convert it with --model rwkv2", process=True),
+    tool_row("convert/rwkv4/vocabulary-larger-than-the-model", "convert",
+             lambda ws: ["--model", "rwkv4", "--src", RWKV4_PTH, "--vocab", tokenizer_file(ws, "big-tokenizer.json"),
+                         "--out", ws.path("c")],
+             r"--vocab .*big-tokenizer\.json has 723 entries but the checkpoint's embedding has 97 rows"),
+    tool_row("convert/rwkv4/truncated", "convert",
+             lambda ws: ["--model", "rwkv4", "--src", ws.path("half-rwkv4.pth"), "--out", ws.path("c")],
+             r"refusing to load .*half-rwkv4\.pth: it is not a readable zip archive \(truncated or corrupt\?\)",
+             before=lambda ws: open(ws.path("half-rwkv4.pth"), "wb").write(open(RWKV4_PTH, "rb").read()[:200_000])),
+    tool_row("convert/rwkv4/rwkv5-checkpoint", "convert",
+             lambda ws: ["--model", "rwkv4", "--src", rwkv4_pth_with(
+                 ws, "rwkv5", lambda sd: sd.update({"blocks.0.att.ln_x.weight": np.ones(64, np.float32)})),
+                 "--out", ws.path("c")],
+             r"rwkv5\.pth is not an RWKV-4 checkpoint: it has blocks\.0\.att\.ln_x\.weight, a tensor of RWKV-5 "
+             r"and later"),
+    tool_row("convert/rwkv4/shapes-do-not-fit", "convert",
+             lambda ws: ["--model", "rwkv4", "--src", rwkv4_pth_with(
+                 ws, "narrow", lambda sd: sd.update({"blocks.2.ffn.value.weight": np.zeros((64, 128), np.float32)})),
+                 "--out", ws.path("c")],
+             r"narrow\.pth: weight blocks\.2\.ffn\.value\.weight has shape \[128, 64\], but the model needs "
+             r"\[256, 64\]"),
+    tool_row("convert/rwkv4/to-torch-from-another-family", "convert",
+             lambda ws: ["--model", "rwkv4", "--to", "torch", "--src", ws.models["rwkv2"], "--out", ws.path("c.pth")],
+             r"rwkv2 holds a rwkv2 model, not rwkv4"),
+    tool_row("train/rwkv4/enwik8-preset-on-cpu", "train",
+             lambda ws: ["--model", "rwkv4", "--preset", "enwik8", "--device", "cpu", "--out", ws.path("o")],
+             r"--amp bf16 needs --device gpu: .* train on CPU with --amp off"),
+    tool_row("train/rwkv4/exponential-to-zero", "train",
+             lambda ws: ["--model", "rwkv4", "--lr-final", 0, "--out", ws.path("o")],
+             r"--lr-final must be > 0 with the exponential schedule"),
+    tool_row("train/rwkv4/unknown-variant", "train",
+             lambda ws: ["--model", "rwkv4", "--data", ws.small_txt, "--model-option", "variant=RWKV-5", "--out",
+                         ws.path("o"), *TINY],
+             r"RWKV4Config\.variant must be 'RWKV' or 'RWKV-ffnPre', got 'RWKV-5'"),
+    tool_row("generate/rwkv4/ban-outside-the-vocabulary", "generate",
+             lambda ws: ["--model-dir", ws.models["rwkv4"], "--ban", 0, "--ban", 100_000],
+             r"token_ban holds ids outside the vocabulary \[0, \d+\): \[0, 100000\]"),
+    tool_row("generate/rwkv4/top-p-0", "generate", lambda ws: ["--model-dir", ws.models["rwkv4"], "--top-p", 0],
+             r"top_p must be in \(0, 1\], got 0\.0"),
     # ---- bench
     tool_row("bench/unknown-section", "bench", lambda ws: ["--section", "nope"],
              r"argument --section: invalid choice: 'nope'", process=True),
@@ -559,6 +612,9 @@ ROWS = [
     tool_row("bench/original-without-runner", "bench",
              lambda ws: ["--section", "generation", "--original-rwkv2", ws.path("empty-dir")],
              r"--original-rwkv2 .*empty-dir has no model_run\.py"),
+    tool_row("bench/rwkv4/original-without-runner", "bench",
+             lambda ws: ["--section", "rwkv4-generation", "--original-rwkv4", ws.path("empty-dir")],
+             r"--original-rwkv4 .*empty-dir has no model_run\.py; expected RWKV-LM's RWKV-v4/src directory"),
     # ---- export
     tool_row("export/missing-model-dir", "export", lambda ws: ["--model-dir", ws.path("nowhere"), "--out",
                                                                ws.path("e")],
@@ -656,6 +712,11 @@ ROWS = [
     Row("model/rwkv2/token-outside-the-vocabulary", "model",
         lambda ws: lambda: AutoModelForCausalLM.from_pretrained(ws.models["rwkv2"])(
             paddle.to_tensor([[1, 2, 999]])), ValueError, r"token id 999 is outside the vocabulary \[0, \d+\)"),
+    Row("model/rwkv4/state-of-another-batch-size", "model",
+        lambda ws: (lambda m: lambda: m(paddle.to_tensor([[1], [2]]), state=m(paddle.to_tensor([[1, 2]]),
+                                                                              use_cache=True).state))(
+            AutoModelForCausalLM.from_pretrained(ws.models["rwkv4"])),
+        ValueError, r"state\['wkv'\] has shape \[1, 1, 3, 16\], expected \[1, 2, 3, 16\]"),
     Row("model/hgrn2/float-ids", "model",
         lambda ws: lambda: AutoModelForCausalLM.from_pretrained(ws.models["hgrn2"])(paddle.zeros([1, 3])),
         TypeError, r"input_ids must be int64 or int32, got paddle\.float32"),

@@ -31,12 +31,13 @@ COMMON = dict(device="cpu", n_layer=1, n_embd=16, ctx_len=16, batch_size=4, max_
               eval_iters=1, sample_length=8, seed=1)
 FAMILIES = {  # tiny models; HGRN2 with micro-batches, MRU with dropout (so the random state must be restored)
     "rwkv2": dict(model="rwkv2"),
+    "rwkv4": dict(model="rwkv4", model_options=dict(variant="RWKV-ffnPre")),  # exponential decay, L2Wrap term
     "hgrn2": dict(model="hgrn2", grad_accum=2, warmup_steps=2, model_options=dict(expand_ratio=8)),
     "mru": dict(model="mru", warmup_steps=2, model_options=dict(n_state_heads=1, state_size=16, n_attn_heads=2,
                                                                 key_size=8, value_size=8, max_sequence_length=16,
                                                                 dropout_rate=0.1)),
 }
-STOP_SIGNAL = {"rwkv2": signal.SIGINT, "hgrn2": signal.SIGTERM, "mru": signal.SIGINT}
+STOP_SIGNAL = {"rwkv2": signal.SIGINT, "rwkv4": signal.SIGTERM, "hgrn2": signal.SIGTERM, "mru": signal.SIGINT}
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILY_SETTINGS = {
     "rwkv2": dict(n_layer=1, n_embd=16),
+    "rwkv4": dict(n_layer=2, n_embd=16),
     "hgrn2": dict(n_layer=2, n_embd=16, model_options=dict(expand_ratio=8)),
     # layers [mru, mlp]: its three parameter groups with their own clipping
     "mru": dict(n_layer=1, n_embd=32, model_options=dict(n_state_heads=2, state_size=32)),
@@ -125,6 +126,18 @@ def test_two_processes_resume_a_one_process_run_and_train_what_it_trains(corpus_
     with open(os.path.join(checkpoint.find_checkpoint(str(part)), "trainer_state.json")) as f:
         saved = json.load(f)
     assert saved["world_size"] == 2 and len(saved["rank_rng"]) == 1  # rank 1's random state is kept too
+
+
+def test_rwkv4_in_two_processes_trains_what_one_process_trains(corpus_file, tmp_path):
+    """RWKV-4's L2Wrap term over each rank's half of the batch, averaged over the ranks, is the whole batch's: two
+    processes log the one-process run's losses and end with its weights (up to float32 rounding)."""
+    s = settings(corpus_file, tmp_path / "one", "rwkv4")  # the recipe's exponential decay
+    train_here(s)
+    finish(launch(cli(dict(s, out=str(tmp_path / "two"))), tmp_path / "log"), tmp_path / "log")
+    assert_same_run(records(tmp_path / "one"), records(tmp_path / "two"), rel=2e-6)
+    one, two = model_arrays(tmp_path / "one"), model_arrays(tmp_path / "two")
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 def test_sharded_optimizers_update_what_one_optimizer_updates_bit_for_bit(corpus_file, tmp_path):

@@ -17,6 +17,7 @@ from paddle_lrnn.export import export, inference_config, load, read_manifest
 from paddle_lrnn.models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
 from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
 pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
 
@@ -25,6 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # HGRN2's short convolutions (with lower bounds), MRU's attention window and xPos table (8 positions).
 FAMILIES = {
     "rwkv2": (RWKV2ForCausalLM, RWKV2Config(vocab_size=37, n_embd=16, n_layer=2, ctx_len=6, head_qk_dim=8)),
+    "rwkv4": (RWKV4ForCausalLM, RWKV4Config(vocab_size=29, n_embd=16, n_layer=2, variant="RWKV-ffnPre")),
     "hgrn2": (HGRN2ForCausalLM, HGRN2Config(vocab_size=41, hidden_size=32, num_hidden_layers=2, expand_ratio=8,
                                             use_short_conv=True)),
     "mru": (MRUForCausalLM, MRUConfig(embedding_size=12, dropout_rate=0.0, n_state_heads=2, state_size=18,

@@ -7,9 +7,10 @@ from unittest import mock
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, off_init
+from helpers import assert_same_steps, count_calls, off_init, run_steps
 
 from paddle_lrnn.convert import converter
+from paddle_lrnn.layers import init
 from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 from paddle_lrnn.models.rwkv2 import modeling
 from paddle_lrnn.models.rwkv2.rwkv2_step import rwkv2_step
@@ -20,7 +21,7 @@ FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "
 def without_orthogonal_init():
     """Skips the orthogonal matrices of the initialisation, overwritten here anyway: once Paddle is imported, numpy's
     QR of a matrix large enough for OpenBLAS's threads (1100 x 72) takes a second instead of milliseconds."""
-    return mock.patch.object(modeling, "_orthogonal", lambda *args, **kwargs: None)
+    return mock.patch.object(init, "orthogonal_", lambda *args, **kwargs: None)
 
 
 def perturbed_model(seed, **config):
@@ -34,48 +35,7 @@ def perturbed_model(seed, **config):
 @pytest.fixture
 def fused_calls(monkeypatch):
     """Counts the model's calls of the fused operator (so a test knows which path ran)."""
-    calls = []
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return rwkv2_step(*args, **kwargs)
-
-    monkeypatch.setattr(modeling, "rwkv2_step", counted)
-    return calls
-
-
-def run_steps(model, ids, state, fused):
-    """Feeds ids [B, T] one token at a time from `state`; returns the logits [B, T, V] and every state on the way."""
-    model.fused_step = fused
-    logits, states = [], []
-    with paddle.no_grad():
-        for t in range(ids.shape[1]):
-            out = model(ids[:, t:t + 1], state=state, use_cache=True)
-            state = out.state
-            logits.append(out.logits.numpy())
-            states.append({k: v.numpy() for k, v in state.items()})
-    return np.concatenate(logits, axis=1), states
-
-
-def assert_same_steps(model, ids, state=None):
-    """Fused and eager steps agree within 1e-5 of each tensor's magnitude (float32 sums in another order); the wkv
-    state per layer and per part (aa, bb, pp), since pp of an untouched layer is the -1e38 marker."""
-    fused_logits, fused_states = run_steps(model, ids, state, True)
-    eager_logits, eager_states = run_steps(model, ids, state, False)
-    assert_close(fused_logits, eager_logits, 1e-5, 1e-5, "logits")
-    for t, (f, e) in enumerate(zip(fused_states, eager_states)):
-        assert sorted(f) == sorted(e), f"step {t}: state keys {sorted(f)} vs {sorted(e)}"
-        for key in e:
-            assert f[key].shape == e[key].shape and f[key].dtype == e[key].dtype, f"step {t}: {key}"
-            if key == "head_ids":
-                np.testing.assert_array_equal(f[key], e[key])
-            elif key == "wkv":
-                for layer in range(e[key].shape[0]):
-                    for part in range(3):
-                        assert_close(f[key][layer, :, part], e[key][layer, :, part], 1e-5, 1e-5,
-                                     f"step {t}: wkv layer {layer} part {part}")
-            else:
-                assert_close(f[key], e[key], 1e-5, 1e-5, f"step {t}: {key}")
+    return count_calls(monkeypatch, modeling, "rwkv2_step")
 
 
 @pytest.mark.parametrize("B,config", [

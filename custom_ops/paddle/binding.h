@@ -45,6 +45,30 @@ inline void check(const paddle::Tensor& t, const char* op, const char* name, con
   PD_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
 }
 
+// A CPU tensor with the given shape and dtype (the fused decoding steps' inputs).
+inline void check_cpu(const paddle::Tensor& t, const char* op, const std::string& name,
+                      const std::vector<int64_t>& shape, paddle::DataType dtype) {
+  PD_CHECK(t.is_cpu(), op, ": ", name, " must be on the CPU");
+  check(t, op, name.c_str(), shape, dtype, t.place());
+}
+
+// The float32 CPU weights of a fused decoding step, taken one by one in the order the op documents, each checked
+// against the shape it must have; `prefix` ("blocks.<i>.") names the block being read in the errors.
+struct WeightList {
+  const std::vector<paddle::Tensor>& list;
+  const char* op;
+  size_t next = 0;
+  std::string prefix;
+
+  const float* take(const std::string& name, const std::vector<int64_t>& shape) {
+    const std::string full = prefix + name;
+    PD_CHECK(next < list.size(), op, ": too few weights (", list.size(), "), missing ", full);
+    const paddle::Tensor& t = list[next++];
+    check_cpu(t, op, full, shape, paddle::DataType::FLOAT32);
+    return t.data<float>();
+  }
+};
+
 // Pointer of an optional gradient: null when Paddle passes none (the output did not reach the loss).
 template <typename T>
 const T* grad_ptr(const paddle::Tensor& g) {

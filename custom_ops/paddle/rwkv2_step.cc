@@ -21,25 +21,8 @@ namespace {
 
 constexpr const char* kOp = "lrnn_rwkv2_step";
 
-struct WeightReader {
-  const std::vector<Tensor>& list;
-  size_t next = 0;
-
-  std::string prefix;  // "blocks.<i>." while reading a block
-
-  const float* take(const std::string& name, const std::vector<int64_t>& shape) {
-    const std::string full = prefix + name;
-    PD_CHECK(next < list.size(), kOp, ": too few weights (", list.size(), "), missing ", full);
-    const Tensor& t = list[next++];
-    PD_CHECK(t.is_cpu(), kOp, ": ", full, " must be on the CPU");
-    lrnn_binding::check(t, kOp, full.c_str(), shape, paddle::DataType::FLOAT32, t.place());
-    return t.data<float>();
-  }
-};
-
 void check_state(const Tensor& t, const char* name, const std::vector<int64_t>& shape, paddle::DataType dtype) {
-  PD_CHECK(t.is_cpu(), kOp, ": ", name, " must be on the CPU");
-  lrnn_binding::check(t, kOp, name, shape, dtype, t.place());
+  lrnn_binding::check_cpu(t, kOp, name, shape, dtype);
 }
 
 void check_ids(const int64_t* ids, int64_t n, int64_t V, const char* name) {
@@ -69,7 +52,7 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
   check_state(ffn_shift, "ffn_shift state", {L, B, C}, paddle::DataType::FLOAT32);
 
   lrnn::Rwkv2StepWeights m;
-  WeightReader w{weights};
+  lrnn_binding::WeightList w{weights, kOp};
   m.C = C;
   m.V = V;
   m.ctx_len = ctx_len;

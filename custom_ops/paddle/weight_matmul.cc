@@ -18,11 +18,6 @@ namespace {
 constexpr const char* kMatmul = "lrnn_weight_matmul";
 constexpr const char* kQuantize = "lrnn_quantize_int8";
 
-void check_cpu(const Tensor& t, const char* op, const char* name) {
-  PD_CHECK(t.is_cpu(), op, ": ", name, " must be on the CPU");
-  PD_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
-
 }  // namespace
 
 std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const paddle::optional<Tensor>& scale) {
@@ -30,16 +25,13 @@ std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const 
   std::vector<int64_t> y_shape = x.shape();
   const int64_t K = y_shape.back(), M = K > 0 ? x.numel() / K : 0, N = w.shape()[1];
   y_shape.back() = N;
-  check_cpu(x, kMatmul, "x");
-  check_cpu(w, kMatmul, "weight");
-  lrnn_binding::check(x, kMatmul, "x", x.shape(), DataType::FLOAT32, x.place());
-  PD_CHECK(w.shape()[0] == K, kMatmul, ": weight has ", w.shape()[0], " rows, x has ", K, " columns");
+  lrnn_binding::check_cpu(x, kMatmul, "x", x.shape(), DataType::FLOAT32);
+  lrnn_binding::check_cpu(w, kMatmul, "weight", {K, N}, w.dtype());
   const bool int8 = w.dtype() == DataType::INT8;
   PD_CHECK(int8 == scale.is_initialized(), kMatmul, ": a scale goes with int8 weights and only with them");
   const float* s = nullptr;
   if (int8) {
-    check_cpu(*scale, kMatmul, "scale");
-    lrnn_binding::check(*scale, kMatmul, "scale", {N}, DataType::FLOAT32, x.place());
+    lrnn_binding::check_cpu(*scale, kMatmul, "scale", {N}, DataType::FLOAT32);
     s = scale->data<float>();
   }
   Tensor y = paddle::empty(y_shape, DataType::FLOAT32, x.place());
@@ -84,7 +76,7 @@ PD_BUILD_OP(lrnn_weight_matmul)
 
 std::vector<Tensor> QuantizeInt8Forward(const Tensor& w) {
   PD_CHECK(w.shape().size() == 2, kQuantize, ": weight must be [K, N]");
-  check_cpu(w, kQuantize, "weight");
+  lrnn_binding::check_cpu(w, kQuantize, "weight", w.shape(), w.dtype());
   const int64_t K = w.shape()[0], N = w.shape()[1];
   Tensor q = paddle::empty({K, N}, DataType::INT8, w.place());
   Tensor scale = paddle::empty({N}, DataType::FLOAT32, w.place());

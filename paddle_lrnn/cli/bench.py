@@ -6,6 +6,8 @@ the date. From a checkout, `python tools/bench.py` is the same command.
   paddle-lrnn-bench --section ops         # custom operators against their pure-Paddle references
   paddle-lrnn-bench --section generation --original-rwkv2 DIR
         # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
+  paddle-lrnn-bench --section rwkv4-generation --original-rwkv4 DIR
+        # DIR holds RWKV-LM's RWKV-v4/src (model_run.py); an RWKV-4 169M-layout model, about 2 GB of memory
   paddle-lrnn-bench --section training --device gpu
   paddle-lrnn-bench --section scale   # convert + load a random 1.3B HGRN2 checkpoint (bf16, fla-hub's layout):
                                       # ~2.5 GiB on disk per copy in --scale-dir (default: a temporary directory,
@@ -135,14 +137,58 @@ def bench_wkv_vs_timex(args):
             print(f"| T={T} | {label} | {tw:.2f} | {tt:.1f} | {tt / tw:.1f}x |", flush=True)
 
 
+def decoding(model, prompt, n, fused, **sampling):
+    """A callable that generates n tokens after `prompt` with the fused CPU step operator (fused) or the layers one by
+    one."""
+    from paddle_lrnn.generation import generate_ids
+
+    def generate():
+        model.fused_step = fused
+        for _ in generate_ids(model, prompt, n, **sampling):
+            pass
+    return generate
+
+
+def original_decoding(family, src, model, prompt, n, *runner_args, scores=None):
+    """A callable running RWKV-LM's RNN runner (RWKV_RNN of src/model_run.py, imported from the user's checkout
+    `src` under its own module name) on `model`'s weights as run.py does: the prompt fed token by token, then the
+    argmax appended and fed, n times. scores: turns the runner's logits list into numbers (default as they are)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from paddle_lrnn.convert import converter
+
+    os.environ.setdefault("RWKV_RUN_DEVICE", "cpu")  # read by RWKV-4's model_run.py when imported
+    spec = importlib.util.spec_from_file_location(f"original_{family}_model_run", os.path.join(src, "model_run.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, src)  # (its own imports)
+    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as tmp:
+        name = os.path.join(tmp, "bench")
+        converter(family).to_torch(model, name + ".pth")
+        rnn = module.RWKV_RNN(name, "cpu", "RWKV", *runner_args)
+    torch.set_num_threads(os.cpu_count())
+    ctx_len = model.config.ctx_len
+
+    def original():
+        rnn.clear()
+        ctx = list(prompt)
+        with torch.no_grad():
+            for t in range(len(prompt)):
+                logits = rnn.run(ctx[: t + 1])
+            for _ in range(n):
+                ctx.append(int(np.argmax(scores(logits) if scores else logits)))
+                logits = rnn.run(ctx[-ctx_len:])
+    return original
+
+
 def bench_generation(args):
     """Step-mode tokens/s of an RWKV-v2 L6 C512 enwik8-size model; with --original-rwkv2, the original RNN
     runner on the same weights in the same run."""
-    import numpy as np
     import paddle
 
-    from paddle_lrnn.convert import converter
-    from paddle_lrnn.generation import generate_ids
     from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 
     paddle.seed(0)
@@ -151,37 +197,12 @@ def bench_generation(args):
         p.set_value(p + paddle.randn(p.shape) * 0.02)
     n = args.tokens
     prompt = list(range(1, 33))
-
-    def ours(fused):
-        def generate():
-            model.fused_step = fused  # the fused CPU step operator, or the layers one by one
-            for _ in generate_ids(model, prompt, n, seed=0):
-                pass
-        return generate
-
-    runs = [("paddle_lrnn (fused step, fp32)", ours(True), n), ("paddle_lrnn (layer by layer, fp32)", ours(False), n)]
+    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, seed=0), n),
+            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, seed=0), n)]
     if args.original_rwkv2:
-        import torch
-
-        sys.path.insert(0, args.original_rwkv2)
-        from model_run import RWKV_RNN  # the original runner, imported from the user's checkout
-
-        with tempfile.TemporaryDirectory() as tmp:
-            name = os.path.join(tmp, "bench")
-            converter("rwkv2").to_torch(model, name + ".pth")
-            rnn = RWKV_RNN(name, "cpu", "RWKV", 6, 512, 1024)
-        torch.set_num_threads(os.cpu_count())
-
-        def original():  # run.py's loop: feed the prompt, then sample, append, feed the new token
-            rnn.clear()
-            ctx = list(prompt)
-            with torch.no_grad():
-                for t in range(len(prompt)):
-                    logits = rnn.run(ctx[: t + 1])
-                for _ in range(n):
-                    ctx.append(int(np.argmax([float(v) for v in logits])))  # copy-head entries are 0-d tensors
-                    logits = rnn.run(ctx[-1024:])
-
+        # (the copy head's entries of the runner's logits are 0-d tensors)
+        original = original_decoding("rwkv2", args.original_rwkv2, model, prompt, n, 6, 512, 1024,
+                                     scores=lambda logits: [float(v) for v in logits])
         runs.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", original, n + len(prompt)))
     ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
     rows = [(label, tokens / (t / 1e3)) for (label, _, tokens), t in zip(runs, ms)]
@@ -190,6 +211,77 @@ def bench_generation(args):
     base = rows[-1][1] if args.original_rwkv2 else None
     for label, rate in rows:
         print(f"| {label} | {rate:.1f} | {f'{rate / base:.2f}x' if base else '-'} |")
+
+
+def read_bandwidth():
+    """The machine's read bandwidth in bytes/s, measured here: the fastest of three ways of reading 512 MiB of
+    float32 once (numpy's sum, one thread; Paddle's sum; a vector times a [4096, 32768] matrix with paddle.matmul,
+    the memory-bound product decoding is made of, on all threads)."""
+    import numpy as np
+    import paddle
+
+    a = np.ones(128 << 20, np.float32)
+    t = paddle.to_tensor(a)
+    w, x = t.reshape([4096, 32768]), paddle.ones([1, 4096])
+    ms = timed_together([lambda: a.sum(), lambda: float(t.sum()), lambda: paddle.matmul(x, w).numpy()], [5, 5, 5])
+    return a.nbytes / (min(ms) / 1e3)
+
+
+def bench_rwkv4_generation(args):
+    """Step-mode tokens/s of an RWKV-4 169M-layout model (L12 C768 V50277, RWKV-4-Pile-169M's shapes, random
+    weights) in float32: greedy decoding after a 32-token prompt with the fused step and layer by layer, against the
+    memory floor (the bytes of the weights a token reads, every matrix but the embedding, over the read bandwidth
+    measured in this run), against the same matrix-vector products alone (one paddle.matmul per weight matrix), and,
+    with --original-rwkv4, RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in
+    the same run. Per token: ours over the --tokens it generates (the prompt is one parallel call), the runner's over
+    every token it runs (it feeds the prompt token by token, as its run.py does)."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn.models.modeling_utils import skip_init
+    from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
+
+    paddle.seed(0)
+    config = RWKV4Config(vocab_size=50277, n_embd=768, n_layer=12, ctx_len=1024)
+    with skip_init():  # random weights of the released layout (the orthogonal init of 50277 x 768 takes minutes)
+        model = RWKV4ForCausalLM(config)
+    for name, p in model.named_parameters():
+        scale = 1.0 if ".time_" in name or ".ln" in name else 0.02
+        p.set_value(paddle.randn(p.shape) * scale + (1.0 if name.endswith(("ln0.weight", "ln1.weight", "ln2.weight",
+                                                                              "ln_out.weight")) else 0.0))
+    model.eval()
+    n = args.tokens
+    prompt = list(range(1, 33))
+    matrices = [p for name, p in model.named_parameters() if p.ndim == 2 and name != "emb.weight"]
+    rows = {p.shape[0]: paddle.randn([1, p.shape[0]]) for p in matrices}
+
+    def products():  # one token's matrix-vector products, nothing else
+        for _ in range(n):
+            for p in matrices:
+                paddle.matmul(rows[p.shape[0]], p)
+
+    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, temperature=0), n),
+            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, temperature=0), n),
+            ("its matrix-vector products alone (fp32, paddle.matmul)", products, n)]
+    if args.original_rwkv4:
+        original = original_decoding("rwkv4", args.original_rwkv4, model, prompt, n, config.n_layer, config.n_embd,
+                                     config.ctx_len)
+        runs.append(("RWKV-LM RWKV-v4 RWKV_RNN runner (torch, fp32)", original, n + len(prompt)))
+    bandwidth = read_bandwidth()
+    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
+    weight_bytes = sum(int(np.prod(p.shape)) * 4 for p in matrices) + sum(
+        int(np.prod(p.shape)) * 4 for name, p in model.named_parameters() if p.ndim != 2)
+    floor = weight_bytes / bandwidth
+    print("| generator, L12 C768 V50277 (169M), greedy | ms/token | tokens/s | vs memory floor | vs original |")
+    print("|---|---:|---:|---:|---:|")
+    base = (ms[-1] / runs[-1][2]) if args.original_rwkv4 else None
+    print(f"| memory floor ({weight_bytes / 1e6:.0f} MB per token at {bandwidth / 1e9:.1f} GB/s) | "
+          f"{floor * 1e3:.1f} | {1 / floor:.1f} | 1.00x | - |")
+    for (label, _, tokens), t in zip(runs, ms):
+        per_token = t / tokens
+        print(f"| {label} | {per_token:.1f} | {1e3 / per_token:.1f} | {floor * 1e3 / per_token:.2f}x | "
+              f"{f'{base / per_token:.2f}x' if base else '-'} |", flush=True)
+    print("\nbfloat16 and float16 weights: not measured; Paddle 3.3.1's CPU build has no 16-bit matrix product.")
 
 
 def bench_training(args):
@@ -356,8 +448,8 @@ def bench_weight_matmul(args):
             del unit_w, once_w
 
 
-SECTIONS = {"ops": bench_ops, "generation": bench_generation, "training": bench_training, "scale": bench_scale,
-            "isa": bench_isa, "weight_matmul": bench_weight_matmul}
+SECTIONS = {"ops": bench_ops, "generation": bench_generation, "rwkv4-generation": bench_rwkv4_generation,
+            "training": bench_training, "scale": bench_scale, "isa": bench_isa, "weight_matmul": bench_weight_matmul}
 
 
 def main(argv=None):
@@ -367,6 +459,8 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="timed repetitions per measurement (median reported)")
     p.add_argument("--tokens", type=int, default=200, help="tokens generated per generation measurement")
     p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
+    p.add_argument("--original-rwkv4", help="directory holding RWKV-LM's RWKV-v4/src (for the rwkv4-generation "
+                   "section)")
     p.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16],
                    help="rows of activations (sequences decoded at once) for the weight_matmul section")
     p.add_argument("--scale-size", choices=["1.3B", "46M"], default="1.3B", help="the scale section's model size")
@@ -380,6 +474,9 @@ def main(argv=None):
     if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
         raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
                                 f"RWKV-v2-RNN/src directory")
+    if args.original_rwkv4 and not os.path.isfile(os.path.join(args.original_rwkv4, "model_run.py")):
+        raise FileNotFoundError(f"--original-rwkv4 {args.original_rwkv4} has no model_run.py; expected RWKV-LM's "
+                                f"RWKV-v4/src directory")
     import paddle
 
     paddle.set_device(args.device)

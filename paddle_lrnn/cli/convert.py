@@ -3,6 +3,9 @@
 
   paddle-lrnn-convert --model rwkv2 --src RWKV-v2.pth --out DIR [--vocab vocab.json]
   paddle-lrnn-convert --model rwkv2 --to torch --src DIR --out CKPT.pth
+  paddle-lrnn-convert --model rwkv4 --src RWKV-4-Pile-169M-20220807-8023.pth --out DIR   # 20B_tokenizer.json beside
+                                                           # it is carried along (or --vocab); --dtype float32 for CPU
+  paddle-lrnn-convert --model rwkv4 --to torch --src DIR --out CKPT.pth   # a .pth RWKV-LM's RWKV_RNN loads
   paddle-lrnn-convert --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
                                                                          # pytorch_model.bin or a sharded index
   paddle-lrnn-convert --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR --dtype float32  # (default: as stored)
@@ -18,10 +21,10 @@ from paddle_lrnn.cli import ArgumentParser, run_cli
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family: rwkv2, hgrn2 or mru")
+    p.add_argument("--model", required=True, help="model family: rwkv2, rwkv4, hgrn2 or mru")
     p.add_argument("--src", required=True, help="the checkpoint to convert (a Paddle model directory with --to torch)")
-    p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2, an "
-                   "fla checkpoint directory for hgrn2, an mru-lm train folder for mru)")
+    p.add_argument("--out", required=True, help="output model directory (with --to torch: a .pth file for rwkv2 "
+                   "and rwkv4, an fla checkpoint directory for hgrn2, an mru-lm train folder for mru)")
     p.add_argument("--to", choices=["paddle", "torch"], default="paddle", help="direction (default: paddle)")
     p.add_argument("--vocab", help="the tokenizer to store with the converted model, a file or a folder (default: "
                    "the tokenizer files beside --src, if any)")

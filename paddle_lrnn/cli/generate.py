@@ -3,6 +3,8 @@ from a checkout, `python tools/generate.py`).
 
   paddle-lrnn-generate --model-dir out/run --prompt "It is a truth" --length 300
   paddle-lrnn-generate --model-dir DIR --prompt "\nIn the" --temperature 1.0 --top-p 0.7 --seed 1
+  paddle-lrnn-generate --model-dir RWKV4_PILE_DIR --prompt "The" --top-p 0.85 --presence-penalty 0.2 \
+      --frequency-penalty 0.2        # ChatRWKV's sampling for an RWKV-4 Pile model
 
 The text goes to stdout; at the end the prompt and decoding speeds (tokens/s) go to stderr unless --quiet.
 Generation stops at the tokenizer's end-of-text token unless --ignore-eos.
@@ -21,6 +23,13 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=0.85, help="nucleus sampling threshold (default 0.85)")
     p.add_argument("--top-a", type=float, default=0.0, help="drop tokens with p < top_a * p_max^2 (default 0: off)")
+    p.add_argument("--top-k", type=int, default=0, help="keep at most the k most probable tokens (default 0: off)")
+    p.add_argument("--presence-penalty", type=float, default=0.0, help="subtracted from the logit of every token "
+                   "generated so far (ChatRWKV's alpha_presence; default 0)")
+    p.add_argument("--frequency-penalty", type=float, default=0.0, help="subtracted once per earlier occurrence of "
+                   "a generated token (ChatRWKV's alpha_frequency; default 0)")
+    p.add_argument("--ban", type=int, action="append", default=[], metavar="ID",
+                   help="a token id never to generate (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--ignore-eos", action="store_true", help="go on past the end-of-text token")
@@ -45,7 +54,9 @@ def main(argv=None):
     paddle.set_device(args.device)
     stats = {}
     for piece in generate_text(args.model_dir, prompt, args.length, temperature=args.temperature, top_p=args.top_p,
-                               top_a=args.top_a, seed=args.seed, ignore_eos=args.ignore_eos, stats=stats):
+                               top_a=args.top_a, top_k=args.top_k, alpha_presence=args.presence_penalty,
+                               alpha_frequency=args.frequency_penalty, token_ban=args.ban, seed=args.seed,
+                               ignore_eos=args.ignore_eos, stats=stats):
         print(piece, end="", flush=True)
     print()
     if not args.quiet:

@@ -16,7 +16,7 @@ from ..io._dtypes import numpy_dtype
 from ..io.atomic import atomic_directory
 from ..io.sharded import MAX_SHARD_SIZE, save_sharded
 
-FAMILIES = ("rwkv2", "hgrn2", "mru")
+FAMILIES = ("rwkv2", "rwkv4", "hgrn2", "mru")
 TAKES_CONFIG = ("mru",)  # families whose checkpoints lack the model's sizes: they come from a separate file
 FLOATS = ("float32", "bfloat16", "float16", "float64")
 
@@ -62,10 +62,10 @@ def build(model_class, config, tensors, source, dtype=None, who="the model"):
     """A `model_class` holding `tensors` (Paddle names and layouts), built without initialising its parameters."""
     import paddle
 
-    from ..models.modeling_utils import check_dtype, load_arrays
+    from ..models.modeling_utils import check_dtype, load_arrays, skip_init
 
     check_dtype(dtype)
-    with paddle.LazyGuard():
+    with paddle.LazyGuard(), skip_init():
         model = model_class(config)
     load_arrays(model, tensors, source, dtype, who)
     model.eval()

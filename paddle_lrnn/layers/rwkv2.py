@@ -18,11 +18,18 @@ def token_shift(x, prev):
     return paddle.concat([prev.unsqueeze(1).astype(x.dtype), x[:, :-1]], axis=1)
 
 
-def mix(x, prev, time_mix):
-    """v2's single token-shift mix: x * mu + x[t-1] * (1 - mu), written with one product. mu is broadcast as a [C]
-    vector: Paddle's CPU kernels broadcast a [1, 1, C] operand several times slower."""
+def mixes(x, prev, *time_mixes):
+    """The token-shift mixes x * mu + x[t-1] * (1 - mu), one per mu ([1, 1, C] as stored), each written with one
+    product. mu is broadcast as a [C] vector: Paddle's CPU kernels broadcast a [1, 1, C] operand several times
+    slower. prev: [B, C], the row before x[0]."""
     shifted = token_shift(x, prev)
-    return shifted + (x - shifted) * time_mix.reshape([-1])
+    delta = x - shifted
+    return [shifted + delta * mu.reshape([-1]) for mu in time_mixes]
+
+
+def mix(x, prev, time_mix):
+    """v2's single token-shift mix (one mu for all of a sub-layer's projections)."""
+    return mixes(x, prev, time_mix)[0]
 
 
 class RWKV2TimeMix(nn.Layer):

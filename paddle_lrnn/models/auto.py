@@ -7,6 +7,7 @@ from .modeling_utils import CONFIG_NAME, ModelFileError, read_config
 # model_type -> (module, config class, model class); modules are imported only when used.
 FAMILIES = {
     "rwkv2": ("paddle_lrnn.models.rwkv2", "RWKV2Config", "RWKV2ForCausalLM"),
+    "rwkv4": ("paddle_lrnn.models.rwkv4", "RWKV4Config", "RWKV4ForCausalLM"),
     "hgrn2": ("paddle_lrnn.models.hgrn2", "HGRN2Config", "HGRN2ForCausalLM"),
     "mru": ("paddle_lrnn.models.mru", "MRUConfig", "MRUForCausalLM"),
 }

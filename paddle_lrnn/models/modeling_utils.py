@@ -6,8 +6,10 @@ model.safetensors (Paddle parameter names and layouts; sharded with a Hugging Fa
 from_pretrained builds the model without initialising its parameters (paddle.LazyGuard) and gives each parameter
 the memory-mapped bytes of its tensor in the file (copy-on-write: training the model never changes the file), so
 loading costs one copy of the weights, read from disk as they are used, in the dtype they were saved in."""
+import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -182,6 +184,22 @@ class _NoBar:
         pass
 
 
+_construction = threading.local()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Models constructed inside skip their own weight initialisation (PretrainedModel.init_weights), for weights
+    that are loaded next: RWKV's orthogonal initialisation of a large model takes minutes (a QR decomposition of
+    every matrix, the [vocab, n_embd] ones included)."""
+    previous = getattr(_construction, "skip_init", False)
+    _construction.skip_init = True
+    try:
+        yield
+    finally:
+        _construction.skip_init = previous
+
+
 class PretrainedModel(nn.Layer):
     """Base of the family models: save_pretrained / from_pretrained in the PaddleNLP layout."""
 
@@ -192,6 +210,11 @@ class PretrainedModel(nn.Layer):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+
+    def init_weights(self):
+        """The family's own initialisation (_init_weights), unless the model is being built inside skip_init()."""
+        if not getattr(_construction, "skip_init", False):
+            self._init_weights()
 
     def save_pretrained(self, directory, max_shard_size=None):
         """Writes config.json and model.safetensors (or shards of at most `max_shard_size` bytes and their index)
@@ -215,7 +238,7 @@ class PretrainedModel(nn.Layer):
         config = cls.config_class.from_pretrained(directory)
         path = weights_path(directory)
         arrays = load_weights(path)
-        with paddle.LazyGuard():
+        with paddle.LazyGuard(), skip_init():
             model = cls(config)
         bar = progress_bar(sum(a.nbytes for a in arrays.values()), "loading", quiet)
         try:

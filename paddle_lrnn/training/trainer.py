@@ -305,6 +305,7 @@ class Trainer:
         k = self.cfg.grad_accum
         rows = x.shape[0] // k
         scale = self.precision.loss_scale
+        penalty = getattr(self.model, "loss_penalty", None)  # a family's extra loss term (RWKV-4's L2Wrap)
         total = 0.0
         for i in range(k):
             xs, ys = paddle.to_tensor(x[i * rows:(i + 1) * rows]), paddle.to_tensor(y[i * rows:(i + 1) * rows])
@@ -314,6 +315,8 @@ class Trainer:
             value = float(loss)
             if not math.isfinite(value):
                 return value
+            if penalty is not None:
+                loss = loss + penalty(logits)
             loss = loss / k if k > 1 else loss
             (loss * scale if scale != 1.0 else loss).backward()
             total += value

@@ -18,10 +18,12 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from ...layers.init import rwkv_init
 from ...layers.rwkv2 import K_CLAMP, K_EPS, RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
 from ...ops.checks import dims_match
 # renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
 from ...ops.wkv import initial_state as initial_wkv_state
+from ..fused_step import FusedStepMixin
 from ..modeling_utils import CausalLMOutput, PretrainedModel, check_id_range, check_input_ids
 from .configuration import RWKV2Config
 from .rwkv2_step import rwkv2_step, weight_names
@@ -49,12 +51,8 @@ class RWKV2Block(nn.Layer):
         return x + self.ffn(x, ffn_shift), new_att_shift, x[:, -1], wkv_state
 
 
-class RWKV2ForCausalLM(PretrainedModel):
+class RWKV2ForCausalLM(FusedStepMixin, PretrainedModel):
     config_class = RWKV2Config
-    # Single-token steps on CPU/float32 without gradients go through the fused operator; False (on the class or an
-    # instance) runs the layers one by one instead. The operator reads the parameter tensors collected on its first
-    # use: after assigning new Parameter or sub-layer objects (set_value and .to() are fine), reset _fused_weights.
-    fused_step = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -65,8 +63,7 @@ class RWKV2ForCausalLM(PretrainedModel):
         self.head = nn.Linear(C, V, bias_attr=False)
         self.head_q = nn.Linear(C, config.head_qk_dim, bias_attr=False)
         self.head_k = nn.Linear(C, config.head_qk_dim, bias_attr=False)
-        self._init_weights()
-        self._fused_weights = None
+        self.init_weights()
 
     def _init_weights(self):
         """RWKV_Init and the time-mix/channel-mix constructors of the original, with gains computed from PyTorch's
@@ -74,22 +71,10 @@ class RWKV2ForCausalLM(PretrainedModel):
         embedding, mixing coefficients 0 for the first half of the channels and 1 for the rest, the bonus
         exp(time_first) = 0.3 and the per-layer decay curves."""
         cfg = self.config
-        V, C, L = cfg.vocab_size, cfg.n_embd, cfg.n_layer
-        zero_scale = {"att.key", "att.receptance", "att.output", "ffn.receptance", "ffn.value", "ffnPre.receptance",
-                      "ffnPre.value", "head_q"}
-        for name, layer in self.named_sublayers():
-            if isinstance(layer, nn.Embedding):
-                _orthogonal(layer.weight, math.sqrt(max(V, C)) * 1e-4, transpose=False)
-            elif isinstance(layer, nn.Linear):
-                fan_in, fan_out = layer.weight.shape
-                gain = math.sqrt(fan_out / fan_in) if fan_out > fan_in else 1.0
-                if (fan_out, fan_in) == (V, C):
-                    gain *= 0.5
-                if name == "head_k":
-                    gain *= 0.1
-                if any(name.endswith(z) for z in zero_scale):
-                    gain = 0.0
-                _orthogonal(layer.weight, gain, transpose=True)
+        C, L = cfg.n_embd, cfg.n_layer
+        rwkv_init(self, cfg.vocab_size, C, {"att.key": 0, "att.receptance": 0, "att.output": 0, "ffn.receptance": 0,
+                                            "ffn.value": 0, "ffnPre.receptance": 0, "ffnPre.value": 0, "head_q": 0,
+                                            "head_k": 0.1})
         mix = paddle.to_tensor((np.arange(C) >= C / 2).astype("float32").reshape(1, 1, C))
         for layer_id, block in enumerate(self.blocks):
             for sub in ("att", "ffn", "ffnPre"):
@@ -139,19 +124,8 @@ class RWKV2ForCausalLM(PretrainedModel):
             new_state["head_keys"], new_state["head_ids"] = memory
         return CausalLMOutput(logits=logits, state=new_state)
 
-    def _fusable(self, input_ids, state):
-        """Whether this step can run as the fused rwkv2_step: CPU, float32, int64 ids, no gradients, not traced."""
-        weight = self.emb.weight
-        return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
-                and weight.dtype == paddle.float32 and weight.place.is_cpu_place()
-                and input_ids.dtype == paddle.int64 and state.get("head_ids", input_ids).dtype == paddle.int64)
-
-    def _fused_step_weights(self):
-        if self._fused_weights is None:
-            params = dict(self.named_parameters())
-            self._fused_weights = [params[n] for n in weight_names(self.config.n_layer,
-                                                                   self.config.variant == "RWKV-ffnPre")]
-        return self._fused_weights
+    def fused_weight_names(self):
+        return weight_names(self.config.n_layer, self.config.variant == "RWKV-ffnPre")
 
 
 def _decay_curve(layer_id, n_layer, n_embd):
@@ -169,16 +143,3 @@ def _decay_curve(layer_id, n_layer, n_embd):
     h = np.arange(n_embd) / max(n_embd - 1, 1)
     return np.log(f1 * f2 ** (7 * h)).astype("float32")
 
-
-def _orthogonal(param, gain, transpose):
-    """Sets param to gain x a (semi-)orthogonal matrix drawn from Paddle's RNG (QR of a Gaussian, sign-fixed);
-    zeros for gain 0. transpose: param holds the transpose of the [out, in] matrix (Paddle Linear layout)."""
-    rows, cols = param.shape[::-1] if transpose else param.shape
-    if gain == 0:
-        param.set_value(paddle.zeros(param.shape, param.dtype))
-        return
-    a = paddle.randn([max(rows, cols), min(rows, cols)]).numpy().astype("float64")
-    q, r = np.linalg.qr(a)
-    q *= np.sign(np.diag(r))
-    m = q if rows >= cols else q.T  # [rows, cols] with orthonormal columns (or rows)
-    param.set_value(paddle.to_tensor((gain * (m.T if transpose else m)).astype("float32")).astype(param.dtype))

@@ -2,29 +2,20 @@
 binding custom_ops/paddle/rwkv2_step.cc, built into the same operator library as paddle_lrnn.ops). CPU and float32
 only, inference only (no gradient). It lives beside the model because it knows the model's parameter names; its
 specification is the model's layer-by-layer step (RWKV2ForCausalLM with fused_step = False)."""
-import paddle
-
 from ...ops.library import library
+from ..fused_step import block_weight_names, run_step_operator
 
 OP = "paddle_lrnn.models.rwkv2.rwkv2_step"
 TIME_MIX = ("time_decay", "time_first", "time_mix", "key.weight", "value.weight", "receptance.weight",
             "output.weight")
 CHANNEL_MIX = ("time_mix", "key.weight", "receptance.weight", "value.weight")
+TOP = ("emb.weight", "ln_out.weight", "ln_out.bias", "head.weight", "head_q.weight", "head_k.weight")
 
 
 def weight_names(n_layer, ffn_pre=False):
     """The parameter names of RWKV2ForCausalLM (the original's state-dict keys) in the order rwkv2_step takes the
     weights. ffn_pre: the "RWKV-ffnPre" variant, whose block 0 has a channel-mix `ffnPre` instead of `att`."""
-    names = ["emb.weight", "ln_out.weight", "ln_out.bias", "head.weight", "head_q.weight", "head_k.weight"]
-    for i in range(n_layer):
-        block = f"blocks.{i}."
-        names += [block + n for n in ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")]
-        if ffn_pre and i == 0:
-            names += [block + "ffnPre." + n for n in CHANNEL_MIX]
-        else:
-            names += [block + "att." + n for n in TIME_MIX]
-        names += [block + "ffn." + n for n in CHANNEL_MIX]
-    return names
+    return block_weight_names(TOP, TIME_MIX, CHANNEL_MIX, n_layer, ffn_pre)
 
 
 def rwkv2_step(weights, input_ids, state, *, ctx_len, ffn_pre, k_clamp, eps, ln_eps):
@@ -51,21 +42,12 @@ def rwkv2_step(weights, input_ids, state, *, ctx_len, ffn_pre, k_clamp, eps, ln_
     Returns:
         (logits [B, 1, V] float32, the state after this token, in the same layout).
     """
-    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != 1:
-        raise ValueError(f"{OP}: input_ids must be a paddle.Tensor [B, 1] (one token per row)")
-    missing = {"wkv", "att_shift", "ffn_shift"} - set(state)
-    if missing:
-        raise ValueError(f"{OP}: the state lacks {sorted(missing)}")
     if ("head_keys" in state) != ("head_ids" in state):
         raise ValueError(f"{OP}: the state must hold both head_keys and head_ids, or neither")
-    if paddle.is_grad_enabled() and any(not w.stop_gradient for w in weights):
-        raise ValueError(f"{OP} is inference only (no backward): call it under paddle.no_grad()")
-    try:
-        logits, wkv, att_shift, ffn_shift, keys, ids = library().lrnn_rwkv2_step(
+    logits, wkv, att_shift, ffn_shift, keys, ids = run_step_operator(
+        OP, weights, input_ids, state, lambda: library().lrnn_rwkv2_step(
             input_ids, weights, state["wkv"], state["att_shift"], state["ffn_shift"], state.get("head_keys"),
-            state.get("head_ids"), bool(ffn_pre), int(ctx_len), float(k_clamp), float(eps), float(ln_eps))
-    except OSError as err:  # the operator's checks (Paddle raises them as OSError, with the C++ source line after)
-        raise ValueError(str(err).strip().splitlines()[0]) from None
+            state.get("head_ids"), bool(ffn_pre), int(ctx_len), float(k_clamp), float(eps), float(ln_eps)))
     new_state = {"wkv": wkv, "att_shift": att_shift, "ffn_shift": ffn_shift}
     if ctx_len > 1:
         new_state["head_keys"], new_state["head_ids"] = keys, ids

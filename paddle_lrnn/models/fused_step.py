@@ -1,0 +1,63 @@
+"""What the models with a fused CPU decoding step share (RWKV-v2's and RWKV-4's): when a single-token step may run as
+the one operator call, the list of weights the operator reads, and the checks around the call."""
+import paddle
+
+NORMS = ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")
+
+
+def block_weight_names(top, time_mix, channel_mix, n_layer, ffn_pre):
+    """Parameter names in a fused RWKV step's order: `top` (the weights outside the blocks), then per block its two
+    norms, its time-mix `att` (names `time_mix` in it) or, in block 0 of the "RWKV-ffnPre" variant, the channel-mix
+    `ffnPre`, and its channel-mix `ffn` (names `channel_mix`)."""
+    names = list(top)
+    for i in range(n_layer):
+        block = f"blocks.{i}."
+        names += [block + n for n in NORMS]
+        sub, mix = ("ffnPre.", channel_mix) if ffn_pre and i == 0 else ("att.", time_mix)
+        names += [block + sub + n for n in mix]
+        names += [block + "ffn." + n for n in channel_mix]
+    return names
+
+
+def run_step_operator(name, weights, input_ids, state, call):
+    """call() (a fused step's operator) after the checks every step makes: input_ids a [B, 1] tensor, a state with
+    its wkv and shift tensors, no gradient wanted (the operators have no backward); the operator's own checks, which
+    Paddle raises as OSError with the C++ source line after, become a ValueError of their first line."""
+    if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != 1:
+        raise ValueError(f"{name}: input_ids must be a paddle.Tensor [B, 1] (one token per row)")
+    missing = {"wkv", "att_shift", "ffn_shift"} - set(state)
+    if missing:
+        raise ValueError(f"{name}: the state lacks {sorted(missing)}")
+    if paddle.is_grad_enabled() and any(not w.stop_gradient for w in weights):
+        raise ValueError(f"{name} is inference only (no backward): call it under paddle.no_grad()")
+    try:
+        return call()
+    except OSError as err:
+        raise ValueError(str(err).strip().splitlines()[0]) from None
+
+
+class FusedStepMixin:
+    """Mixed into a PretrainedModel with an `emb` embedding and a method fused_weight_names() (its parameter names in
+    the order its step operator takes them).
+
+    Single-token steps on CPU/float32 without gradients go through the fused operator; fused_step = False (on the
+    class or an instance) runs the layers one by one instead. The operator reads the parameter tensors collected on
+    its first use: after assigning new Parameter or sub-layer objects (set_value and .to() are fine), reset
+    _fused_weights to None."""
+
+    fused_step = True
+    _fused_weights = None
+
+    def _fusable(self, input_ids, state):
+        """Whether this step can run fused: CPU, float32 weights, int64 ids, a state of float32 and int64 tensors,
+        no gradients, not traced (a traced program keeps the layers, which any device runs)."""
+        weight = self.emb.weight
+        return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
+                and weight.dtype == paddle.float32 and weight.place.is_cpu_place() and input_ids.dtype == paddle.int64
+                and all(v.dtype in (paddle.float32, paddle.int64) for v in state.values()))
+
+    def _fused_step_weights(self):
+        if self._fused_weights is None:
+            params = dict(self.named_parameters())
+            self._fused_weights = [params[n] for n in self.fused_weight_names()]
+        return self._fused_weights
