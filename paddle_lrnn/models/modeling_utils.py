@@ -8,6 +8,7 @@ the memory-mapped bytes of its tensor in the file (copy-on-write: training the m
 loading costs one copy of the weights, read from disk as they are used, in the dtype they were saved in. A model
 stored in bfloat16, float16 or int8 (quantization.py) computes on CPU with float32 activations, its matrices read in
 their storage format (layers/linear.py)."""
+import collections
 import contextlib
 import json
 import os
@@ -221,6 +222,14 @@ class PretrainedModel(nn.Layer):
         """The family's own initialisation (_init_weights), unless the model is being built inside skip_init()."""
         if not getattr(_construction, "skip_init", False):
             self._init_weights()
+
+    def state_layout(self):
+        """{state key: (batch axis, length axis)} for batching states of separate calls (generation's batched
+        decoding): the axis holding the batch rows, or None for an entry the rows share (states can be batched only
+        where such entries are equal); and an axis whose length may differ between rows, or None. Along that axis
+        shorter rows are padded at the front with zeros, which the model must read as absent (e.g. RWKV-v2's copy-head
+        memory: a zero key adds nothing). Default: every key with the batch on axis 1 ([layers, batch, ...])."""
+        return collections.defaultdict(lambda: (1, None))
 
     def output_embedding(self):
         """The Embedding layer that is also the output head (tied weights), or None: what int8 quantization

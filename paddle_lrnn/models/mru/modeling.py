@@ -83,6 +83,10 @@ class MRUForCausalLM(PretrainedModel):
             shapes["attn_position"] = [1]
         return shapes
 
+    def state_layout(self):
+        # one position for all rows: rows at different positions are decoded apart
+        return {"mru": (1, None), "attn_keys": (1, None), "attn_values": (1, None), "attn_position": (None, None)}
+
     def initial_state(self, batch_size):
         """The state of a fresh sequence: identity matrices for the MRU layers, an empty attention cache; feeding it
         gives the same logits as state=None."""

@@ -92,6 +92,11 @@ class RWKV2ForCausalLM(FusedStepMixin, PretrainedModel):
         zeros = paddle.zeros([L, batch_size, C], activation_dtype(self.emb.weight))
         return {"wkv": paddle.stack([initial_wkv_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
 
+    def state_layout(self):
+        # the copy-head memory: batch first, and as long as each row's history (up to ctx_len - 1)
+        return {"wkv": (1, None), "att_shift": (1, None), "ffn_shift": (1, None), "head_keys": (0, 1),
+                "head_ids": (0, 1)}
+
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
