@@ -7,10 +7,13 @@ than by the compiler or at run time: Paddle 2.x lacks Tensor::is_contiguous, whi
 the operators build but models fail at run time (no paddle.frombuffer for safetensors, an optional operator output).
 Environment:
   PADDLE_LRNN_CUDA_ARCH   e.g. "80;90": GPU architectures to build for (default: the visible GPUs, else 70-90)
-  PADDLE_LRNN_PORTABLE=1  build the CPU kernels for generic x86-64 instead of this machine's instruction set
+  PADDLE_LRNN_NATIVE=1    compile the CPU kernels for this machine's processor only (-march=native)
+  PADDLE_LRNN_MARCH=LEVEL compile them for another baseline, e.g. x86-64-v3 (the default, x86-64, runs on any
+                          x86-64 processor; the kernels pick AVX2 or AVX-512 at run time either way)
 """
 import glob
 import os
+import platform
 import re
 import shutil
 import sys
@@ -63,9 +66,18 @@ with_cuda = paddle.is_compiled_with_cuda() and os.environ.get("PADDLE_LRNN_CPU_O
 sources = sorted(glob.glob("custom_ops/paddle/*.cc"))
 # -fno-trapping-math lets gcc if-convert float comparisons, which the vectorised CPU loops need (IEEE results are
 # unchanged; only floating-point exception flags could differ). -fno-math-errno likewise for math calls.
-cxx_flags = ["-O3", "-fopenmp-simd", "-std=c++17", "-fno-trapping-math", "-fno-math-errno", "-pthread"]
-if os.environ.get("PADDLE_LRNN_PORTABLE") != "1":
-    cxx_flags.append("-march=native")
+# -fno-semantic-interposition: calls between the library's own functions go direct (and may be inlined), not
+# through the PLT.
+cxx_flags = ["-O3", "-fopenmp-simd", "-std=c++17", "-fno-trapping-math", "-fno-math-errno", "-pthread",
+             "-fno-semantic-interposition"]
+# Portable by default: x86-64 baseline code, plus copies of the kernels for AVX2 and AVX-512 that run only where the
+# processor has them (custom_ops/kernels/cpu_isa.h), so that a wheel built here runs on any x86-64 machine.
+x86 = platform.machine().lower() in ("x86_64", "amd64")
+march = "native" if os.environ.get("PADDLE_LRNN_NATIVE") == "1" else os.environ.get("PADDLE_LRNN_MARCH",
+                                                                                       "x86-64" if x86 else "")
+if march:
+    cxx_flags.append(f"-march={march}")
+cxx_flags.append(f'-DLRNN_BUILD_MARCH="{march or "default"}"')
 extra = {"cxx": cxx_flags}
 Extension = CppExtension
 if with_cuda:

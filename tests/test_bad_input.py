@@ -262,6 +262,11 @@ def t(*shape, dtype="float32"):
     return paddle.zeros(list(shape), dtype)
 
 
+def needing_grad(x):
+    x.stop_gradient = False
+    return x
+
+
 def other_rwkv2_model():
     from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
 
@@ -602,6 +607,8 @@ ROWS = [
     tool_row("bench/unknown-section", "bench", lambda ws: ["--section", "nope"],
              r"argument --section: invalid choice: 'nope'", process=True),
     tool_row("bench/repeat-0", "bench", lambda ws: ["--repeat", 0], r"--repeat and --tokens must be positive, got 0"),
+    tool_row("bench/rows-0", "bench", lambda ws: ["--section", "weight_matmul", "--rows", 1, 0],
+             r"--rows must be positive, got 1 0"),
     tool_row("bench/original-without-runner", "bench",
              lambda ws: ["--section", "generation", "--original-rwkv2", ws.path("empty-dir")],
              r"--original-rwkv2 .*empty-dir has no model_run\.py"),
@@ -671,6 +678,33 @@ ROWS = [
         r"mru_scan: m has dtype bool"),
     Row("mru_scan/state-shape", "mru_scan", lambda ws: lambda: ops.mru_scan(t(2, 3, 4, 5, 5), t(2, 3, 4, 5)),
         ValueError, r"mru_scan: state has shape \[2, 3, 4, 5\], expected \[2, 3, 5, 5\]"),
+    Row("weight_matmul/float32-weight", "weight_matmul", lambda ws: lambda: ops.weight_matmul(t(2, 4), t(4, 3)),
+        TypeError, r"weight_matmul: weight has dtype float32, expected one of bfloat16, float16, int8"),
+    Row("weight_matmul/float16-x", "weight_matmul",
+        lambda ws: lambda: ops.weight_matmul(t(2, 4, dtype="float16"), t(4, 3, dtype="bfloat16")), TypeError,
+        r"weight_matmul: x has dtype float16, expected float32"),
+    Row("weight_matmul/K-disagrees", "weight_matmul",
+        lambda ws: lambda: ops.weight_matmul(t(2, 5), t(4, 3, dtype="bfloat16")), ValueError,
+        r"weight_matmul: x has shape \[2, 5\], expected \[\.\.\., 4\] \(the rows of weight \[4, 3\]"),
+    Row("weight_matmul/int8-without-scale", "weight_matmul",
+        lambda ws: lambda: ops.weight_matmul(t(2, 4), t(4, 3, dtype="int8")), ValueError,
+        r"weight_matmul: int8 weights need their scale"),
+    Row("weight_matmul/scale-with-bfloat16", "weight_matmul",
+        lambda ws: lambda: ops.weight_matmul(t(2, 4), t(4, 3, dtype="bfloat16"), t(3)), ValueError,
+        r"weight_matmul: scale goes with int8 weights only; weight is bfloat16"),
+    Row("weight_matmul/scale-shape", "weight_matmul",
+        lambda ws: lambda: ops.weight_matmul(t(2, 4), t(4, 3, dtype="int8"), t(4)), ValueError,
+        r"weight_matmul: scale has shape \[4\], expected \[3\]"),
+    Row("weight_matmul/needs-gradient", "weight_matmul",
+        lambda ws: lambda: ops.weight_matmul(needing_grad(t(2, 4)), t(4, 3, dtype="float16")), ValueError,
+        r"weight_matmul is inference only \(no backward\), but x require\(s\) gradients"),
+    Row("quantize_int8/int8", "quantize_int8", lambda ws: lambda: ops.quantize_int8(t(4, 3, dtype="int8")), TypeError,
+        r"quantize_int8: weight has dtype int8, expected one of float32, bfloat16, float16"),
+    Row("quantize_int8/rank", "quantize_int8", lambda ws: lambda: ops.quantize_int8(t(4)), ValueError,
+        r"quantize_int8: weight must have 2 dimensions \[K, N\], got shape \[4\]"),
+    Row("quantize_int8/nan", "quantize_int8",
+        lambda ws: lambda: ops.quantize_int8(paddle.full([4, 3], float("nan"))), ValueError,
+        r"quantize_int8: weight holds infinite or NaN values"),
     Row("wkv/devices", "wkv", lambda ws: lambda: ops.wkv(t(4).cuda(), t(4), t(2, 3, 4), t(2, 3, 4)), ValueError,
         r"wkv: inputs must be on one device, got w on Place\(gpu:0\), u on Place\(cpu\)",
         skip=None if HAS_GPU else "needs a GPU"),
@@ -801,7 +835,8 @@ def test_file_size_limit_in_a_real_process(ws):
 
 def test_the_table_covers_every_tool_operator_and_family():
     assert {r.target for r in ROWS} >= {"train", "convert", "generate", "bench", "export", "wkv", "timex",
-                                        "depthwise_conv1d", "gla", "mru_scan", "model"}
+                                        "depthwise_conv1d", "gla", "mru_scan", "weight_matmul", "quantize_int8",
+                                        "model"}
     for family in FAMILIES:
         assert sum(f"/{family}/" in f"/{r.id}/" for r in ROWS) >= 10, family
 

@@ -1,5 +1,5 @@
 """Determinism on CPU: every operator gives bit-identical values and gradients whatever the number of kernel threads
-(PADDLE_LRNN_NUM_THREADS), two training runs with the same seed log the same losses and print the same sample
+(PADDLE_LRNN_NUM_THREADS), at every instruction-set level the processor has (PADDLE_LRNN_ISA), two training runs with the same seed log the same losses and print the same sample
 (--deterministic changes nothing on CPU; another seed changes everything), and RWKV-v2's copy head computes the
 same sums as a scatter-add or as a one-hot product (the fixed-order form --deterministic selects on a GPU)."""
 import hashlib
@@ -22,8 +22,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def op_digests():
-    """SHA-256 of each operator's float32 outputs and input gradients, on shapes big enough for the thread pool (and
-    with a state passed between two calls)."""
+    """{operator@level: SHA-256 of its float32 outputs and input gradients} at every instruction-set level the
+    processor has, on shapes big enough for the thread pool (and with a state passed between two calls)."""
+    from paddle_lrnn.ops import library
+
+    levels = library.ISA_LEVELS[:library.ISA_LEVELS.index(library.cpu_isa_supported()) + 1]
+    out = {}
+    for level in levels:
+        library.set_cpu_isa_cap(level)
+        out.update({f"{name}@{level}": digest for name, digest in level_digests().items()})
+    return out
+
+
+def level_digests():
     from paddle_lrnn import ops
 
     rng = np.random.default_rng(0)
@@ -31,14 +42,23 @@ def op_digests():
     def t(*shape, scale=1.0, offset=0.0):
         return paddle.to_tensor((offset + scale * rng.standard_normal(shape)).astype(np.float32), stop_gradient=False)
 
+    def digest(tensors):
+        h = hashlib.sha256()
+        for x in tensors:
+            h.update(x.numpy().tobytes())
+        return h.hexdigest()
+
     def run(fn, inputs):
         outs = fn(*inputs)
         loss = sum((o * paddle.to_tensor(rng.standard_normal(o.shape).astype(np.float32))).sum() for o in outs)
-        grads = paddle.grad(loss, inputs)
-        h = hashlib.sha256()
-        for x in [*outs, *grads]:
-            h.update(x.numpy().tobytes())
-        return h.hexdigest()
+        return digest([*outs, *paddle.grad(loss, inputs)])
+
+    def weight_products():  # inference only: outputs (several tiles along K and N, 17 rows: two passes)
+        w = t(1000, 1500).detach()
+        x = t(17, 1000).detach()
+        q, scale = ops.quantize_int8(w)
+        return [q, scale, *(ops.weight_matmul(x, v, s) for v, s in ((w.astype("bfloat16"), None),
+                                                                     (w.astype("float16"), None), (q, scale)))]
 
     def wkv_twice(w, u, k, v):
         y1, s1 = ops.wkv(paddle.exp(w), u, k[:, :40], v[:, :40], eps=1e-16)
@@ -63,6 +83,7 @@ def op_digests():
         "depthwise_conv1d": run(lambda w, x: [ops.depthwise_conv1d(w, x)], [t(C, 4), t(B, C, 300)]),
         "gla": run(gla_twice, [t(2, 130, 3, 16), t(2, 130, 3, 16), t(2, 130, 3, 16), t(2, 130, 3, 16, offset=2.0)]),
         "mru_scan": run(mru_twice, [t(2, 3, 70, 8, 8, scale=0.1) + paddle.eye(8)]),
+        "weight_matmul": digest(weight_products()),
     }
 
 
@@ -78,7 +99,8 @@ def digests_with_threads(n):
 @pytest.mark.slow
 def test_operators_do_not_depend_on_the_thread_count():
     one, three = digests_with_threads(1), digests_with_threads(3)
-    assert sorted(one) == ["depthwise_conv1d", "gla", "mru_scan", "timex", "wkv"]
+    assert sorted({key.split("@")[0] for key in one}) == ["depthwise_conv1d", "gla", "mru_scan", "timex",
+                                                          "weight_matmul", "wkv"]
     assert one == three
 
 

@@ -26,6 +26,30 @@
 #define LRNN_HD inline
 #endif
 
+// The kernels of every other header live in lrnn::LRNN_ISA: lrnn::isa_baseline (an inline namespace, so that
+// lrnn::name finds them) in every translation unit, and again in lrnn::isa_avx2 / lrnn::isa_avx512, compiled for
+// those instruction sets, where a binding includes cpu_isa_variants.h (cpu_isa.h says why and how).
+#ifndef LRNN_ISA
+#define LRNN_ISA isa_baseline
+#define LRNN_ISA_INLINE inline
+// The instruction set a copy may use in intrinsics: what the compiler flags allow here, set by cpu_isa_variants.h
+// for its copies (in C++, gcc's `#pragma GCC target` changes code generation but not macros such as __AVX2__).
+// 0: x86-64 (SSE2), 1: x86-64-v3 (AVX2, FMA, F16C), 2: x86-64-v4 (AVX-512 F/BW/DQ/VL).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define LRNN_ISA_LEVEL 2
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define LRNN_ISA_LEVEL 1
+#else
+#define LRNN_ISA_LEVEL 0
+#endif
+#endif
+#define LRNN_ISA_BEGIN \
+  namespace lrnn {     \
+  LRNN_ISA_INLINE namespace LRNN_ISA {
+#define LRNN_ISA_END \
+  }                  \
+  }
+
 namespace lrnn {
 
 // Accumulate in float for every storage type except double (double is kept for gradient checks).

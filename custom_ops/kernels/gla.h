@@ -12,13 +12,14 @@
 // gives dk, dv and dg.
 //
 // This header holds the per-element math (shared by the CPU and CUDA kernels) and the CPU kernels.
-#pragma once
+#ifndef LRNN_KERNELS_GLA_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_GLA_H
 
 #include <vector>
 
 #include "common.h"
 
-namespace lrnn {
+LRNN_ISA_BEGIN
 
 // Offset of row t of head h of batch b in a [B, T, H, n] tensor.
 LRNN_HD int64_t gla_row(int64_t b, int64_t t, int64_t h, int64_t T, int64_t H, int64_t n) {
@@ -209,4 +210,6 @@ void gla_backward_cpu(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, con
 }
 #endif
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_GLA_H

@@ -11,7 +11,8 @@
 // sequence, a sequential product whose d x d matmuls are written as rows of axpys (out_row += a * in_row), so that
 // the innermost loop runs over contiguous columns and vectorises; d in {1, 2, 4, 8, 16, 32} is a template parameter
 // (loops fully unrolled, several rows in flight), any other d takes the same code with a runtime size.
-#pragma once
+#ifndef LRNN_KERNELS_MRU_SCAN_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_MRU_SCAN_H
 
 #include <type_traits>
 #include <vector>
@@ -22,7 +23,7 @@
 #include <sys/mman.h>
 #endif
 
-namespace lrnn {
+LRNN_ISA_BEGIN
 
 constexpr int kMruMaxCudaD = 32;             // the CUDA kernels hold a matrix in one warp's registers
 constexpr int64_t kMruCpuChunkElems = 8192;  // CPU backward: elements staged per stream and chunk (32 KB floats)
@@ -279,4 +280,6 @@ void mru_scan_backward_cpu(int64_t BH, int64_t T, int d, const scalar_t* m, cons
 }
 #endif
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_MRU_SCAN_H

@@ -1,6 +1,7 @@
 // One RWKV-v2 decoding step (T = 1) for a small batch on CPU, float32: the whole network in one call, so that a
 // generated token costs one pass over the weights instead of about 150 framework operators. The matrix-vector
-// products stream every weight once, in tiles shared out over the thread pool; the rest (layer norms, token-shift
+// products stream every weight once (weight_matmul.h's products, the independent ones of a layer in one pass over
+// the thread pool); the rest (layer norms, token-shift
 // mixes, the WKV update, gates, the copy head) is elementwise work on the calling thread.
 //
 // The specification is the eager step of paddle_lrnn (layers/rwkv2.py, models/rwkv2/modeling.py): post-LN blocks
@@ -10,13 +11,16 @@
 // the last ctx_len tokens u (the current one included).
 // Layouts: Linear weights [in, out]; wkv state [L, B, 3, C] (aa, bb, pp); shift states [L, B, C]; copy-head memory
 // keys [B, M, D] and ids [B, M].
-#pragma once
+#ifndef LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H  // the weights' layout: one type for every instruction-set copy
+#define LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H
 
 #include <vector>
 
-#include "wkv.h"
+#include "common.h"
 
+// In a namespace of their own, like every type the kernels of several instruction sets share (cpu_isa.h).
 namespace lrnn {
+namespace types {
 
 struct Rwkv2TimeMixWeights {
   const float *decay, *first, *mix, *key, *value, *receptance, *output;  // decay: time_decay (w = e^decay)
@@ -40,83 +44,26 @@ struct Rwkv2StepWeights {
   std::vector<Rwkv2BlockWeights> blocks;
 };
 
-// Tile of a matrix-vector product: 64 rows by 1024 columns (at most 256 KB), so a layer's products split into
-// enough tiles to share between threads while each tile still streams long contiguous rows.
-constexpr int64_t kStepTileRows = 64, kStepTileCols = 1024;
+}  // namespace types
+using types::Rwkv2BlockWeights;
+using types::Rwkv2ChannelMixWeights;
+using types::Rwkv2StepWeights;
+using types::Rwkv2TimeMixWeights;
+}  // namespace lrnn
 
-// y[b, :] = x[b, :] @ w for b < B, w [in, out]; x rows are `in` floats apart, y rows `out` floats apart.
-struct StepGemv {
-  const float* w;
-  int64_t in, out;
-  const float* x;
-  float* y;
-};
+#endif  // LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H
 
-// Runs the products of one phase (independent of each other) with every weight read once: each tile writes the
-// partial sums of its rows into its own slot, and the slots are added in a fixed order afterwards, so results do
-// not depend on the thread count or on which thread ran a tile.
-inline void step_gemvs(std::initializer_list<StepGemv> gemvs, int64_t B, std::vector<float>& partial) {
-  struct Tile {
-    const StepGemv* g;
-    int64_t i0, j0;
-    float* p;  // this tile's row block of partial sums, [B, out]
-  };
-  std::vector<Tile> tiles;
-  std::vector<float*> slots;
-  size_t total = 0;
-  double work = 0;
-  for (const StepGemv& g : gemvs) total += ((g.in + kStepTileRows - 1) / kStepTileRows) * B * g.out;
-  partial.resize(total);
-  float* p = partial.data();
-  for (const StepGemv& g : gemvs) {
-    slots.push_back(p);
-    for (int64_t i0 = 0; i0 < g.in; i0 += kStepTileRows, p += B * g.out)
-      for (int64_t j0 = 0; j0 < g.out; j0 += kStepTileCols) tiles.push_back({&g, i0, j0, p});
-    work += 2.0 * B * g.in * g.out;
-  }
-  parallel_for(
-      static_cast<int64_t>(tiles.size()),
-      [&](int64_t t) {
-        const Tile& tile = tiles[t];
-        const StepGemv& g = *tile.g;
-        const int64_t i1 = std::min(g.in, tile.i0 + kStepTileRows), n = std::min(kStepTileCols, g.out - tile.j0);
-        for (int64_t b = 0; b < B; ++b) std::fill_n(tile.p + b * g.out + tile.j0, n, 0.0f);
-        int64_t i = tile.i0;
-        // Eight rows per pass: eight weight streams in flight at once (17% faster than four, measured on an AMD
-        // EPYC; prefetch hints and sixteen rows were slower), and an eighth of the loads and stores of the sums.
-        for (; i + 8 <= i1; i += 8) {
-          const float* w = g.w + i * g.out + tile.j0;
-          const int64_t o = g.out;
-          for (int64_t b = 0; b < B; ++b) {
-            const float* x = g.x + b * g.in + i;
-            const float a0 = x[0], a1 = x[1], a2 = x[2], a3 = x[3], a4 = x[4], a5 = x[5], a6 = x[6], a7 = x[7];
-            float* s = tile.p + b * g.out + tile.j0;
-#pragma omp simd
-            for (int64_t c = 0; c < n; ++c)
-              s[c] += ((a0 * w[c] + a1 * w[o + c]) + (a2 * w[2 * o + c] + a3 * w[3 * o + c])) +
-                      ((a4 * w[4 * o + c] + a5 * w[5 * o + c]) + (a6 * w[6 * o + c] + a7 * w[7 * o + c]));
-          }
-        }
-        for (; i < i1; ++i) {
-          const float* w0 = g.w + i * g.out + tile.j0;
-          for (int64_t b = 0; b < B; ++b) {
-            const float a0 = g.x[b * g.in + i];
-            float* s = tile.p + b * g.out + tile.j0;
-#pragma omp simd
-            for (int64_t c = 0; c < n; ++c) s[c] += a0 * w0[c];
-          }
-        }
-      },
-      work);
-  size_t k = 0;
-  for (const StepGemv& g : gemvs) {
-    const int64_t blocks = (g.in + kStepTileRows - 1) / kStepTileRows, len = B * g.out;
-    const float* s = slots[k++];
-    std::copy_n(s, len, g.y);
-    for (int64_t r = 1; r < blocks; ++r)
-#pragma omp simd
-      for (int64_t c = 0; c < len; ++c) g.y[c] += s[r * len + c];
-  }
+#ifndef LRNN_KERNELS_RWKV2_STEP_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_RWKV2_STEP_H
+
+#include "weight_matmul.h"
+#include "wkv.h"
+
+LRNN_ISA_BEGIN
+
+// y[b, :] = x[b, :] @ w for b < B, float32 w [in, out]; x rows are `in` floats apart, y rows `out` floats apart.
+inline WeightProduct step_product(const float* w, int64_t in, int64_t out, const float* x, float* y) {
+  return {w, WeightFormat::f32, in, out, nullptr, x, y};
 }
 
 inline void step_layer_norm(int64_t B, int64_t C, const float* x, const float* w, const float* b, float eps, float* y) {
@@ -138,9 +85,9 @@ inline void step_mix(int64_t B, int64_t C, const float* x, const float* prev, co
 
 inline float step_sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-// Buffers of one step, kept between calls on the same thread (the head's partial sums alone are B x 24 KB x 8).
+// Buffers of one step, kept between calls on the same thread.
 struct Rwkv2StepScratch {
-  std::vector<float> cur, x, xx, k, v, r, y, h, q, hk, scores, partial;
+  std::vector<float> cur, x, xx, k, v, r, y, h, q, hk, scores;
 
   static Rwkv2StepScratch& of_this_thread() {
     static thread_local Rwkv2StepScratch s;
@@ -152,9 +99,11 @@ struct Rwkv2StepScratch {
 inline void step_channel_mix(const Rwkv2ChannelMixWeights& f, int64_t B, int64_t C, const float* x, const float* prev,
                              float* acc, Rwkv2StepScratch& s) {
   step_mix(B, C, x, prev, f.mix, s.xx.data());
-  step_gemvs({{f.key, C, 4 * C, s.xx.data(), s.h.data()}, {f.receptance, C, C, s.xx.data(), s.r.data()}}, B, s.partial);
+  weight_matmuls({step_product(f.key, C, 4 * C, s.xx.data(), s.h.data()),
+                  step_product(f.receptance, C, C, s.xx.data(), s.r.data())},
+                 B);
   for (int64_t i = 0; i < 4 * B * C; ++i) s.h[i] = s.h[i] > 0 ? s.h[i] * s.h[i] : 0.0f;
-  step_gemvs({{f.value, 4 * C, C, s.h.data(), s.v.data()}}, B, s.partial);
+  weight_matmuls({step_product(f.value, 4 * C, C, s.h.data(), s.v.data())}, B);
   for (int64_t i = 0; i < B * C; ++i) acc[i] += step_sigmoid(s.r[i]) * s.v[i];
 }
 
@@ -163,10 +112,10 @@ inline void step_time_mix(const Rwkv2StepWeights& m, const Rwkv2TimeMixWeights& 
                           const float* prev, float* wkv, float* acc, Rwkv2StepScratch& s) {
   const int64_t C = m.C;
   step_mix(B, C, x, prev, a.mix, s.xx.data());
-  step_gemvs({{a.key, C, C, s.xx.data(), s.k.data()},
-              {a.value, C, C, s.xx.data(), s.v.data()},
-              {a.receptance, C, C, s.xx.data(), s.r.data()}},
-             B, s.partial);
+  weight_matmuls({step_product(a.key, C, C, s.xx.data(), s.k.data()),
+                  step_product(a.value, C, C, s.xx.data(), s.v.data()),
+                  step_product(a.receptance, C, C, s.xx.data(), s.r.data())},
+                 B);
   for (int64_t b = 0; b < B; ++b) {
     float *aa = wkv + b * 3 * C, *bb = aa + C, *pp = bb + C;
     for (int64_t c = 0; c < C; ++c) {
@@ -178,7 +127,7 @@ inline void step_time_mix(const Rwkv2StepWeights& m, const Rwkv2TimeMixWeights& 
       s.y[i] = step_sigmoid(s.r[i]) * y;
     }
   }
-  step_gemvs({{a.output, C, C, s.y.data(), s.k.data()}}, B, s.partial);
+  weight_matmuls({step_product(a.output, C, C, s.y.data(), s.k.data())}, B);
   for (int64_t i = 0; i < B * C; ++i) acc[i] += s.k[i];
 }
 
@@ -214,10 +163,9 @@ inline void rwkv2_step_cpu(const Rwkv2StepWeights& m, int64_t B, const int64_t* 
     step_channel_mix(blk.ffn, B, C, ffn_new, ffn_in + l * B * C, cur.data(), s);
   }
   step_layer_norm(B, C, cur.data(), m.ln_out_w, m.ln_out_b, m.ln_eps, s.x.data());
-  step_gemvs({{m.head, C, V, s.x.data(), logits},
-              {m.head_q, C, D, s.x.data(), s.q.data()},
-              {m.head_k, C, D, s.x.data(), s.hk.data()}},
-             B, s.partial);
+  weight_matmuls({step_product(m.head, C, V, s.x.data(), logits), step_product(m.head_q, C, D, s.x.data(), s.q.data()),
+                  step_product(m.head_k, C, D, s.x.data(), s.hk.data())},
+                 B);
   // Copy head: memory entry j is M - j tokens back, visible while that is below ctx_len; this token always is.
   const int64_t first = std::max<int64_t>(0, M - (m.ctx_len - 1)), visible = M + 1 - first;
   constexpr int64_t kKeysPerTask = 64;
@@ -249,4 +197,6 @@ inline void rwkv2_step_cpu(const Rwkv2StepWeights& m, int64_t B, const int64_t* 
   }
 }
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_RWKV2_STEP_H

@@ -1,20 +1,23 @@
 // One RWKV-4 decoding step (T = 1) for a small batch on CPU, float32: the whole network in one call, so that a
 // generated token costs one pass over the weights instead of about 40 framework operators per block. It shares the
-// RWKV-v2 step's parts (rwkv2_step.h): the tiled matrix-vector products that stream every weight once over the
-// thread pool, the layer norm, the token-shift mix, the WKV update of wkv.h.
+// RWKV-v2 step's parts (rwkv2_step.h): the matrix-vector products of weight_matmul.h that stream every weight once
+// over the thread pool, the layer norm, the token-shift mix, the WKV update of wkv.h.
 //
 // The specification is the eager step of paddle_lrnn (layers/rwkv4.py, models/rwkv4/modeling.py): x = ln0(emb) in
 // block 0, then pre-LN blocks x = x + att(ln1(x)); x = x + ffn(ln2(x)); token-shift mixes prev + (x - prev) * mu with
 // one mu per projection; time-mix k = K xk, v = V xv, out = O(sigmoid(R xr) * wkv) (w = e^time_decay,
 // u = time_first, no epsilon); channel-mix sigmoid(R xr) * V relu(K xk)^2; then ln_out and the head.
 // Layouts: Linear weights [in, out]; wkv state [L, B, 3, A] (aa, bb, pp); shift states [L, B, C].
-#pragma once
+#ifndef LRNN_KERNELS_RWKV4_STEP_WEIGHTS_H  // the weights' layout: one type for every instruction-set copy
+#define LRNN_KERNELS_RWKV4_STEP_WEIGHTS_H
 
 #include <vector>
 
-#include "rwkv2_step.h"
+#include "common.h"
 
+// In a namespace of their own, like every type the kernels of several instruction sets share (cpu_isa.h).
 namespace lrnn {
+namespace types {
 
 struct Rwkv4TimeMixWeights {
   const float *decay, *first, *mix_k, *mix_v, *mix_r, *key, *value, *receptance, *output;  // key [C, A]
@@ -38,9 +41,25 @@ struct Rwkv4StepWeights {
   std::vector<Rwkv4BlockWeights> blocks;
 };
 
+}  // namespace types
+using types::Rwkv4BlockWeights;
+using types::Rwkv4ChannelMixWeights;
+using types::Rwkv4StepWeights;
+using types::Rwkv4TimeMixWeights;
+}  // namespace lrnn
+
+#endif  // LRNN_KERNELS_RWKV4_STEP_WEIGHTS_H
+
+#ifndef LRNN_KERNELS_RWKV4_STEP_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_RWKV4_STEP_H
+
+#include "rwkv2_step.h"
+
+LRNN_ISA_BEGIN
+
 // Buffers of one step, kept between calls on the same thread.
 struct Rwkv4StepScratch {
-  std::vector<float> cur, x, xk, xv, xr, k, v, r, y, h, partial;
+  std::vector<float> cur, x, xk, xv, xr, k, v, r, y, h;
 
   static Rwkv4StepScratch& of_this_thread() {
     static thread_local Rwkv4StepScratch s;
@@ -53,9 +72,11 @@ inline void rwkv4_channel_mix(const Rwkv4ChannelMixWeights& f, int64_t B, int64_
                               const float* prev, float* acc, Rwkv4StepScratch& s) {
   step_mix(B, C, x, prev, f.mix_k, s.xk.data());
   step_mix(B, C, x, prev, f.mix_r, s.xr.data());
-  step_gemvs({{f.key, C, F, s.xk.data(), s.h.data()}, {f.receptance, C, C, s.xr.data(), s.r.data()}}, B, s.partial);
+  weight_matmuls({step_product(f.key, C, F, s.xk.data(), s.h.data()),
+                  step_product(f.receptance, C, C, s.xr.data(), s.r.data())},
+                 B);
   for (int64_t i = 0; i < B * F; ++i) s.h[i] = s.h[i] > 0 ? s.h[i] * s.h[i] : 0.0f;
-  step_gemvs({{f.value, F, C, s.h.data(), s.v.data()}}, B, s.partial);
+  weight_matmuls({step_product(f.value, F, C, s.h.data(), s.v.data())}, B);
   for (int64_t i = 0; i < B * C; ++i) acc[i] += step_sigmoid(s.r[i]) * s.v[i];
 }
 
@@ -65,10 +86,10 @@ inline void rwkv4_time_mix(const Rwkv4TimeMixWeights& a, int64_t B, int64_t C, i
   step_mix(B, C, x, prev, a.mix_k, s.xk.data());
   step_mix(B, C, x, prev, a.mix_v, s.xv.data());
   step_mix(B, C, x, prev, a.mix_r, s.xr.data());
-  step_gemvs({{a.key, C, A, s.xk.data(), s.k.data()},
-              {a.value, C, A, s.xv.data(), s.v.data()},
-              {a.receptance, C, A, s.xr.data(), s.r.data()}},
-             B, s.partial);
+  weight_matmuls({step_product(a.key, C, A, s.xk.data(), s.k.data()),
+                  step_product(a.value, C, A, s.xv.data(), s.v.data()),
+                  step_product(a.receptance, C, A, s.xr.data(), s.r.data())},
+                 B);
   for (int64_t b = 0; b < B; ++b) {
     float *aa = wkv + b * 3 * A, *bb = aa + A, *pp = bb + A;
     for (int64_t c = 0; c < A; ++c) {
@@ -79,7 +100,7 @@ inline void rwkv4_time_mix(const Rwkv4TimeMixWeights& a, int64_t B, int64_t C, i
       s.y[i] = step_sigmoid(s.r[i]) * y;
     }
   }
-  step_gemvs({{a.output, A, C, s.y.data(), s.x.data()}}, B, s.partial);
+  weight_matmuls({step_product(a.output, A, C, s.y.data(), s.x.data())}, B);
   for (int64_t i = 0; i < B * C; ++i) acc[i] += s.x[i];
 }
 
@@ -108,7 +129,9 @@ inline void rwkv4_step_cpu(const Rwkv4StepWeights& m, int64_t B, const int64_t* 
     rwkv4_channel_mix(blk.ffn, B, C, F, ffn_new, ffn_in + l * B * C, s.cur.data(), s);
   }
   step_layer_norm(B, C, s.cur.data(), m.ln_out_w, m.ln_out_b, m.ln_eps, s.x.data());
-  step_gemvs({{m.head, C, m.V, s.x.data(), logits}}, B, s.partial);
+  weight_matmuls({step_product(m.head, C, m.V, s.x.data(), logits)}, B);
 }
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_RWKV4_STEP_H

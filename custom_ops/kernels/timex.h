@@ -7,13 +7,14 @@
 //   gx[b, c, u] = sum_{t=u..u+D-1} g[b, c, t] * w[c, L-1-(t-u)],   gw[c, L-1-d] = sum_b sum_{t>=d} g[b, c, t] * x[b, c,
 //   t-d]
 // and the first L-D columns of gw are zero. O(T * D) per row.
-#pragma once
+#ifndef LRNN_KERNELS_TIMEX_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_TIMEX_H
 
 #include <vector>
 
 #include "common.h"
 
-namespace lrnn {
+LRNN_ISA_BEGIN
 
 #ifndef __CUDA_ARCH__
 // Every inner loop below is an axpy over contiguous memory (reversed copies make the indices ascend), so it
@@ -79,4 +80,6 @@ void timex_backward_cpu(int64_t B, int64_t C, int64_t T, int64_t L, const scalar
 }
 #endif
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_TIMEX_H

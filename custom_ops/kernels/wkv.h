@@ -7,13 +7,14 @@
 // hold the state before every kWkvChunk-th step so that the backward pass recomputes only inside a chunk.
 //
 // This header holds the per-token math (shared by the CPU and CUDA kernels) and the CPU kernels.
-#pragma once
+#ifndef LRNN_KERNELS_WKV_H  // (cpu_isa_variants.h undefines it to compile the kernels again)
+#define LRNN_KERNELS_WKV_H
 
 #include <vector>
 
 #include "common.h"
 
-namespace lrnn {
+LRNN_ISA_BEGIN
 
 constexpr int kWkvChunk = 16;
 
@@ -201,4 +202,6 @@ void wkv_backward_cpu(int64_t B, int64_t T, int64_t C, const acc_t<scalar_t>* w,
 }
 #endif
 
-}  // namespace lrnn
+LRNN_ISA_END
+
+#endif  // LRNN_KERNELS_WKV_H

@@ -5,6 +5,10 @@
 
 #include "binding.h"
 
+// the kernels again for AVX2 and AVX-512, run by LRNN_ISA_CALL when the processor has them
+#define LRNN_ISA_KERNELS "kernels/gla.h"
+#include "kernels/cpu_isa_variants.h"
+
 using paddle::Tensor;
 
 #ifdef PADDLE_WITH_CUDA
@@ -45,7 +49,7 @@ std::vector<Tensor> GlaForward(const Tensor& q, const Tensor& k, const Tensor& v
   }
   LRNN_DISPATCH_FLOATING(q.dtype(), "lrnn_gla", ([&] {
                            using A = lrnn::acc_t<data_t>;
-                           lrnn::gla_forward_cpu<data_t>(B, T, H, K, V, q.data<data_t>(), k.data<data_t>(),
+                           LRNN_ISA_CALL(gla_forward_cpu<data_t>, B, T, H, K, V, q.data<data_t>(), k.data<data_t>(),
                                                          v.data<data_t>(), g.data<data_t>(), s0.data<A>(),
                                                          static_cast<A>(sc), o.data<data_t>(), s1.data<A>());
                          }));
@@ -76,7 +80,7 @@ std::vector<Tensor> GlaBackward(const Tensor& q, const Tensor& k, const Tensor& 
   }
   LRNN_DISPATCH_FLOATING(q.dtype(), "lrnn_gla", ([&] {
                            using A = lrnn::acc_t<data_t>;
-                           lrnn::gla_backward_cpu<data_t>(
+                           LRNN_ISA_CALL(gla_backward_cpu<data_t>, 
                                B, T, H, K, V, q.data<data_t>(), k.data<data_t>(), v.data<data_t>(), g.data<data_t>(),
                                s0.data<A>(), static_cast<A>(sc), lrnn_binding::grad_ptr<data_t>(go),
                                lrnn_binding::grad_ptr<A>(gs1), gq.data<data_t>(), gk.data<data_t>(), gv.data<data_t>(),

@@ -4,6 +4,10 @@
 
 #include "binding.h"
 
+// the kernels again for AVX2 and AVX-512, run by LRNN_ISA_CALL when the processor has them
+#define LRNN_ISA_KERNELS "kernels/mru_scan.h"
+#include "kernels/cpu_isa_variants.h"
+
 using paddle::Tensor;
 
 #ifdef PADDLE_WITH_CUDA
@@ -41,7 +45,7 @@ std::vector<Tensor> MruScanForward(const Tensor& m, const Tensor& s0) {
   }
   LRNN_DISPATCH_FLOATING(m.dtype(), "lrnn_mru_scan", ([&] {
                            using A = lrnn::acc_t<data_t>;
-                           lrnn::mru_scan_forward_cpu<data_t>(BH, T, d, m.data<data_t>(), s0.data<A>(),
+                           LRNN_ISA_CALL(mru_scan_forward_cpu<data_t>, BH, T, d, m.data<data_t>(), s0.data<A>(),
                                                               prefix.data<data_t>(), s1.data<A>());
                          }));
   return {prefix, s1};
@@ -70,7 +74,7 @@ std::vector<Tensor> MruScanBackward(const Tensor& m, const Tensor& s0, const Ten
   }
   LRNN_DISPATCH_FLOATING(m.dtype(), "lrnn_mru_scan", ([&] {
                            using A = lrnn::acc_t<data_t>;
-                           lrnn::mru_scan_backward_cpu<data_t>(
+                           LRNN_ISA_CALL(mru_scan_backward_cpu<data_t>, 
                                BH, T, d, m.data<data_t>(), s0.data<A>(), prefix.data<data_t>(),
                                lrnn_binding::grad_ptr<data_t>(gp), lrnn_binding::grad_ptr<A>(gs1), gm.data<data_t>(),
                                gs0.data<A>());

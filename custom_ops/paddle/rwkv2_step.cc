@@ -11,6 +11,10 @@
 
 #include "binding.h"
 
+// the kernels again for AVX2 and AVX-512, run by LRNN_ISA_CALL when the processor has them
+#define LRNN_ISA_KERNELS "kernels/rwkv2_step.h"
+#include "kernels/cpu_isa_variants.h"
+
 using paddle::Tensor;
 
 namespace {
@@ -119,9 +123,9 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
   Tensor ffn_out = paddle::empty({L, B, C}, paddle::DataType::FLOAT32, ids.place());
   Tensor keys_out = paddle::empty({B, M_out, m.D}, paddle::DataType::FLOAT32, ids.place());
   Tensor ids_out = paddle::empty({B, M_out}, paddle::DataType::INT64, ids.place());
-  lrnn::rwkv2_step_cpu(m, B, ids.data<int64_t>(), wkv.data<float>(), att_shift.data<float>(), ffn_shift.data<float>(),
-                       M, mem_keys, mem_ids, M_out, logits.data<float>(), wkv_out.data<float>(), att_out.data<float>(),
-                       ffn_out.data<float>(), keys_out.data<float>(), ids_out.data<int64_t>());
+  LRNN_ISA_CALL(rwkv2_step_cpu, m, B, ids.data<int64_t>(), wkv.data<float>(), att_shift.data<float>(),
+                ffn_shift.data<float>(), M, mem_keys, mem_ids, M_out, logits.data<float>(), wkv_out.data<float>(),
+                att_out.data<float>(), ffn_out.data<float>(), keys_out.data<float>(), ids_out.data<int64_t>());
   return {logits, wkv_out, att_out, ffn_out, keys_out, ids_out};
 }
 

@@ -12,6 +12,10 @@
 
 #include "binding.h"
 
+// the kernels again for AVX2 and AVX-512, run by LRNN_ISA_CALL when the processor has them
+#define LRNN_ISA_KERNELS "kernels/rwkv4_step.h"
+#include "kernels/cpu_isa_variants.h"
+
 using paddle::Tensor;
 
 namespace {
@@ -101,8 +105,8 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
   Tensor wkv_out = paddle::empty({L, B, 3, A}, paddle::DataType::FLOAT32, ids.place());
   Tensor att_out = paddle::empty({L, B, C}, paddle::DataType::FLOAT32, ids.place());
   Tensor ffn_out = paddle::empty({L, B, C}, paddle::DataType::FLOAT32, ids.place());
-  lrnn::rwkv4_step_cpu(m, B, id, wkv.data<float>(), att_shift.data<float>(), ffn_shift.data<float>(),
-                       logits.data<float>(), wkv_out.data<float>(), att_out.data<float>(), ffn_out.data<float>());
+  LRNN_ISA_CALL(rwkv4_step_cpu, m, B, id, wkv.data<float>(), att_shift.data<float>(), ffn_shift.data<float>(),
+                logits.data<float>(), wkv_out.data<float>(), att_out.data<float>(), ffn_out.data<float>());
   return {logits, wkv_out, att_out, ffn_out};
 }
 

@@ -3,6 +3,10 @@
 
 #include "binding.h"
 
+// the kernels again for AVX2 and AVX-512, run by LRNN_ISA_CALL when the processor has them
+#define LRNN_ISA_KERNELS "kernels/timex.h"
+#include "kernels/cpu_isa_variants.h"
+
 using paddle::Tensor;
 
 #ifdef PADDLE_WITH_CUDA
@@ -32,7 +36,7 @@ std::vector<Tensor> TimexForward(const Tensor& w, const Tensor& x, float eps) {
 #endif
   }
   LRNN_DISPATCH_FLOATING(x.dtype(), "lrnn_timex", ([&] {
-                           lrnn::timex_forward_cpu<data_t>(B, C, T, L, w.data<data_t>(), x.data<data_t>(),
+                           LRNN_ISA_CALL(timex_forward_cpu<data_t>, B, C, T, L, w.data<data_t>(), x.data<data_t>(),
                                                            static_cast<lrnn::acc_t<data_t>>(eps), out.data<data_t>());
                          }));
   return {out};
@@ -53,7 +57,7 @@ std::vector<Tensor> TimexBackward(const Tensor& w, const Tensor& x, const Tensor
 #endif
   }
   LRNN_DISPATCH_FLOATING(x.dtype(), "lrnn_timex", ([&] {
-                           lrnn::timex_backward_cpu<data_t>(B, C, T, L, w.data<data_t>(), x.data<data_t>(),
+                           LRNN_ISA_CALL(timex_backward_cpu<data_t>, B, C, T, L, w.data<data_t>(), x.data<data_t>(),
                                                             g.data<data_t>(), gw.data<data_t>(), gx.data<data_t>());
                          }));
   return {gw, gx};

@@ -3,6 +3,10 @@
 
 #include "binding.h"
 
+// the kernels again for AVX2 and AVX-512, run by LRNN_ISA_CALL when the processor has them
+#define LRNN_ISA_KERNELS "kernels/wkv.h"
+#include "kernels/cpu_isa_variants.h"
+
 using paddle::Tensor;
 
 #ifdef PADDLE_WITH_CUDA
@@ -45,7 +49,7 @@ std::vector<Tensor> WkvForward(const Tensor& w, const Tensor& u, const Tensor& k
   }
   LRNN_DISPATCH_FLOATING(k.dtype(), "lrnn_wkv", ([&] {
                            using A = lrnn::acc_t<data_t>;
-                           lrnn::wkv_forward_cpu<data_t>(B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(),
+                           LRNN_ISA_CALL(wkv_forward_cpu<data_t>, B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(),
                                                          v.data<data_t>(), s0.data<A>(), static_cast<A>(eps),
                                                          y.data<data_t>(), s1.data<A>(), ckpt.data<A>());
                          }));
@@ -78,7 +82,7 @@ std::vector<Tensor> WkvBackward(const Tensor& w, const Tensor& u, const Tensor& 
   }
   LRNN_DISPATCH_FLOATING(k.dtype(), "lrnn_wkv", ([&] {
                            using A = lrnn::acc_t<data_t>;
-                           lrnn::wkv_backward_cpu<data_t>(B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(),
+                           LRNN_ISA_CALL(wkv_backward_cpu<data_t>, B, T, C, w.data<A>(), u.data<A>(), k.data<data_t>(),
                                                           v.data<data_t>(), s0.data<A>(), s1.data<A>(), ckpt.data<A>(),
                                                           static_cast<A>(eps), lrnn_binding::grad_ptr<data_t>(gy),
                                                           lrnn_binding::grad_ptr<A>(gs1), gk.data<data_t>(),

@@ -12,6 +12,8 @@ the date. From a checkout, `python tools/bench.py` is the same command.
   paddle-lrnn-bench --section scale   # convert + load a random 1.3B HGRN2 checkpoint (bf16, fla-hub's layout):
                                       # ~2.5 GiB on disk per copy in --scale-dir (default: a temporary directory,
                                       # removed afterwards)
+  paddle-lrnn-bench --section isa            # the CPU operators at each instruction-set level
+  paddle-lrnn-bench --section weight_matmul  # 16-bit / int8 weight products against the memory floor (~1.3 GB)
 """
 import argparse
 import datetime
@@ -345,8 +347,109 @@ def bench_scale(args):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def bench_isa(args):
+    """Each CPU operator at every instruction-set level this processor has (ops.cpu_isa(); the portable build's
+    baseline, AVX2 and AVX-512 copies of the kernels), timed in alternation in one process."""
+    from paddle_lrnn.ops import library
+
+    levels = library.ISA_LEVELS[:library.ISA_LEVELS.index(library.cpu_isa_supported()) + 1]
+    before = library.cpu_isa()
+
+    def at(level, fn):
+        def run():
+            library.set_cpu_isa_cap(level)
+            fn()
+        return run
+
+    print("| operator | shape | pass | " + " | ".join(f"{level} ms" for level in levels) + " | "
+          + " | ".join(f"{level} speed-up" for level in levels[1:]) + " |")
+    print("|---|---|---|" + "---:|" * (2 * len(levels) - 1))
+    for name, shape, kernel, _, make in op_cases():
+        fwd, both = forward_and_backward(kernel, make())
+        for label, fn in (("forward", fwd), ("forward+backward", both)):
+            ms = timed_together([at(level, fn) for level in levels], [args.repeat] * len(levels))
+            print(f"| {name} | {shape} | {label} | " + " | ".join(f"{t:.1f}" for t in ms) + " | "
+                  + " | ".join(f"{ms[0] / t:.2f}x" for t in ms[1:]) + " |", flush=True)
+    library.set_cpu_isa_cap(before)
+
+
+def copy_of_buffer(nbytes=256 << 20):
+    """(copy, nbytes): a callable copying a buffer far larger than the caches with numpy. bytes copied / its time is
+    the bandwidth of the memory floor (weight bytes / bandwidth), measured in alternation with what is benchmarked
+    so that both see the same load."""
+    import numpy as np
+
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    return (lambda: np.copyto(dst, src)), nbytes
+
+
+def decoding_matrices():
+    """{model: ([(matrix, K, N, count) of one repeated unit], units per token, [(matrix, K, N) once per token])}:
+    every matrix a decoding step multiplies, as nn.Linear stores it ([in, out])."""
+    D, I, V, L = 2048, 5632, 32000, 24  # fla-hub HGRN2 1.3B (../shared/reference/hgrn2.md)
+    C, H, VR, LR, DQ = 512, 4 * 512, 6064, 6, 256  # RWKV-v2 enwik8 L6 C512
+    return {
+        "HGRN2 1.3B (D2048 L24 V32000)": ([("q/f/i/o_proj", D, D, 4), ("gate/up_proj", D, I, 2),
+                                           ("down_proj", I, D, 1)], L, [("lm_head", D, V)]),
+        "RWKV-v2 L6 C512 V6064": ([("att key/value/receptance/output", C, C, 4), ("ffn key", C, H, 1),
+                                   ("ffn receptance", C, C, 1), ("ffn value", H, C, 1)],
+                                  LR, [("head", C, VR), ("head_q", C, DQ), ("head_k", C, DQ)]),
+    }
+
+
+def bench_weight_matmul(args):
+    """ops.weight_matmul on every matrix of a decoding step, per weight dtype and row count, against the memory
+    floor (weight bytes / copy bandwidth, measured here) and Paddle's float32 matmul on the same shapes. One
+    repeated unit (a layer) is timed as decoding runs it, matrix after matrix, each matrix a distinct buffer, so
+    that no weight is still cached when it is read again (the units of HGRN2 1.3B hold 100+ MB; RWKV-v2's whole
+    bfloat16 model, 48 MB, is timed as one unit, but its int8 weights fit in a 32 MB L3)."""
+    import numpy as np
+    import paddle
+
+    from paddle_lrnn import ops
+
+    copy, copied = copy_of_buffer()
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; CPU kernels at {ops.cpu_isa()}; the floor "
+          "is weight bytes / copy bandwidth (numpy copy of 256 MiB, timed in alternation with each row)\n")
+    print("| model | weights | rows | MB / token | ms / token | GB/s | copy GB/s | floor ms | vs floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for model, (unit, units, once) in decoding_matrices().items():
+        mats = [(K, N) for _, K, N, count in unit for _ in range(count)]
+        for dtype in ("bfloat16", "float16", "int8", "float32"):
+            def make(K, N):
+                w = paddle.to_tensor(rng.standard_normal((K, N), dtype=np.float32) * 0.02)
+                if dtype == "int8":
+                    return ops.quantize_int8(w)
+                return (w.astype(dtype) if dtype != "float32" else w), None
+
+            unit_w, once_w = [make(K, N) for K, N in mats], [make(K, N) for _, K, N in once]
+            nbytes = sum(w.numel().item() * w.element_size() + (0 if s is None else 4 * s.numel().item())
+                         for w, s in unit_w) * units + sum(w.numel().item() * w.element_size() for w, _ in once_w)
+            for rows in args.rows:
+                xs = {K: paddle.randn([rows, K]) for K in {K for K, _ in mats + [(K, N) for _, K, N in once]}}
+
+                def sweep(weights):
+                    def run():
+                        with paddle.no_grad():
+                            for w, s in weights:
+                                x = xs[w.shape[0]]
+                                ops.weight_matmul(x, w, s) if dtype != "float32" else paddle.matmul(x, w)
+                    return run
+
+                t_unit, t_once, t_copy = timed_together([sweep(unit_w), sweep(once_w), copy], [args.repeat] * 3)
+                ms = t_unit * units + t_once
+                bandwidth = copied / t_copy * 1e3
+                floor = nbytes / bandwidth * 1e3
+                label = dtype if dtype != "float32" else "float32 (paddle.matmul)"
+                print(f"| {model} | {label} | {rows} | {nbytes / 1e6:.0f} | {ms:.2f} | {nbytes / ms / 1e6:.1f} | "
+                      f"{bandwidth / 1e9:.1f} | {floor:.2f} | {ms / floor:.2f}x |", flush=True)
+            del unit_w, once_w
+
+
 SECTIONS = {"ops": bench_ops, "generation": bench_generation, "rwkv4-generation": bench_rwkv4_generation,
-            "training": bench_training, "scale": bench_scale}
+            "training": bench_training, "scale": bench_scale, "isa": bench_isa, "weight_matmul": bench_weight_matmul}
 
 
 def main(argv=None):
@@ -358,12 +461,16 @@ def main(argv=None):
     p.add_argument("--original-rwkv2", help="directory holding RWKV-LM's RWKV-v2-RNN/src (for the generation section)")
     p.add_argument("--original-rwkv4", help="directory holding RWKV-LM's RWKV-v4/src (for the rwkv4-generation "
                    "section)")
+    p.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16],
+                   help="rows of activations (sequences decoded at once) for the weight_matmul section")
     p.add_argument("--scale-size", choices=["1.3B", "46M"], default="1.3B", help="the scale section's model size")
     p.add_argument("--scale-dir", help="where the scale section writes its checkpoints (default: the system's "
                    "temporary directory)")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.tokens < 1:
         raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    if min(args.rows) < 1:
+        raise ValueError(f"--rows must be positive, got {' '.join(map(str, args.rows))}")
     if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):
         raise FileNotFoundError(f"--original-rwkv2 {args.original_rwkv2} has no model_run.py; expected RWKV-LM's "
                                 f"RWKV-v2-RNN/src directory")

@@ -10,6 +10,7 @@ from .checks import acc_dtype
 from .gla import check_args as check_gla_args, default_scale as gla_default_scale
 from .mru_scan import check_args as check_mru_args
 from .timex import check_args as check_timex_args
+from .weight_matmul import check_args as check_weight_matmul_args, check_quantize_args
 from .wkv import check_args as check_wkv_args, initial_state as wkv_initial_state
 
 
@@ -88,3 +89,21 @@ def mru_scan(m, state=None):
         s = mt if s is None else paddle.matmul(s, mt)
         prefixes.append(s)
     return paddle.stack(prefixes, axis=2).astype(dtype), s
+
+
+def weight_matmul(x, weight, scale=None):
+    """Reference of paddle_lrnn.ops.weight_matmul: the weight widened to float32 (times its scale), paddle.matmul."""
+    check_weight_matmul_args(x, weight, scale)
+    w = weight.astype(paddle.float32)
+    return paddle.matmul(x, w * scale if scale is not None else w)
+
+
+def quantize_int8(weight):
+    """Reference of paddle_lrnn.ops.quantize_int8: scale = max |w| / 127 per column, q = round(w / scale)."""
+    check_quantize_args(weight)
+    w = weight.astype(paddle.float32)
+    scale = w.abs().max(axis=0) / paddle.full([], 127.0)  # a tensor divisor: a true division, not * (1 / 127)
+    nonzero = scale > 0
+    q = paddle.round(w / paddle.where(nonzero, scale, paddle.ones_like(scale)))  # halves to even
+    q = paddle.where(nonzero, q, paddle.zeros_like(q)).clip(-127, 127)
+    return q.astype(paddle.int8), scale
