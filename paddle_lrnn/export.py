@@ -30,6 +30,7 @@ import paddle
 import paddle.nn as nn
 from paddle.static import InputSpec
 
+from .io import read_json
 from .io.atomic import atomic_directory, atomic_write
 from .models.modeling_utils import PretrainedModel
 from .ops.library import library
@@ -131,12 +132,8 @@ def read_manifest(directory):
     path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{directory} has no {MANIFEST}; expected a directory written by paddle_lrnn.export")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = read_json(path, lambda problem: ValueError(f"{path} {problem}"))
+    if manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not a paddle_lrnn export manifest (format {FORMAT})")
     return manifest
 

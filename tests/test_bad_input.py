@@ -472,7 +472,7 @@ ROWS = [
     tool_row("convert/hgrn2/unreadable-tokenizer", "convert",
              lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab",
                          tokenizer_file(ws, "junk-tokenizer.json", data=bytes(range(256))), "--out", ws.path("c")],
-             r"junk-tokenizer\.json: not a Hugging Face tokenizer\.json \(UTF-8 JSON\)"),
+             r"junk-tokenizer\.json: a Hugging Face tokenizer\.json is not valid JSON"),
     tool_row("convert/hgrn2/unknown-tokenizer-model", "convert",
              lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--vocab", tokenizer_file(
                  ws, "bigram-tokenizer.json", lambda spec: spec["model"].update(type="Bigram")), "--out", ws.path("c")],
@@ -485,8 +485,8 @@ ROWS = [
              before=lambda ws: open(ws.path("rwkv_vocab_bad.txt"), "w").write("1 'a' 1\n2 'bc' 3\n")),
     tool_row("convert/hgrn2/unusable-tokenizer-beside-the-checkpoint", "convert",
              lambda ws: ["--model", "hgrn2", "--src", ws.path("hgrn2-badtok"), "--out", ws.path("c")],
-             r"the tokenizer beside the checkpoint is unusable \(.*hgrn2-badtok/tokenizer\.json: not a Hugging Face "
-             r"tokenizer\.json .*\); name another with --vocab",
+             r"the tokenizer beside the checkpoint is unusable \(.*hgrn2-badtok/tokenizer\.json: a Hugging Face "
+             r"tokenizer\.json is not valid JSON: .*\); name another with --vocab",
              before=lambda ws: (shutil.copytree(HGRN2_DIR, ws.path("hgrn2-badtok"), dirs_exist_ok=True),
                                 open(ws.path("hgrn2-badtok", "tokenizer.json"), "w").write("{"))),
     tool_row("convert/rwkv2/runs-os-system", "convert",

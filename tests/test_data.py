@@ -112,7 +112,7 @@ def test_char_vocab_checks(tmp_path):
     with pytest.raises(D.DataError, match="must be 0..1"):
         D.load_vocab(bad)
     bad.write_bytes(b"\xff\xfe{\x00")
-    with pytest.raises(D.DataError, match="not an RWKV-v2 vocab.json"):
+    with pytest.raises(D.DataError, match="an RWKV-v2 vocab.json is not valid JSON"):
         D.load_vocab(bad)
     v = D.CharVocab("ab")
     with pytest.raises(D.DataError, match="token id 2 at position 1 is outside the vocabulary"):

@@ -36,6 +36,7 @@ import os
 
 import numpy as np
 
+from ..io import parse_json
 from .errors import DataError
 from .vocab import Vocab, _as_ids
 
@@ -91,13 +92,9 @@ def _read_bytes(path, what):
 
 
 def _read_json(path, what, data=None):
-    try:
-        obj = json.loads((_read_bytes(path, what) if data is None else data).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"{path}: not {what} (UTF-8 JSON): {e}") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: not {what}: the JSON is not an object")
-    return obj
+    """The JSON object of `what` at `path` (its bytes already read: `data`)."""
+    raw = _read_bytes(path, what) if data is None else data
+    return parse_json(raw, lambda problem: DataError(f"{path}: {what} {problem}"))
 
 
 def _token_text(value):

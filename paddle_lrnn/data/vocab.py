@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 
+from ..io import parse_json
 from ..io.atomic import atomic_files
 from .errors import DataError
 
@@ -295,11 +296,9 @@ class CharVocab(Vocab):
                 text = raw.decode("utf-16")
             else:  # tolerate a UTF-8 copy of the same JSON
                 text = raw.decode("utf-8-sig")
-            obj = json.loads(text)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise DataError(f"{path}: not an RWKV-v2 vocab.json (UTF-16 JSON object id -> character): {e}") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}: not an RWKV-v2 vocab.json: the JSON is not an object")
+        obj = parse_json(text, lambda problem: DataError(f"{path}: an RWKV-v2 vocab.json {problem}"))
         try:
             keys = sorted(int(k) for k in obj)
         except ValueError:

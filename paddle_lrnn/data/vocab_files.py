@@ -16,9 +16,9 @@ What load_vocab(path) reads, in this order of precedence:
 """
 import codecs
 import fnmatch
-import json
 import os
 
+from ..io import read_json
 from .errors import DataError
 from .vocab import CONFIG_FORMAT, CONFIG_VERSION, KINDS, LEGACY_VOCAB_FILE, VOCAB_FILE, ByteVocab, CharVocab, WordVocab
 
@@ -28,12 +28,8 @@ EXPECTED = ("paddle_lrnn_vocab.json, a Hugging Face tokenizer.json, an RWKV-v2 v
 
 
 def _read_config(path):
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the vocabulary config: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+    config = read_json(path, lambda problem: DataError(f"{path} {problem} (a vocabulary config)"))
+    if config.get("format") != CONFIG_FORMAT:
         return None  # another library's file of the name (Hugging Face's tokenizer_config.json)
     if "kind" not in config:
         raise DataError(f"{path}: a paddle_lrnn vocabulary config without 'kind'")

@@ -11,7 +11,7 @@ Importing this package is cheap: the submodules (and numpy) load on first use of
     load_weights(path) -> dict (any of the above)       save_sharded(directory, tensors, metadata, max_shard_size)
     load_torch_checkpoint(path) -> object               save_torch_checkpoint(path, obj)
     atomic_write(path, mode="wb"), atomic_directory(path), atomic_files(directory)
-    read_json(path, error)                              cast(array, dtype_name), paddle_name(numpy dtype)
+    read_json(path, error), parse_json(raw, error)       cast(array, dtype_name), paddle_name(numpy dtype)
 """
 import importlib
 
@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_sharded_checkpoint": "sharded", "read_shard_index": "sharded", "load_weights": "sharded",
     "save_sharded": "sharded",
     "atomic_write": "atomic", "atomic_directory": "atomic", "atomic_files": "atomic",
-    "read_json": "_files", "cast": "_dtypes", "paddle_name": "_dtypes",
+    "read_json": "_files", "parse_json": "_files", "cast": "_dtypes", "paddle_name": "_dtypes",
 }
 __all__ = ["CheckpointError", *_EXPORTS]
 

@@ -48,8 +48,13 @@ def read_json(path, error, limit=64 << 20):
         if size > limit:
             raise error(f"is {size} bytes, more than the {limit} such a JSON file can need")
         raw = f.read()
+    return parse_json(raw, error)
+
+
+def parse_json(raw, error):
+    """The JSON object in `raw` (UTF-8 bytes, or text already decoded), with read_json's errors."""
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise error(f"is not valid JSON: {str(err)[:200]}") from None
     if not isinstance(data, dict):
