@@ -551,7 +551,9 @@ def main(argv=None):
     p.add_argument("--scale-dir", help="where the scale section writes its checkpoints (default: the system's "
                    "temporary directory)")
     args = p.parse_args(argv)
-    for flag in ("repeat", "tokens", "scale_tokens", "train_steps", "eval_batches"):
+    if args.repeat < 1 or args.tokens < 1:
+        raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    for flag in ("scale_tokens", "train_steps", "eval_batches"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if min(args.rows) < 1:
