@@ -168,9 +168,12 @@ def test_a_batch_of_prompts_generates_what_each_prompt_generates_alone(family, f
     model = weights_as(small_model(family, seed=4), fmt)
     vocab = model.config.vocab_size
     prompts = [[t % vocab for t in p] for p in PROMPTS]
-    for sampling in ({"temperature": 0}, {"temperature": 1.0, "top_p": 0.9}):
+    penalties = {"alpha_presence": 0.5, "alpha_frequency": 0.3, "token_ban": [0]}  # (counted per row)
+    for sampling in ({"temperature": 0}, {"temperature": 1.0, "top_p": 0.9}, {"temperature": 0.8, **penalties}):
         seeds = [11, 12, 13]
-        batched = list(generate_ids(model, prompts, LENGTH, seed=seeds, **sampling))
+        # (seeds as a numpy array once: one generator per row too, not one seeded with the whole array)
+        batched = list(generate_ids(model, prompts, LENGTH, seed=np.array(seeds) if "top_p" in sampling else seeds,
+                                    **sampling))
         assert len(batched) == LENGTH and all(len(step) == len(prompts) for step in batched)
         rows = [[step[r] for step in batched] for r in range(len(prompts))]
         alone = [list(generate_ids(model, p, LENGTH, seed=s, **sampling)) for p, s in zip(prompts, seeds)]
