@@ -262,10 +262,10 @@ def model_with_tokenizer(ws, name, family):
 def quantized_hgrn2(ws, name, change=None):
     """The hgrn2 fixture converted with --quantize int8 into ws/name, its weights then changed by change({name:
     array}) (written back in place)."""
+    from paddle_lrnn.convert import convert
     from paddle_lrnn.io import load_safetensors, save_safetensors
 
-    d = ws.path(name)
-    TOOLS["convert"].main(["--model", "hgrn2", "--src", HGRN2_DIR, "--quantize", "int8", "--out", d, "--quiet"])
+    d = convert("hgrn2", HGRN2_DIR, ws.path(name), quantize="int8", quiet=True, log=lambda *_: None)
     if change is not None:
         path = os.path.join(d, "model.safetensors")
         arrays = {k: np.array(v) for k, v in load_safetensors(path).items()}

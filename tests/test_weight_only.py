@@ -119,7 +119,7 @@ def test_parallel_step_and_chunked_modes_agree(saved, name, fmt):
         assert_close(value.numpy(), chunk_state[key].numpy(), OPERATOR_TOL, OPERATOR_TOL, key)
 
 
-@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("family", ["rwkv2", "rwkv4"])
 def test_fused_step_equals_the_layer_by_layer_step(saved, family, fmt, monkeypatch):
     model = load(saved[family], fmt)
