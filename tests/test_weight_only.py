@@ -161,6 +161,12 @@ def test_int8_at_conversion_equals_int8_at_load(tmp_path, family, dtype):
     for n in a:
         assert a[n].dtype == b[n].dtype, n
         np.testing.assert_array_equal(a[n].numpy(), b[n].numpy(), err_msg=n)
+    # a model quantized at load saves as the converted one would
+    at_load.save_pretrained(str(tmp_path / "saved"))
+    assert json.load(open(tmp_path / "saved" / "config.json"))["quantization"] == "int8"
+    saved = AutoModelForCausalLM.from_pretrained(str(tmp_path / "saved")).state_dict()
+    for n in a:
+        np.testing.assert_array_equal(saved[n].numpy(), b[n].numpy(), err_msg=n)
     # the quantized model saves and loads again as it was
     ids = random_ids(1, 7, converted.config.vocab_size)
     with paddle.no_grad():
