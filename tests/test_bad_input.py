@@ -701,7 +701,8 @@ ROWS = [
         r"weight_matmul: x has dtype float16, expected float32"),
     Row("weight_matmul/K-disagrees", "weight_matmul",
         lambda ws: lambda: ops.weight_matmul(t(2, 5), t(4, 3, dtype="bfloat16")), ValueError,
-        r"weight_matmul: x has shape \[2, 5\], expected \[\.\.\., 4\] \(the inputs of weight \[4, 3\], stored \[in, out\]"),
+        r"weight_matmul: x has shape \[2, 5\], expected \[\.\.\., 4\] \(the inputs of weight \[4, 3\], "
+        r"stored \[in, out\]"),
     Row("weight_matmul/int8-without-scale", "weight_matmul",
         lambda ws: lambda: ops.weight_matmul(t(2, 4), t(4, 3, dtype="int8")), ValueError,
         r"weight_matmul: int8 weights need their scale"),
