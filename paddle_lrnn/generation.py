@@ -77,7 +77,7 @@ def generate_ids(model, prompt_ids, length, *, temperature=1.0, top_p=1.0, top_a
     prompts = [[int(t) for t in p] for p in prompt_ids] if batched else [[int(t) for t in prompt_ids]]
     if not prompts or any(not p for p in prompts):
         raise ValueError("the prompt must contain at least one token" + (" (in every row)" if batched else ""))
-    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(prompts)
+    seeds = [int(s) for s in seed] if np.ndim(seed) > 0 else [seed] * len(prompts)  # (a list, tuple or array)
     if len(seeds) != len(prompts):
         raise ValueError(f"seed: {len(seeds)} seeds for {len(prompts)} prompts; give one per prompt, or one int")
     check_sampling(temperature, top_p, top_a, top_k, alpha_presence, alpha_frequency)
