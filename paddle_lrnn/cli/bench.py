@@ -332,7 +332,7 @@ def bench_quantization(args):
                                        ctx_len=cfg.ctx_len, log=lambda *_: None, **kwargs)
                 base = r["bpc"] if base is None else base
                 print(f"| {family} ({cfg.n_layer} x {cfg.n_embd}, {trained:.0f} s of training) | {label} | "
-                      f"{r['loss']:.4f} | {r['bpc']:.4f} | {r['ppl']:.3f} | {r['bpc'] - base:+.4f} |", flush=True)
+                      f"{r['loss']:.5f} | {r['bpc']:.5f} | {r['ppl']:.4f} | {r['bpc'] - base:+.5f} |", flush=True)
 
 
 def bench_training(args):
