@@ -623,6 +623,8 @@ ROWS = [
     tool_row("bench/unknown-section", "bench", lambda ws: ["--section", "nope"],
              r"argument --section: invalid choice: 'nope'", process=True),
     tool_row("bench/repeat-0", "bench", lambda ws: ["--repeat", 0], r"--repeat and --tokens must be positive, got 0"),
+    tool_row("bench/train-steps-0", "bench", lambda ws: ["--section", "quantization", "--train-steps", 0],
+             r"--train-steps must be positive, got 0"),
     tool_row("bench/rows-0", "bench", lambda ws: ["--section", "weight_matmul", "--rows", 1, 0],
              r"--rows must be positive, got 1 0"),
     tool_row("bench/original-without-runner", "bench",
