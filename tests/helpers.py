@@ -165,6 +165,24 @@ def count_calls(monkeypatch, module, name):
     return calls
 
 
+def assert_fused_only_where_it_runs(model, vocab, fused_calls):
+    """The model takes its fused step (fused_calls: count_calls' records of it) for a single token with use_cache,
+    int64 ids, no gradients and fused_step on, and runs its layers otherwise."""
+    ids = paddle.randint(0, vocab, [1, 1])
+    model(ids, use_cache=True)  # gradients on: the eager layers (the operator has no backward)
+    with paddle.no_grad():
+        model(ids)  # no state wanted
+        model(paddle.randint(0, vocab, [1, 2]), use_cache=True)  # two tokens
+        model(ids.astype("int32"), use_cache=True)
+        model.fused_step = False
+        model(ids, use_cache=True)
+    assert fused_calls == []
+    model.fused_step = True
+    with paddle.no_grad():
+        model(ids, use_cache=True)
+    assert fused_calls == [1]
+
+
 def run_steps(model, ids, state, fused):
     """Feeds ids [B, T] one token at a time from `state` with model.fused_step = fused; returns the logits [B, T, V]
     and every state on the way (numpy)."""

@@ -5,7 +5,8 @@ state carried from a parallel prefill; when it runs and when the layers run inst
 int8 weights are in test_weight_only.py."""
 import paddle
 import pytest
-from helpers import assert_close, assert_same_steps, count_calls, run_steps, small_model
+from helpers import (assert_close, assert_fused_only_where_it_runs, assert_same_steps, count_calls, run_steps,
+                     small_model)
 
 from paddle_lrnn.models.hgrn2 import modeling
 from paddle_lrnn.models.hgrn2.hgrn2_step import hgrn2_step
@@ -54,20 +55,7 @@ def test_after_a_parallel_prefill(fused_calls):
 
 
 def test_when_the_layers_run_instead(fused_calls):
-    model = small_model("hgrn2", seed=5)
-    ids = paddle.randint(0, 41, [1, 1])
-    model(ids, use_cache=True)  # gradients on: the eager layers (the operator has no backward)
-    with paddle.no_grad():
-        model(ids)  # no state wanted
-        model(paddle.randint(0, 41, [1, 2]), use_cache=True)  # two tokens
-        model(ids.astype("int32"), use_cache=True)
-        model.fused_step = False
-        model(ids, use_cache=True)
-    assert fused_calls == []
-    model.fused_step = True
-    with paddle.no_grad():
-        model(ids, use_cache=True)
-    assert fused_calls == [1]
+    assert_fused_only_where_it_runs(small_model("hgrn2", seed=5), 41, fused_calls)
 
 
 def test_bad_input():

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, assert_same_steps, count_calls, run_steps
+from helpers import assert_close, assert_fused_only_where_it_runs, assert_same_steps, count_calls, run_steps
 
 from paddle_lrnn.convert import converter
 from paddle_lrnn.models.modeling_utils import skip_init
@@ -76,20 +76,7 @@ def test_converted_fixture_matches_the_original_runner(fused_calls):
 
 
 def test_when_the_layers_run_instead(fused_calls):
-    model = random_model(3)
-    ids = paddle.randint(0, 37, [1, 1])
-    model(ids, use_cache=True)  # gradients on: the eager layers (the operator has no backward)
-    with paddle.no_grad():
-        model(ids)  # no state wanted
-        model(paddle.randint(0, 37, [1, 2]), use_cache=True)  # two tokens
-        model(ids.astype("int32"), use_cache=True)
-        model.fused_step = False
-        model(ids, use_cache=True)
-    assert fused_calls == []
-    model.fused_step = True
-    with paddle.no_grad():
-        model(ids, use_cache=True)
-    assert fused_calls == [1]
+    assert_fused_only_where_it_runs(random_model(3), 37, fused_calls)
 
 
 def test_bad_input():
