@@ -1,12 +1,18 @@
 """Shared test helpers: run a function forward and backward with given cotangents, compare with tolerances; inputs of
 the operators in the ranges the models give them (convolution filters, log forget gates, MRU step matrices); small
-models moved off their initialisation, random token ids and a model's logits fed in chunks."""
+models moved off their initialisation (one per family, SMALL_MODELS), random token ids and a model's logits fed in
+chunks."""
 import os
 import subprocess
 import sys
 
 import numpy as np
 import paddle
+
+from paddle_lrnn.models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
+from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
+from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
+from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,6 +105,29 @@ def off_init(model, scale):
         p.set_value(p + paddle.randn(p.shape) * (scale(name) if callable(scale) else scale))
     model.eval()
     return model
+
+
+# One small model per family whose sequences of ten or so tokens run past every window: RWKV-v2's copy-head memory
+# (ctx_len - 1 = 5 tokens), HGRN2's short convolutions (with lower bounds), MRU's attention window and xPos table
+# (8 positions).
+SMALL_MODELS = {
+    "rwkv2": (RWKV2ForCausalLM, RWKV2Config(vocab_size=37, n_embd=16, n_layer=2, ctx_len=6, head_qk_dim=8)),
+    "rwkv4": (RWKV4ForCausalLM, RWKV4Config(vocab_size=29, n_embd=16, n_layer=2, variant="RWKV-ffnPre")),
+    "hgrn2": (HGRN2ForCausalLM, HGRN2Config(vocab_size=41, hidden_size=32, num_hidden_layers=2, expand_ratio=8,
+                                            use_short_conv=True)),
+    "mru": (MRUForCausalLM, MRUConfig(embedding_size=12, dropout_rate=0.0, n_state_heads=2, state_size=18,
+                                      n_attn_heads=2, key_size=8, value_size=12, max_sequence_length=8,
+                                      layers=["mru", "mlp", "attn", "mru", "mlp"], vocab_size=23)),
+}
+
+
+def small_model(family, seed=0, **config):
+    """SMALL_MODELS' model of `family` (its config changed by `config`) moved off its initialisation (zero or unit
+    parameters would hide mistakes), in eval mode."""
+    cls, base = SMALL_MODELS[family]
+    paddle.seed(seed)
+    model = cls(type(base).from_dict({**base.to_dict(), **config}))
+    return off_init(model, lambda name: 0.05 if "state_matrices_up" in name else 0.1)
 
 
 def random_ids(B, T, vocab, seed=1):

@@ -32,6 +32,7 @@ from paddle_lrnn import ops
 from paddle_lrnn.cli import run_cli
 from paddle_lrnn.data import DEFAULT_CORPUS
 from paddle_lrnn.io import atomic as atomic_module
+from paddle_lrnn.io import cast
 from paddle_lrnn.models import AutoModelForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -256,6 +257,21 @@ def model_with_tokenizer(ws, name, family):
             os.remove(f"{d}/{n}")
         shutil.copy(tokenizer_file(ws, "big-tokenizer.json"), f"{d}/tokenizer.json")
     return model_dir_with(ws, name, family, change)
+
+
+def quantized_hgrn2(ws, name, change=None):
+    """The hgrn2 fixture converted with --quantize int8 into ws/name, its weights then changed by change({name:
+    array}) (written back in place)."""
+    from paddle_lrnn.convert import convert
+    from paddle_lrnn.io import load_safetensors, save_safetensors
+
+    d = convert("hgrn2", HGRN2_DIR, ws.path(name), quantize="int8", quiet=True, log=lambda *_: None)
+    if change is not None:
+        path = os.path.join(d, "model.safetensors")
+        arrays = {k: np.array(v) for k, v in load_safetensors(path).items()}
+        change(arrays)
+        save_safetensors(path, arrays)
+    return d
 
 
 def t(*shape, dtype="float32"):
@@ -607,6 +623,8 @@ ROWS = [
     tool_row("bench/unknown-section", "bench", lambda ws: ["--section", "nope"],
              r"argument --section: invalid choice: 'nope'", process=True),
     tool_row("bench/repeat-0", "bench", lambda ws: ["--repeat", 0], r"--repeat and --tokens must be positive, got 0"),
+    tool_row("bench/train-steps-0", "bench", lambda ws: ["--section", "quantization", "--train-steps", 0],
+             r"--train-steps must be positive, got 0"),
     tool_row("bench/rows-0", "bench", lambda ws: ["--section", "weight_matmul", "--rows", 1, 0],
              r"--rows must be positive, got 1 0"),
     tool_row("bench/original-without-runner", "bench",
@@ -685,7 +703,8 @@ ROWS = [
         r"weight_matmul: x has dtype float16, expected float32"),
     Row("weight_matmul/K-disagrees", "weight_matmul",
         lambda ws: lambda: ops.weight_matmul(t(2, 5), t(4, 3, dtype="bfloat16")), ValueError,
-        r"weight_matmul: x has shape \[2, 5\], expected \[\.\.\., 4\] \(the rows of weight \[4, 3\]"),
+        r"weight_matmul: x has shape \[2, 5\], expected \[\.\.\., 4\] \(the inputs of weight \[4, 3\], "
+        r"stored \[in, out\]"),
     Row("weight_matmul/int8-without-scale", "weight_matmul",
         lambda ws: lambda: ops.weight_matmul(t(2, 4), t(4, 3, dtype="int8")), ValueError,
         r"weight_matmul: int8 weights need their scale"),
@@ -708,6 +727,43 @@ ROWS = [
     Row("wkv/devices", "wkv", lambda ws: lambda: ops.wkv(t(4).cuda(), t(4), t(2, 3, 4), t(2, 3, 4)), ValueError,
         r"wkv: inputs must be on one device, got w on Place\(gpu:0\), u on Place\(cpu\)",
         skip=None if HAS_GPU else "needs a GPU"),
+    # ---- 16-bit and int8 weights
+    tool_row("convert/hgrn2/quantize-int4", "convert",
+             lambda ws: ["--model", "hgrn2", "--src", HGRN2_DIR, "--quantize", "int4", "--out", ws.path("c")],
+             r"argument --quantize: invalid choice: 'int4' \(choose from 'int8'\)"),
+    tool_row("convert/rwkv2/quantize-to-torch", "convert",
+             lambda ws: ["--model", "rwkv2", "--to", "torch", "--src", ws.models["rwkv2"], "--quantize", "int8",
+                         "--out", ws.path("c.pth")],
+             r"--quantize applies to conversions to paddle \(the originals have no int8 weights\)"),
+    tool_row("convert/hgrn2/quantized-to-torch", "convert",
+             lambda ws: ["--model", "hgrn2", "--to", "torch", "--src", quantized_hgrn2(ws, "q-to-torch"), "--out",
+                         ws.path("c")],
+             r"q-to-torch is quantized to int8, which the original cannot load; convert the original checkpoint"),
+    tool_row("generate/hgrn2/quantize-a-quantized-model", "generate",
+             lambda ws: ["--model-dir", quantized_hgrn2(ws, "q-again"), "--quantize", "int8"],
+             r"q-again is already quantized to int8; load it without -*quantize"),
+    tool_row("eval/hgrn2/unknown-quantization", "train",
+             lambda ws: ["--eval-only", "--data", ws.small_txt, "--model-dir", model_dir_with(
+                 ws, "q-int4", "hgrn2", lambda d: json.dump({**json.load(open(f"{d}/config.json")),
+                                                             "quantization": "int4"}, open(f"{d}/config.json", "w")))],
+             r"q-int4/config\.json names the quantization 'int4'; paddle_lrnn knows int8"),
+    tool_row("generate/hgrn2/bfloat16-scales", "generate",
+             lambda ws: ["--model-dir", quantized_hgrn2(ws, "q-bf16-scale", lambda a: a.update({
+                 "model.layers.0.attn.q_proj.weight_scale": cast(a["model.layers.0.attn.q_proj.weight_scale"],
+                                                                 "bfloat16")}))],
+             r"model\.safetensors: model\.layers\.0\.attn\.q_proj\.weight_scale has dtype bfloat16, but "
+             r"config\.json says the model is quantized to int8 \(.* must be float32\)"),
+    tool_row("generate/hgrn2/float32-weight-in-a-quantized-model", "generate",
+             lambda ws: ["--model-dir", quantized_hgrn2(ws, "q-f32-weight", lambda a: a.update({
+                 "model.layers.1.mlp.down_proj.weight": a["model.layers.1.mlp.down_proj.weight"].astype("float32")}))],
+             r"model\.layers\.1\.mlp\.down_proj\.weight has dtype float32, but config\.json says the model is "
+             r"quantized to int8 \(.* must be int8\)"),
+    tool_row("train/rwkv4/dtype-without-eval-only", "train",
+             lambda ws: ["--model", "rwkv4", "--data", ws.small_txt, "--dtype", "bfloat16", "--out", ws.path("o")],
+             r"--dtype applies to --eval-only \(training keeps float32 weights\)"),
+    Row("model/mru/quantize-int4", "model",
+        lambda ws: lambda: AutoModelForCausalLM.from_pretrained(ws.models["mru"], quantize="int4"), ValueError,
+        r"quantize must be one of int8 \(or None: as stored\), got 'int4'"),
     # ---- models and their files
     Row("model/rwkv2/token-outside-the-vocabulary", "model",
         lambda ws: lambda: AutoModelForCausalLM.from_pretrained(ws.models["rwkv2"])(

@@ -57,8 +57,10 @@ def level_digests():
         w = t(1000, 1500).detach()
         x = t(17, 1000).detach()
         q, scale = ops.quantize_int8(w)
-        return [q, scale, *(ops.weight_matmul(x, v, s) for v, s in ((w.astype("bfloat16"), None),
-                                                                     (w.astype("float16"), None), (q, scale)))]
+        products = [ops.weight_matmul(x, v, s) for v, s in ((w.astype("bfloat16"), None),
+                                                            (w.astype("float16"), None), (q, scale))]
+        tied = ops.weight_matmul(x[:, :1000], q.t().contiguous(), scale, transpose_weight=True)  # rows of w^T
+        return [q, scale, *products, tied]
 
     def wkv_twice(w, u, k, v):
         y1, s1 = ops.wkv(paddle.exp(w), u, k[:, :40], v[:, :40], eps=1e-16)

@@ -11,28 +11,14 @@ import sys
 import numpy as np
 import paddle
 import pytest
-from helpers import off_init
+from helpers import SMALL_MODELS as FAMILIES
+from helpers import small_model
 
 from paddle_lrnn.export import export, inference_config, load, read_manifest
-from paddle_lrnn.models.hgrn2 import HGRN2Config, HGRN2ForCausalLM
-from paddle_lrnn.models.mru import MRUConfig, MRUForCausalLM
-from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
-from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
 pytestmark = pytest.mark.slow  # left out of the fast core, pytest -m "not slow" (README, Development)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Small models whose sequences below run past every window: RWKV-v2's copy-head memory (ctx_len - 1 = 5 tokens),
-# HGRN2's short convolutions (with lower bounds), MRU's attention window and xPos table (8 positions).
-FAMILIES = {
-    "rwkv2": (RWKV2ForCausalLM, RWKV2Config(vocab_size=37, n_embd=16, n_layer=2, ctx_len=6, head_qk_dim=8)),
-    "rwkv4": (RWKV4ForCausalLM, RWKV4Config(vocab_size=29, n_embd=16, n_layer=2, variant="RWKV-ffnPre")),
-    "hgrn2": (HGRN2ForCausalLM, HGRN2Config(vocab_size=41, hidden_size=32, num_hidden_layers=2, expand_ratio=8,
-                                            use_short_conv=True)),
-    "mru": (MRUForCausalLM, MRUConfig(embedding_size=12, dropout_rate=0.0, n_state_heads=2, state_size=18,
-                                      n_attn_heads=2, key_size=8, value_size=12, max_sequence_length=8,
-                                      layers=["mru", "mlp", "attn", "mru", "mlp"], vocab_size=23)),
-}
 BATCH, CHUNKS = 3, (4, 1, 5, 1)  # prefill 4 tokens, then steps of 1, 5 and 1 (the export traces [1, 1] only)
 
 # The fresh process: paddle and the operator library, nothing else of paddle_lrnn.
@@ -77,14 +63,6 @@ for directory in sys.argv[1:]:
             out[f"{mode}_state_{i}"] = state
     np.savez(f"{directory}/results.npz", **out)
 """
-
-
-def small_model(family, seed=0):
-    """The family's small model moved off its initialisation (zero or unit parameters would hide mistakes)."""
-    cls, config = FAMILIES[family]
-    paddle.seed(seed)
-    model = cls(type(config).from_dict(config.to_dict()))
-    return off_init(model, lambda name: 0.05 if "state_matrices_up" in name else 0.1)
 
 
 def eager_reference(model, ids):

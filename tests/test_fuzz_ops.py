@@ -185,11 +185,13 @@ def test_mru_scan(B, H, T, d, dtype, seed, det_one, with_state):
 
 
 @given(lead=st.lists(st.integers(1, 4), max_size=2), K=st.integers(1, 3 * T_MAX), N=st.integers(1, 1100),
-       dtype=st.sampled_from(["bfloat16", "float16", "int8"]), seed=seeds, scale=st.sampled_from([1e-3, 1.0, 300.0]))
-def test_weight_matmul(lead, K, N, dtype, seed, scale):
+       dtype=st.sampled_from(["bfloat16", "float16", "int8"]), seed=seeds, scale=st.sampled_from([1e-3, 1.0, 300.0]),
+       transpose=st.booleans())
+def test_weight_matmul(lead, K, N, dtype, seed, scale, transpose):
     """Inference only (no gradients): the value within float32 rounding of the exact product of x and the weight
     the kernel reads, |y - x @ dequant(w)| <= (K + 1) u sum |x||dequant(w)| with u = 2^-24 (any order of the sums,
-    fused or not; int8 one more rounding for the scale), for any leading dimensions, K and N."""
+    fused or not; int8 one more rounding for the scale), for any leading dimensions, K and N, with the weight
+    stored [K, N] or transposed."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((*lead, K)) * scale).astype(np.float32)
     w = paddle.to_tensor((rng.standard_normal((K, N)) * scale).astype(np.float32))
@@ -199,7 +201,9 @@ def test_weight_matmul(lead, K, N, dtype, seed, scale):
     else:
         w, s = w.astype(dtype), None
         w64 = w.astype("float32").numpy().astype(np.float64)
-    got = ops.weight_matmul(paddle.to_tensor(x), w, s).numpy().astype(np.float64)
+    if transpose:
+        w = w.t().contiguous()
+    got = ops.weight_matmul(paddle.to_tensor(x), w, s, transpose_weight=transpose).numpy().astype(np.float64)
     assert got.shape == (*lead, N)
     x64 = x.astype(np.float64)
     bound = (K + 1) * 2.0 ** -24 * (np.abs(x64) @ np.abs(w64)) * (1 + 1e-6) + np.finfo(np.float32).tiny

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import paddle
 import pytest
+from helpers import SMALL_MODELS, small_model
 
 from paddle_lrnn.convert import convert
 from paddle_lrnn.generation import generate_ids, generate_text, sample_logits
@@ -134,3 +135,78 @@ def test_generate_tool_reports_speed_on_stderr(tmp_path, capsys):
                         r"\([\d,.]+ tokens/s\)\n", captured.err)
     tool.main(["--model-dir", str(out), "--prompt", "It is", "--length", "5", "--quiet"])
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------------- batched generation
+PROMPTS = [[3], [5, 1, 4, 1, 5], [2, 6, 5, 3, 5, 8, 1, 7, 4]]  # lengths 1, 5 and 9: past every small model's window
+LENGTH = 8
+
+
+def weights_as(model, fmt):
+    """The model with its matrices in `fmt`: "float32" as it is, "bfloat16" cast, "int8" quantized."""
+    from paddle_lrnn.models.quantization import quantize_int8_
+
+    if fmt == "bfloat16":
+        model.to(dtype="bfloat16")
+        model._fused_weights = None
+    elif fmt == "int8":
+        quantize_int8_(model)
+    return model
+
+
+def top_margin(model, prompt, new):
+    """The smallest gap between the two largest logits at the positions that chose `new` (greedy)."""
+    with paddle.no_grad():
+        logits = model(paddle.to_tensor([prompt + new[:-1]])).logits.numpy()[0, len(prompt) - 1:]
+    top = np.sort(logits, axis=-1)[:, -2:]
+    return (top[:, 1] - top[:, 0]).min()
+
+
+@pytest.mark.parametrize("fmt", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("family", list(SMALL_MODELS))
+def test_a_batch_of_prompts_generates_what_each_prompt_generates_alone(family, fmt):
+    model = weights_as(small_model(family, seed=4), fmt)
+    vocab = model.config.vocab_size
+    prompts = [[t % vocab for t in p] for p in PROMPTS]
+    penalties = {"alpha_presence": 0.5, "alpha_frequency": 0.3, "token_ban": [0]}  # (counted per row)
+    for sampling in ({"temperature": 0}, {"temperature": 1.0, "top_p": 0.9}, {"temperature": 0.8, **penalties}):
+        seeds = [11, 12, 13]
+        # (seeds as a numpy array once: one generator per row too, not one seeded with the whole array)
+        batched = list(generate_ids(model, prompts, LENGTH, seed=np.array(seeds) if "top_p" in sampling else seeds,
+                                    **sampling))
+        assert len(batched) == LENGTH and all(len(step) == len(prompts) for step in batched)
+        rows = [[step[r] for step in batched] for r in range(len(prompts))]
+        alone = [list(generate_ids(model, p, LENGTH, seed=s, **sampling)) for p, s in zip(prompts, seeds)]
+        # float32 rows may round differently in a batched product than alone (16-bit and int8 products never do):
+        # equal tokens, where greedy's choices are not near ties
+        if fmt == "float32" and sampling["temperature"] == 0:
+            assert min(top_margin(model, p, a) for p, a in zip(prompts, alone)) > 1e-3
+        assert rows == alone, sampling
+    # one int seed: every row samples as it would alone with that seed
+    batched = list(generate_ids(model, prompts, 4, seed=7))
+    assert [[step[r] for step in batched] for r in range(3)] == [list(generate_ids(model, p, 4, seed=7))
+                                                                    for p in prompts]
+
+
+def test_rows_whose_states_cannot_share_a_batch_are_decoded_apart(monkeypatch):
+    """MRU's attention keeps one position for all rows: prompts of different lengths are decoded in separate calls,
+    those of one length together."""
+    from helpers import count_calls
+
+    model = small_model("mru", seed=4)
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8, 9, 10, 11]]
+    calls = count_calls(monkeypatch, type(model), "forward")
+    steps = list(generate_ids(model, prompts, 3, temperature=0))
+    assert len(calls) == 2 + 2 * 2  # two prompt groups, then two decoding calls per step after the first
+    assert [[s[r] for s in steps] for r in range(3)] == [list(generate_ids(model, p, 3, temperature=0))
+                                                         for p in prompts]
+
+
+def test_batch_arguments_are_checked():
+    model = small_model("rwkv4")
+    with pytest.raises(ValueError, match=r"seed: 2 seeds for 3 prompts; give one per prompt, or one int"):
+        next(generate_ids(model, [[1], [2, 3], [4]], 2, seed=[1, 2]))
+    with pytest.raises(ValueError, match=r"the prompt must contain at least one token \(in every row\)"):
+        next(generate_ids(model, [[1], [], [4]], 2))
+    with pytest.raises(ValueError, match=r"the prompt must contain at least one token$"):
+        next(generate_ids(model, [], 2))

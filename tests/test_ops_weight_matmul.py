@@ -1,6 +1,7 @@
 """ops.weight_matmul and ops.quantize_int8: bfloat16, float16 and int8 weights against the exact (float64) product
 and the pure-Paddle reference, for K and N that are no multiple of any vector width, 1 to 17 rows, K = 8192, tiles
-along K and N, leading batch dimensions, at every instruction-set level this processor has (capped in process);
+along K and N, leading batch dimensions, weights stored [K, N] and transposed ([N, K], an embedding that is the
+head, int8 scales per row), at every instruction-set level this processor has (capped in process);
 rows that do not depend on the other rows; the quantiser equal to its reference bit for bit; inference only.
 (The thread-count independence is in test_determinism.py.)
 
@@ -53,26 +54,34 @@ def assert_within_rounding(got, x, w64, scale, name):
     assert (err <= bound).all(), f"{name}: error {err.max():.3g} beyond {bound[err > bound].min():.3g}"
 
 
+def oriented(w, transpose):
+    """The weight as weight_matmul takes it: [K, N], or [N, K] for transpose_weight (the same scales, now per row)."""
+    return w.t().contiguous() if transpose else w
+
+
 SHAPES = [  # (rows, K, N): tails of every vector width, one tile and several along K and N, the 16-row pass
     (1, 1, 1), (1, 7, 13), (2, 37, 50), (3, 129, 33), (5, 300, 1030), (16, 257, 1025), (17, 1000, 19), (1, 8192, 67),
 ]
 
 
+@pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, K, N", SHAPES)
-def test_matches_the_exact_product_and_the_reference(isa, dtype, rows, K, N):
+def test_matches_the_exact_product_and_the_reference(isa, dtype, rows, K, N, transpose):
     rng = np.random.default_rng(rows * 1000 + K + N)
     w, scale, w64 = weights(rng, K, N, dtype)
+    w = oriented(w, transpose)
     x = paddle.to_tensor(rng.standard_normal((rows, K)).astype(np.float32))
-    got = ops.weight_matmul(x, w, scale)
+    got = ops.weight_matmul(x, w, scale, transpose_weight=transpose)
     assert got.dtype == paddle.float32 and got.shape == [rows, N]
     assert_within_rounding(got.numpy(), x, w64, scale, f"{isa} {dtype}")
-    want = reference.weight_matmul(x, w, scale).numpy()  # itself within rounding of the exact product
+    want = reference.weight_matmul(x, w, scale, transpose_weight=transpose).numpy()  # (within rounding too)
     assert_within_rounding(want, x, w64, scale, "reference")
 
 
+@pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_integer_products_are_exact_at_every_level(isa, dtype):
+def test_integer_products_are_exact_at_every_level(isa, dtype, transpose):
     """Integers: x in [-8, 8], weights in [-16, 16] (exact in bfloat16 and float16) or int8 in [-127, 127] with a
     power-of-two scale; every partial sum of K = 8192 such products is an integer below 2^24, so nothing rounds."""
     rng = np.random.default_rng(3)
@@ -86,23 +95,30 @@ def test_integer_products_are_exact_at_every_level(isa, dtype):
         wi = rng.integers(-16, 17, (K, N))
         w, scale = paddle.to_tensor(wi.astype(np.float32)).astype(dtype), None
         want = x.astype(np.int64) @ wi
-    np.testing.assert_array_equal(ops.weight_matmul(paddle.to_tensor(x), w, scale).numpy(), want.astype(np.float32))
+    got = ops.weight_matmul(paddle.to_tensor(x), oriented(w, transpose), scale, transpose_weight=transpose)
+    np.testing.assert_array_equal(got.numpy(), want.astype(np.float32))
 
 
+@pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rows_do_not_depend_on_the_other_rows(isa, dtype):
+def test_rows_do_not_depend_on_the_other_rows(isa, dtype, transpose):
     """The same row alone, among 17 others, or inside leading batch dimensions: the same bits (the tiles depend on K
     and N only), so batched decoding gives each sequence what it would get alone."""
     rng = np.random.default_rng(5)
     K, N = 700, 1300
     w, scale, _ = weights(rng, K, N, dtype)
+    w = oriented(w, transpose)
     x = paddle.to_tensor(rng.standard_normal((2, 9, K)).astype(np.float32))
-    batched = ops.weight_matmul(x, w, scale)
+
+    def product(x):
+        return ops.weight_matmul(x, w, scale, transpose_weight=transpose)
+
+    batched = product(x)
     assert batched.shape == [2, 9, N]
-    flat = ops.weight_matmul(x.reshape([18, K]), w, scale).numpy()
+    flat = product(x.reshape([18, K])).numpy()
     np.testing.assert_array_equal(batched.numpy().reshape(18, N), flat)
     for i in (0, 7, 16, 17):
-        np.testing.assert_array_equal(ops.weight_matmul(x.reshape([18, K])[i], w, scale).numpy(), flat[i])
+        np.testing.assert_array_equal(product(x.reshape([18, K])[i]).numpy(), flat[i])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])

@@ -1,4 +1,4 @@
-// One RWKV-v2 decoding step (T = 1) for a small batch on CPU, float32: the whole network in one call, so that a
+// One RWKV-v2 decoding step (T = 1) for a small batch on CPU: the whole network in one call, so that a
 // generated token costs one pass over the weights instead of about 150 framework operators. The matrix-vector
 // products stream every weight once (weight_matmul.h's products, the independent ones of a layer in one pass over
 // the thread pool); the rest (layer norms, token-shift
@@ -10,24 +10,28 @@
 // sigmoid(R xx) * V relu(K xx)^2, then ln_out, the head, and the copy bonus (q . k_u) / D on the logit of token u for
 // the last ctx_len tokens u (the current one included).
 // Layouts: Linear weights [in, out]; wkv state [L, B, 3, C] (aa, bb, pp); shift states [L, B, C]; copy-head memory
-// keys [B, M, D] and ids [B, M].
+// keys [B, M, D] and ids [B, M]. The matrices and the embedding are read in their storage format (float32,
+// bfloat16, float16, or int8 with per-column scales: WeightRef) and widened to float32 as they stream; every other
+// weight, the activations, the sums and the state are float32.
 #ifndef LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H  // the weights' layout: one type for every instruction-set copy
 #define LRNN_KERNELS_RWKV2_STEP_WEIGHTS_H
 
 #include <vector>
 
-#include "common.h"
+#include "weight_matmul.h"
 
 // In a namespace of their own, like every type the kernels of several instruction sets share (cpu_isa.h).
 namespace lrnn {
 namespace types {
 
 struct Rwkv2TimeMixWeights {
-  const float *decay, *first, *mix, *key, *value, *receptance, *output;  // decay: time_decay (w = e^decay)
+  const float *decay, *first, *mix;  // decay: time_decay (w = e^decay)
+  WeightRef key, value, receptance, output;
 };
 
 struct Rwkv2ChannelMixWeights {
-  const float *mix, *key, *receptance, *value;  // key [C, 4C], value [4C, C]
+  const float* mix;
+  WeightRef key, receptance, value;  // key [C, 4C], value [4C, C]
 };
 
 struct Rwkv2BlockWeights {
@@ -40,7 +44,8 @@ struct Rwkv2BlockWeights {
 struct Rwkv2StepWeights {
   int64_t C, V, D, ctx_len;
   float k_clamp, eps, ln_eps;  // RWKV_K_CLAMP, RWKV_K_EPS, the LayerNorms' epsilon
-  const float *emb, *ln_out_w, *ln_out_b, *head, *head_q, *head_k;
+  WeightRef emb, head, head_q, head_k;
+  const float *ln_out_w, *ln_out_b;
   std::vector<Rwkv2BlockWeights> blocks;
 };
 
@@ -61,9 +66,9 @@ using types::Rwkv2TimeMixWeights;
 
 LRNN_ISA_BEGIN
 
-// y[b, :] = x[b, :] @ w for b < B, float32 w [in, out]; x rows are `in` floats apart, y rows `out` floats apart.
-inline WeightProduct step_product(const float* w, int64_t in, int64_t out, const float* x, float* y) {
-  return {w, WeightFormat::f32, in, out, nullptr, x, y};
+// y[b, :] = x[b, :] @ w for b < B, w [in, out]; x rows are `in` floats apart, y rows `out` floats apart.
+inline WeightProduct step_product(const WeightRef& w, int64_t in, int64_t out, const float* x, float* y) {
+  return {w.w, w.format, in, out, w.scale, x, y};
 }
 
 inline void step_layer_norm(int64_t B, int64_t C, const float* x, const float* w, const float* b, float eps, float* y) {
@@ -147,7 +152,7 @@ inline void rwkv2_step_cpu(const Rwkv2StepWeights& m, int64_t B, const int64_t* 
   s.hk.resize(B * D);
   s.scores.resize(B * (M + 1));
   std::vector<float>& cur = s.cur;
-  for (int64_t b = 0; b < B; ++b) std::copy_n(m.emb + ids[b] * C, C, cur.data() + b * C);
+  for (int64_t b = 0; b < B; ++b) wm_embedding_row(m.emb, ids[b], C, cur.data() + b * C);
   std::copy_n(wkv_in, L * B * 3 * C, wkv_out);
   for (int64_t l = 0; l < L; ++l) {
     const Rwkv2BlockWeights& blk = m.blocks[l];

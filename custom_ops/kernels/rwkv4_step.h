@@ -1,4 +1,4 @@
-// One RWKV-4 decoding step (T = 1) for a small batch on CPU, float32: the whole network in one call, so that a
+// One RWKV-4 decoding step (T = 1) for a small batch on CPU: the whole network in one call, so that a
 // generated token costs one pass over the weights instead of about 40 framework operators per block. It shares the
 // RWKV-v2 step's parts (rwkv2_step.h): the matrix-vector products of weight_matmul.h that stream every weight once
 // over the thread pool, the layer norm, the token-shift mix, the WKV update of wkv.h.
@@ -7,24 +7,27 @@
 // block 0, then pre-LN blocks x = x + att(ln1(x)); x = x + ffn(ln2(x)); token-shift mixes prev + (x - prev) * mu with
 // one mu per projection; time-mix k = K xk, v = V xv, out = O(sigmoid(R xr) * wkv) (w = e^time_decay,
 // u = time_first, no epsilon); channel-mix sigmoid(R xr) * V relu(K xk)^2; then ln_out and the head.
-// Layouts: Linear weights [in, out]; wkv state [L, B, 3, A] (aa, bb, pp); shift states [L, B, C].
+// Layouts: Linear weights [in, out]; wkv state [L, B, 3, A] (aa, bb, pp); shift states [L, B, C]. Matrices and
+// embedding in their storage format (WeightRef), everything else float32, as in the RWKV-v2 step.
 #ifndef LRNN_KERNELS_RWKV4_STEP_WEIGHTS_H  // the weights' layout: one type for every instruction-set copy
 #define LRNN_KERNELS_RWKV4_STEP_WEIGHTS_H
 
 #include <vector>
 
-#include "common.h"
+#include "weight_matmul.h"
 
 // In a namespace of their own, like every type the kernels of several instruction sets share (cpu_isa.h).
 namespace lrnn {
 namespace types {
 
 struct Rwkv4TimeMixWeights {
-  const float *decay, *first, *mix_k, *mix_v, *mix_r, *key, *value, *receptance, *output;  // key [C, A]
+  const float *decay, *first, *mix_k, *mix_v, *mix_r;
+  WeightRef key, value, receptance, output;  // key [C, A]
 };
 
 struct Rwkv4ChannelMixWeights {
-  const float *mix_k, *mix_r, *key, *receptance, *value;  // key [C, F], value [F, C]
+  const float *mix_k, *mix_r;
+  WeightRef key, receptance, value;  // key [C, F], value [F, C]
 };
 
 struct Rwkv4BlockWeights {
@@ -37,7 +40,8 @@ struct Rwkv4BlockWeights {
 struct Rwkv4StepWeights {
   int64_t C, V, A, F;  // n_embd, vocabulary, dim_att, dim_ffn
   float ln_eps;
-  const float *emb, *ln0_w, *ln0_b, *ln_out_w, *ln_out_b, *head;
+  WeightRef emb, head;
+  const float *ln0_w, *ln0_b, *ln_out_w, *ln_out_b;
   std::vector<Rwkv4BlockWeights> blocks;
 };
 
@@ -114,7 +118,7 @@ inline void rwkv4_step_cpu(const Rwkv4StepWeights& m, int64_t B, const int64_t* 
   for (auto* v : {&s.cur, &s.x, &s.xk, &s.xv, &s.xr}) v->resize(B * C);
   for (auto* v : {&s.k, &s.v, &s.r, &s.y}) v->resize(B * std::max(A, C));
   s.h.resize(B * F);
-  for (int64_t b = 0; b < B; ++b) std::copy_n(m.emb + ids[b] * C, C, s.x.data() + b * C);
+  for (int64_t b = 0; b < B; ++b) wm_embedding_row(m.emb, ids[b], C, s.x.data() + b * C);
   step_layer_norm(B, C, s.x.data(), m.ln0_w, m.ln0_b, m.ln_eps, s.cur.data());
   std::copy_n(wkv_in, L * B * 3 * A, wkv_out);
   for (int64_t l = 0; l < L; ++l) {

@@ -12,6 +12,11 @@
 // the thread count nor on the other rows of x (M is processed kWmMaxRows rows at a time with the same tiles).
 // Several independent products can share one pass over the thread pool (weight_matmuls): the RWKV-v2 step does.
 //
+// The transposed product y = x @ dequant(w)^T with w [N, K] (an embedding matrix [vocab, dim] that is also the
+// output head, whose int8 scale is per row of w) is a dot product of each row of w with each row of x:
+// weight_matmul_nt, each row of w read once, by one thread, so its results too depend neither on the thread count
+// nor on the other rows of x.
+//
 // Also the int8 quantiser: scale[n] = max_k |w[k, n]| / 127, q = round(w / scale) (halves to even, as paddle.round),
 // in float32 divisions, so its results are exactly those of the pure-Paddle reference.
 #ifndef LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H  // the storage types: one for every instruction-set copy
@@ -53,11 +58,20 @@ struct WeightProduct {
   float* y;
 };
 
+// A weight in its storage format, as a model holds it (the fused decoding steps' matrices and embedding): its
+// elements, their format, and for i8 the scales (per column of a [K, N] matrix, per row of an embedding).
+struct WeightRef {
+  const void* w;
+  WeightFormat format;
+  const float* scale;
+};
+
 }  // namespace types
 using types::bf16_bits;
 using types::f16_bits;
 using types::WeightFormat;
 using types::WeightProduct;
+using types::WeightRef;
 }  // namespace lrnn
 
 #endif  // LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H
@@ -78,6 +92,8 @@ struct WmVec {
   static WmVec load(const float* p) { return {_mm512_loadu_ps(p)}; }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm512_fmadd_ps(w.v, _mm512_set1_ps(s), acc.v)}; }
+  static WmVec fma(WmVec acc, WmVec a, WmVec b) { return {_mm512_fmadd_ps(a.v, b.v, acc.v)}; }
+  static WmVec add(WmVec a, WmVec b) { return {_mm512_add_ps(a.v, b.v)}; }
   static WmVec from(const float* p) { return load(p); }
   static WmVec from(const bf16_bits* p) {  // bfloat16 is the top half of a float32
     const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -98,6 +114,8 @@ struct WmVec {
   static WmVec load(const float* p) { return {_mm256_loadu_ps(p)}; }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm256_fmadd_ps(w.v, _mm256_set1_ps(s), acc.v)}; }
+  static WmVec fma(WmVec acc, WmVec a, WmVec b) { return {_mm256_fmadd_ps(a.v, b.v, acc.v)}; }
+  static WmVec add(WmVec a, WmVec b) { return {_mm256_add_ps(a.v, b.v)}; }
   static WmVec from(const float* p) { return load(p); }
   static WmVec from(const bf16_bits* p) {
     const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -118,6 +136,8 @@ struct WmVec {  // x86-64 baseline: no FMA (multiply, then add) and no half-prec
   static WmVec load(const float* p) { return {_mm_loadu_ps(p)}; }
   void store(float* p) const { _mm_storeu_ps(p, v); }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {_mm_add_ps(acc.v, _mm_mul_ps(w.v, _mm_set1_ps(s)))}; }
+  static WmVec fma(WmVec acc, WmVec a, WmVec b) { return {_mm_add_ps(acc.v, _mm_mul_ps(a.v, b.v))}; }
+  static WmVec add(WmVec a, WmVec b) { return {_mm_add_ps(a.v, b.v)}; }
   static WmVec from(const float* p) { return load(p); }
   static __m128i load4x16(const void* p) {  // four 16-bit values, zero-extended to 32 bits
     return _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), _mm_setzero_si128());
@@ -151,6 +171,8 @@ struct WmVec {  // other architectures: one lane, plain C++ (the compiler may st
   static WmVec load(const float* p) { return {*p}; }
   void store(float* p) const { *p = v; }
   static WmVec madd(WmVec acc, WmVec w, float s) { return {acc.v + w.v * s}; }
+  static WmVec fma(WmVec acc, WmVec a, WmVec b) { return {acc.v + a.v * b.v}; }
+  static WmVec add(WmVec a, WmVec b) { return {a.v + b.v}; }
   static WmVec from(const float* p) { return load(p); }
   static WmVec from(const bf16_bits* p) {
     const uint32_t bits = static_cast<uint32_t>(p->bits) << 16;
@@ -383,6 +405,112 @@ inline void weight_matmuls(const WeightProduct* products, int64_t count, int64_t
 
 inline void weight_matmuls(std::initializer_list<WeightProduct> products, int64_t M) {
   weight_matmuls(products.begin(), static_cast<int64_t>(products.size()), M);
+}
+
+// The sum of a vector's lanes, in lane order.
+inline float wm_lane_sum(WmVec a) {
+  float lanes[WmVec::kLanes];
+  a.store(lanes);
+  float sum = 0.0f;
+  for (int i = 0; i < WmVec::kLanes; ++i) sum += lanes[i];
+  return sum;
+}
+
+// n weights from p, widened to float32 into out (zero-padded copies for a tail shorter than a vector, so that every
+// element is converted by the same instructions).
+template <typename W>
+inline void wm_widen(const W* p, int64_t n, float* out) {
+  constexpr int L = WmVec::kLanes;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) WmVec::from(p + i).store(out + i);
+  if (i < n) {
+    W pad[L];
+    float wide[L];
+    std::memset(static_cast<void*>(pad), 0, sizeof(pad));
+    std::memcpy(static_cast<void*>(pad), p + i, (n - i) * sizeof(W));
+    WmVec::from(pad).store(wide);
+    std::copy_n(wide, n - i, out + i);
+  }
+}
+
+// Row `row` of an embedding [rows, n] in its storage format, widened to float32 (times the row's scale for i8).
+inline void wm_embedding_row(const WeightRef& e, int64_t row, int64_t n, float* out) {
+  switch (e.format) {
+    case WeightFormat::f32:
+      std::copy_n(static_cast<const float*>(e.w) + row * n, n, out);
+      return;
+    case WeightFormat::bf16:
+      return wm_widen(static_cast<const bf16_bits*>(e.w) + row * n, n, out);
+    case WeightFormat::f16:
+      return wm_widen(static_cast<const f16_bits*>(e.w) + row * n, n, out);
+    case WeightFormat::i8:
+      wm_widen(static_cast<const int8_t*>(e.w) + row * n, n, out);
+      for (int64_t i = 0; i < n; ++i) out[i] *= e.scale[row];
+      return;
+  }
+}
+
+// y[m * ldy] = sum_k x[m, k] * w[k] for m < M (x rows K floats apart) and one row w [K] of a transposed weight: kWmDot
+// rows of x at a time, each with two vector sums over alternate vectors of k, added lane by lane in order, then
+// the last K % (2 L) products in ascending k. Every row's arithmetic is the same whatever M is.
+constexpr int64_t kWmDot = 4;
+
+template <typename W>
+void wm_dot(int64_t M, int64_t K, const float* x, const W* w, float* y, int64_t ldy) {
+  constexpr int L = WmVec::kLanes;
+  const int64_t kv = K / (2 * L) * (2 * L);
+  for (int64_t m0 = 0; m0 < M; m0 += kWmDot) {
+    const int64_t rows = std::min(kWmDot, M - m0);
+    WmVec a[kWmDot][2];
+    for (int r = 0; r < kWmDot; ++r) a[r][0] = a[r][1] = WmVec::zero();
+    for (int64_t k = 0; k < kv; k += 2 * L) {
+      const WmVec w0 = WmVec::from(w + k), w1 = WmVec::from(w + k + L);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + (m0 + r) * K + k;
+        a[r][0] = WmVec::fma(a[r][0], w0, WmVec::load(xr));
+        a[r][1] = WmVec::fma(a[r][1], w1, WmVec::load(xr + L));
+      }
+    }
+    float tail[2 * L];
+    if (kv < K) wm_widen(w + kv, K - kv, tail);
+    for (int64_t r = 0; r < rows; ++r) {
+      float sum = wm_lane_sum(WmVec::add(a[r][0], a[r][1]));
+      const float* xr = x + (m0 + r) * K;
+      for (int64_t k = kv; k < K; ++k) sum += xr[k] * tail[k - kv];
+      y[(m0 + r) * ldy] = sum;
+    }
+  }
+}
+
+// y[m, n] = sum_k x[m, k] * dequant(w)[n, k]: the product with the transpose of w [N, K] (p.K, p.N as for
+// weight_matmuls; p.scale per row of w for i8), blocks of kWmDotBlock rows of w shared over the thread pool.
+constexpr int64_t kWmDotBlock = 32;
+
+inline void weight_matmul_nt(const WeightProduct& p, int64_t M) {
+  const int64_t K = p.K, N = p.N, blocks = (N + kWmDotBlock - 1) / kWmDotBlock;
+  parallel_for(
+      blocks,
+      [&](int64_t b) {
+        for (int64_t n = b * kWmDotBlock; n < std::min(N, (b + 1) * kWmDotBlock); ++n) {
+          switch (p.format) {
+            case WeightFormat::f32:
+              wm_dot(M, K, p.x, static_cast<const float*>(p.w) + n * K, p.y + n, N);
+              break;
+            case WeightFormat::bf16:
+              wm_dot(M, K, p.x, static_cast<const bf16_bits*>(p.w) + n * K, p.y + n, N);
+              break;
+            case WeightFormat::f16:
+              wm_dot(M, K, p.x, static_cast<const f16_bits*>(p.w) + n * K, p.y + n, N);
+              break;
+            case WeightFormat::i8:
+              wm_dot(M, K, p.x, static_cast<const int8_t*>(p.w) + n * K, p.y + n, N);
+              break;
+          }
+          if (p.scale)
+            for (int64_t m = 0; m < M; ++m) p.y[m * N + n] *= p.scale[n];
+        }
+      },
+      2.0 * M * K * N);
 }
 
 // Per-column int8 quantisation of w [K, N] (T: float, or a 16-bit type convertible to float): q [K, N],

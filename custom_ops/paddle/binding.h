@@ -52,7 +52,25 @@ inline void check_cpu(const paddle::Tensor& t, const char* op, const std::string
   check(t, op, name.c_str(), shape, dtype, t.place());
 }
 
-// The float32 CPU weights of a fused decoding step, taken one by one in the order the op documents, each checked
+#ifdef LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H  // (bindings of kernels that read weights in their storage format)
+// A weight tensor as the kernels of weight_matmul.h read it: its bits, their format, the int8 scales (else null).
+inline lrnn::WeightRef weight_ref(const paddle::Tensor& w, const float* scale) {
+  switch (w.dtype()) {  // Paddle's 16-bit types are their bits
+    case paddle::DataType::FLOAT32:
+      return {w.data<float>(), lrnn::WeightFormat::f32, nullptr};
+    case paddle::DataType::BFLOAT16:
+      return {w.data<paddle::bfloat16>(), lrnn::WeightFormat::bf16, nullptr};
+    case paddle::DataType::FLOAT16:
+      return {w.data<paddle::float16>(), lrnn::WeightFormat::f16, nullptr};
+    case paddle::DataType::INT8:
+      return {w.data<int8_t>(), lrnn::WeightFormat::i8, scale};
+    default:
+      PD_THROW("weights must be float32, bfloat16, float16 or int8");
+  }
+}
+#endif
+
+// The CPU weights of a fused decoding step, taken one by one in the order the op documents, each checked
 // against the shape it must have; `prefix` ("blocks.<i>.") names the block being read in the errors.
 struct WeightList {
   const std::vector<paddle::Tensor>& list;
@@ -60,13 +78,35 @@ struct WeightList {
   size_t next = 0;
   std::string prefix;
 
+  const paddle::Tensor& next_tensor(const std::string& full) {
+    PD_CHECK(next < list.size(), op, ": too few weights (", list.size(), "), missing ", full);
+    return list[next++];
+  }
+
+  // A float32 weight (a norm, a mix, a decay).
   const float* take(const std::string& name, const std::vector<int64_t>& shape) {
     const std::string full = prefix + name;
-    PD_CHECK(next < list.size(), op, ": too few weights (", list.size(), "), missing ", full);
-    const paddle::Tensor& t = list[next++];
+    const paddle::Tensor& t = next_tensor(full);
     check_cpu(t, op, full, shape, paddle::DataType::FLOAT32);
     return t.data<float>();
   }
+
+#ifdef LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H  // (bindings of kernels that read weights in their storage format)
+  // A matrix or embedding in its storage format (float32, bfloat16, float16 or int8); an int8 one is followed in
+  // the list by its float32 scales, `scales` of them (a matrix [K, N]'s N, an embedding [V, C]'s V).
+  lrnn::WeightRef take_weight(const std::string& name, const std::vector<int64_t>& shape, int64_t scales) {
+    const std::string full = prefix + name;
+    const paddle::Tensor& t = next_tensor(full);
+    PD_CHECK(t.dtype() == paddle::DataType::FLOAT32 || t.dtype() == paddle::DataType::BFLOAT16 ||
+                 t.dtype() == paddle::DataType::FLOAT16 || t.dtype() == paddle::DataType::INT8,
+             op, ": ", full, " must be float32, bfloat16, float16 or int8");
+    check_cpu(t, op, full, shape, t.dtype());
+    if (t.dtype() != paddle::DataType::INT8) return weight_ref(t, nullptr);
+    const paddle::Tensor& s = next_tensor(full + "_scale");
+    check_cpu(s, op, full + "_scale", {scales}, paddle::DataType::FLOAT32);
+    return weight_ref(t, s.data<float>());
+  }
+#endif
 };
 
 // Pointer of an optional gradient: null when Paddle passes none (the output did not reach the loss).

@@ -1,6 +1,7 @@
-// Paddle binding of the fused RWKV-v2 decoding step (kernels/rwkv2_step.h): CPU and float32 only, forward only
-// (inference; no gradient is defined). Weights arrive as one list in the order paddle_lrnn/models/rwkv2/rwkv2_step.py
-// builds:
+// Paddle binding of the fused RWKV-v2 decoding step (kernels/rwkv2_step.h): CPU only, forward only (inference; no
+// gradient is defined). Weights arrive as one list in the order paddle_lrnn/models/rwkv2/rwkv2_step.py builds,
+// the embedding and the matrices in float32, bfloat16, float16 or int8 (an int8 one followed by its scales),
+// everything else float32:
 //   emb, ln_out.weight, ln_out.bias, head, head_q, head_k, then per block
 //   ln1.weight, ln1.bias, ln2.weight, ln2.bias,
 //   att.{time_decay, time_first, time_mix, key, value, receptance, output}  (ffnPre.{time_mix, key, receptance,
@@ -59,20 +60,20 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
   m.k_clamp = k_clamp;
   m.eps = eps;
   m.ln_eps = ln_eps;
-  m.emb = w.take("emb.weight", {V, C});
+  m.emb = w.take_weight("emb.weight", {V, C}, V);
   m.ln_out_w = w.take("ln_out.weight", {C});
   m.ln_out_b = w.take("ln_out.bias", {C});
-  m.head = w.take("head.weight", {C, V});
+  m.head = w.take_weight("head.weight", {C, V}, V);
   PD_CHECK(w.next < weights.size() && weights[w.next].shape().size() == 2, kOp, ": head_q.weight must be [C, D]");
   m.D = weights[w.next].shape()[1];
-  m.head_q = w.take("head_q.weight", {C, m.D});
-  m.head_k = w.take("head_k.weight", {C, m.D});
+  m.head_q = w.take_weight("head_q.weight", {C, m.D}, m.D);
+  m.head_k = w.take_weight("head_k.weight", {C, m.D}, m.D);
   const auto channel_mix = [&](const std::string& name) {  // "ffn." or "ffnPre."
     lrnn::Rwkv2ChannelMixWeights f;
     f.mix = w.take(name + "time_mix", {1, 1, C});
-    f.key = w.take(name + "key.weight", {C, 4 * C});
-    f.receptance = w.take(name + "receptance.weight", {C, C});
-    f.value = w.take(name + "value.weight", {4 * C, C});
+    f.key = w.take_weight(name + "key.weight", {C, 4 * C}, 4 * C);
+    f.receptance = w.take_weight(name + "receptance.weight", {C, C}, C);
+    f.value = w.take_weight(name + "value.weight", {4 * C, C}, C);
     return f;
   };
   for (int64_t l = 0; l < L; ++l) {
@@ -89,10 +90,10 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
       b.att.decay = w.take("att.time_decay", {C, 1});  // [C, 1] as the original stores them
       b.att.first = w.take("att.time_first", {C, 1});
       b.att.mix = w.take("att.time_mix", {1, 1, C});
-      b.att.key = w.take("att.key.weight", {C, C});
-      b.att.value = w.take("att.value.weight", {C, C});
-      b.att.receptance = w.take("att.receptance.weight", {C, C});
-      b.att.output = w.take("att.output.weight", {C, C});
+      b.att.key = w.take_weight("att.key.weight", {C, C}, C);
+      b.att.value = w.take_weight("att.value.weight", {C, C}, C);
+      b.att.receptance = w.take_weight("att.receptance.weight", {C, C}, C);
+      b.att.output = w.take_weight("att.output.weight", {C, C}, C);
     }
     b.ffn = channel_mix("ffn.");
     m.blocks.push_back(b);
@@ -134,7 +135,8 @@ std::vector<std::vector<int64_t>> Rwkv2StepInferShape(
     const std::vector<int64_t>& att_shift, const std::vector<int64_t>& ffn_shift,
     const paddle::optional<std::vector<int64_t>>& head_keys, const paddle::optional<std::vector<int64_t>>& head_ids,
     bool ffn_pre, int ctx_len, float k_clamp, float eps, float ln_eps) {
-  const int64_t B = ids[0], V = weights[0][0], D = weights[4][1];
+  // head_q.weight [C, D] follows head.weight, or head.weight and its scales [V] when it is int8
+  const int64_t B = ids[0], V = weights[0][0], D = weights[weights[4].size() == 1 ? 5 : 4][1];
   const int64_t M_out = memory_after(head_keys ? (*head_keys)[1] : 0, ctx_len);
   return {{B, 1, V}, wkv, att_shift, ffn_shift, {B, M_out, D}, {B, M_out}};
 }

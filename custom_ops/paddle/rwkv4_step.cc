@@ -1,6 +1,7 @@
-// Paddle binding of the fused RWKV-4 decoding step (kernels/rwkv4_step.h): CPU and float32 only, forward only
-// (inference; no gradient is defined). Weights arrive as one list in the order
-// paddle_lrnn/models/rwkv4/rwkv4_step.py builds:
+// Paddle binding of the fused RWKV-4 decoding step (kernels/rwkv4_step.h): CPU only, forward only (inference; no
+// gradient is defined). Weights arrive as one list in the order paddle_lrnn/models/rwkv4/rwkv4_step.py builds, the
+// embedding and the matrices in float32, bfloat16, float16 or int8 (an int8 one followed by its scales), everything
+// else float32:
 //   emb, blocks.0.ln0.weight, blocks.0.ln0.bias, ln_out.weight, ln_out.bias, head, then per block
 //   ln1.weight, ln1.bias, ln2.weight, ln2.bias,
 //   att.{time_decay, time_first, time_mix_k, time_mix_v, time_mix_r, key, value, receptance, output}
@@ -22,11 +23,11 @@ namespace {
 
 constexpr const char* kOp = "lrnn_rwkv4_step";
 
-// dim_att, dim_ffn: the second dimension of the weight `ahead` entries on from the next one to take.
-int64_t width_ahead(const lrnn_binding::WeightList& w, size_t ahead, const char* name) {
-  PD_CHECK(w.next + ahead < w.list.size() && w.list[w.next + ahead].shape().size() == 2, kOp, ": blocks.0.", name,
+// dim_ffn: the second dimension of the next weight to take, the first channel-mix's key.
+int64_t next_width(const lrnn_binding::WeightList& w, const std::string& name) {
+  PD_CHECK(w.next < w.list.size() && w.list[w.next].shape().size() == 2, kOp, ": ", w.prefix, name,
            " must be a matrix [in, out]");
-  return w.list[w.next + ahead].shape()[1];
+  return w.list[w.next].shape()[1];
 }
 
 void check_state(const Tensor& t, const char* name, const std::vector<int64_t>& shape, paddle::DataType dtype) {
@@ -54,21 +55,21 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
   m.V = V;
   m.A = A;
   m.ln_eps = ln_eps;
-  m.emb = w.take("emb.weight", {V, C});
+  m.emb = w.take_weight("emb.weight", {V, C}, V);
   m.ln0_w = w.take("blocks.0.ln0.weight", {C});
   m.ln0_b = w.take("blocks.0.ln0.bias", {C});
   m.ln_out_w = w.take("ln_out.weight", {C});
   m.ln_out_b = w.take("ln_out.bias", {C});
-  m.head = w.take("head.weight", {C, V});
-  // dim_ffn from block 0's ffn.key: after 4 norms and ffnPre's 5 tensors or att's 9, then 2 mixes
-  m.F = width_ahead(w, 4 + (ffn_pre ? 5 : 9) + 2, "ffn.key.weight");
+  m.head = w.take_weight("head.weight", {C, V}, V);
+  m.F = 0;  // dim_ffn: from the first channel-mix's key
   const auto channel_mix = [&](const std::string& name) {  // "ffn." or "ffnPre."
     lrnn::Rwkv4ChannelMixWeights f;
     f.mix_k = w.take(name + "time_mix_k", {1, 1, C});
     f.mix_r = w.take(name + "time_mix_r", {1, 1, C});
-    f.key = w.take(name + "key.weight", {C, m.F});
-    f.receptance = w.take(name + "receptance.weight", {C, C});
-    f.value = w.take(name + "value.weight", {m.F, C});
+    if (m.F == 0) m.F = next_width(w, name + "key.weight");
+    f.key = w.take_weight(name + "key.weight", {C, m.F}, m.F);
+    f.receptance = w.take_weight(name + "receptance.weight", {C, C}, C);
+    f.value = w.take_weight(name + "value.weight", {m.F, C}, C);
     return f;
   };
   for (int64_t l = 0; l < L; ++l) {
@@ -87,10 +88,10 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
       b.att.mix_k = w.take("att.time_mix_k", {1, 1, C});
       b.att.mix_v = w.take("att.time_mix_v", {1, 1, C});
       b.att.mix_r = w.take("att.time_mix_r", {1, 1, C});
-      b.att.key = w.take("att.key.weight", {C, A});
-      b.att.value = w.take("att.value.weight", {C, A});
-      b.att.receptance = w.take("att.receptance.weight", {C, A});
-      b.att.output = w.take("att.output.weight", {A, C});
+      b.att.key = w.take_weight("att.key.weight", {C, A}, A);
+      b.att.value = w.take_weight("att.value.weight", {C, A}, A);
+      b.att.receptance = w.take_weight("att.receptance.weight", {C, A}, A);
+      b.att.output = w.take_weight("att.output.weight", {A, C}, C);
     }
     b.ffn = channel_mix("ffn.");
     m.blocks.push_back(b);

@@ -1,7 +1,8 @@
 // Paddle binding of the weight-only matrix product and the int8 quantiser (kernels/weight_matmul.h): CPU only,
 // forward only (inference; no gradient is defined). x is [..., K], its leading dimensions the rows (no reshape on
-// the way in or out: a decoding step calls this for every matrix). paddle_lrnn/ops/weight_matmul.py checks the
-// arguments; the checks here only keep a kernel from reading memory it does not own.
+// the way in or out: a decoding step calls this for every matrix); weight [K, N], or [N, K] with transpose_weight
+// (an embedding that is also the output head). paddle_lrnn/ops/weight_matmul.py checks the arguments; the checks
+// here only keep a kernel from reading memory it does not own.
 #include "kernels/weight_matmul.h"
 
 #include "binding.h"
@@ -20,45 +21,38 @@ constexpr const char* kQuantize = "lrnn_quantize_int8";
 
 }  // namespace
 
-std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const paddle::optional<Tensor>& scale) {
+std::vector<Tensor> WeightMatmulForward(const Tensor& x, const Tensor& w, const paddle::optional<Tensor>& scale,
+                                        bool transpose_weight) {
   PD_CHECK(!x.shape().empty() && w.shape().size() == 2, kMatmul, ": x must be [..., K] and weight [K, N]");
   std::vector<int64_t> y_shape = x.shape();
-  const int64_t K = y_shape.back(), M = K > 0 ? x.numel() / K : 0, N = w.shape()[1];
+  const int64_t K = y_shape.back(), M = K > 0 ? x.numel() / K : 0, N = w.shape()[transpose_weight ? 0 : 1];
   y_shape.back() = N;
   lrnn_binding::check_cpu(x, kMatmul, "x", x.shape(), DataType::FLOAT32);
-  lrnn_binding::check_cpu(w, kMatmul, "weight", {K, N}, w.dtype());
+  const std::vector<int64_t> w_shape = transpose_weight ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N};
+  lrnn_binding::check_cpu(w, kMatmul, "weight", w_shape, w.dtype());
   const bool int8 = w.dtype() == DataType::INT8;
   PD_CHECK(int8 == scale.is_initialized(), kMatmul, ": a scale goes with int8 weights and only with them");
+  PD_CHECK(w.dtype() != DataType::FLOAT32, kMatmul, ": weight must be bfloat16, float16 or int8");
   const float* s = nullptr;
   if (int8) {
     lrnn_binding::check_cpu(*scale, kMatmul, "scale", {N}, DataType::FLOAT32);
     s = scale->data<float>();
   }
   Tensor y = paddle::empty(y_shape, DataType::FLOAT32, x.place());
-  lrnn::WeightProduct product{nullptr, lrnn::WeightFormat::bf16, K, N, s, x.data<float>(), y.data<float>()};
-  switch (w.dtype()) {  // Paddle's 16-bit types are their bits
-    case DataType::BFLOAT16:
-      product.w = w.data<paddle::bfloat16>();
-      break;
-    case DataType::FLOAT16:
-      product.format = lrnn::WeightFormat::f16;
-      product.w = w.data<paddle::float16>();
-      break;
-    case DataType::INT8:
-      product.format = lrnn::WeightFormat::i8;
-      product.w = w.data<int8_t>();
-      break;
-    default:
-      PD_THROW(kMatmul, ": weight must be bfloat16, float16 or int8");
-  }
-  LRNN_ISA_CALL(weight_matmuls, &product, 1, M);
+  const lrnn::WeightRef ref = lrnn_binding::weight_ref(w, s);
+  const lrnn::WeightProduct product{ref.w, ref.format, K, N, ref.scale, x.data<float>(), y.data<float>()};
+  if (transpose_weight)
+    LRNN_ISA_CALL(weight_matmul_nt, product, M);
+  else
+    LRNN_ISA_CALL(weight_matmuls, &product, 1, M);
   return {y};
 }
 
 std::vector<std::vector<int64_t>> WeightMatmulInferShape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
-                                                         const paddle::optional<std::vector<int64_t>>& scale) {
+                                                         const paddle::optional<std::vector<int64_t>>& scale,
+                                                         bool transpose_weight) {
   std::vector<int64_t> y = x;
-  y.back() = w[1];
+  y.back() = w[transpose_weight ? 0 : 1];
   return {y};
 }
 
@@ -70,6 +64,7 @@ std::vector<DataType> WeightMatmulInferDtype(const DataType& x, const DataType& 
 PD_BUILD_OP(lrnn_weight_matmul)
     .Inputs({"X", "W", paddle::Optional("Scale")})
     .Outputs({"Y"})
+    .Attrs({"transpose_weight: bool"})
     .SetKernelFn(PD_KERNEL(WeightMatmulForward))
     .SetInferShapeFn(PD_INFER_SHAPE(WeightMatmulInferShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WeightMatmulInferDtype));

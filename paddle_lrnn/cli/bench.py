@@ -5,13 +5,17 @@ the date. From a checkout, `python tools/bench.py` is the same command.
   paddle-lrnn-bench                       # every section on CPU
   paddle-lrnn-bench --section ops         # custom operators against their pure-Paddle references
   paddle-lrnn-bench --section generation --original-rwkv2 DIR
-        # DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py), imported from there (needs torch; nothing is copied)
+        # RWKV-v2 L6 C512 decoding in float32, bfloat16 and int8 weights (--formats), fused and layer by layer,
+        # against the memory floor and the original runner; DIR holds RWKV-LM's RWKV-v2-RNN/src (model_run.py),
+        # imported from there (needs torch; nothing is copied)
   paddle-lrnn-bench --section rwkv4-generation --original-rwkv4 DIR
-        # DIR holds RWKV-LM's RWKV-v4/src (model_run.py); an RWKV-4 169M-layout model, about 2 GB of memory
+        # the same for an RWKV-4 169M-layout model; DIR holds RWKV-LM's RWKV-v4/src (model_run.py); about 3 GB
+  paddle-lrnn-bench --section quantization  # validation loss of each family's CPU recipe (trained --train-steps
+                                            # updates on the embedded corpus) in fp32, bf16, fp16 and int8
   paddle-lrnn-bench --section training --device gpu
-  paddle-lrnn-bench --section scale   # convert + load a random 1.3B HGRN2 checkpoint (bf16, fla-hub's layout):
-                                      # ~2.5 GiB on disk per copy in --scale-dir (default: a temporary directory,
-                                      # removed afterwards)
+  paddle-lrnn-bench --section scale   # convert, load and decode a random 1.3B HGRN2 checkpoint (bf16, fla-hub's
+                                      # layout) in bf16 and int8: ~6.5 GiB on disk in --scale-dir (default: a
+                                      # temporary directory, removed afterwards), ~4 GiB of memory per phase
   paddle-lrnn-bench --section isa            # the CPU operators at each instruction-set level
   paddle-lrnn-bench --section weight_matmul  # 16-bit / int8 weight products against the memory floor (~1.3 GB)
 """
@@ -184,9 +188,59 @@ def original_decoding(family, src, model, prompt, n, *runner_args, scores=None):
     return original
 
 
+def weight_formats(model, formats):
+    """{format: model} of a float32 `model` in each weight format ("float32": the model itself; "bfloat16",
+    "float16": loaded as that dtype; "int8": quantized at load), through save_pretrained and from_pretrained as a user
+    gets them."""
+    from paddle_lrnn.models import AutoModelForCausalLM
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        for fmt in formats:
+            if fmt == "float32":
+                out[fmt] = model
+            elif fmt == "int8":
+                out[fmt] = AutoModelForCausalLM.from_pretrained(tmp, dtype="float32", quantize="int8", quiet=True)
+            else:
+                out[fmt] = AutoModelForCausalLM.from_pretrained(tmp, dtype=fmt, quiet=True)
+    for m in out.values():
+        m.eval()
+    return out
+
+
+def generation_table(title, model, prompt, n, formats, extra_runs=(), original=None):
+    """Prints one table: greedy decoding of `model` after `prompt` in each weight format (fused step and layer by
+    layer), extra_runs [(label, fn, tokens, weight bytes)], and the original runner (fp32, fed the prompt token by
+    token: its time is per every token it runs), timed in alternation; per token against the memory floor (the bytes
+    of weights a token reads over the read bandwidth measured in this run) and against the original."""
+    from paddle_lrnn.convert.scale import read_bandwidth, token_weight_bytes
+
+    runs = []
+    for fmt, m in weight_formats(model, formats).items():
+        for fused in (True, False):
+            label = f"paddle_lrnn ({'fused step' if fused else 'layer by layer'}, {fmt})"
+            runs.append((label, decoding(m, prompt, n, fused, temperature=0), n, token_weight_bytes(m)))
+    runs += list(extra_runs)
+    if original is not None:
+        runs.append((original[0], original[1], n + len(prompt), token_weight_bytes(model)))
+    bandwidth = read_bandwidth()
+    ms = timed_together([fn for _, fn, _, _ in runs], [3] * len(runs))
+    base = ms[-1] / runs[-1][2] if original is not None else None
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; read bandwidth {bandwidth / 1e9:.1f} GB/s; "
+          f"{n} tokens after a {len(prompt)}-token prompt, greedy\n")
+    print(f"| generator, {title} | weights MB / token | ms / token | tokens/s | floor ms | vs floor | vs original |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (label, _, tokens, nbytes), t in zip(runs, ms):
+        per_token, floor = t / tokens, nbytes / bandwidth * 1e3
+        print(f"| {label} | {nbytes / 1e6:.0f} | {per_token:.2f} | {1e3 / per_token:.1f} | {floor:.2f} | "
+              f"{per_token / floor:.2f}x | {f'{base / per_token:.2f}x' if base else '-'} |", flush=True)
+
+
 def bench_generation(args):
-    """Step-mode tokens/s of an RWKV-v2 L6 C512 enwik8-size model; with --original-rwkv2, the original RNN
-    runner on the same weights in the same run."""
+    """Greedy decoding of an RWKV-v2 L6 C512 enwik8-size model (random weights) in float32, bfloat16 and int8 weights,
+    fused step and layer by layer; with --original-rwkv2, the original RNN runner (fp32) on the same weights in the
+    same run."""
     import paddle
 
     from paddle_lrnn.models.rwkv2 import RWKV2Config, RWKV2ForCausalLM
@@ -195,49 +249,27 @@ def bench_generation(args):
     model = RWKV2ForCausalLM(RWKV2Config(vocab_size=6064, n_embd=512, n_layer=6, ctx_len=1024))
     for p in model.parameters():  # off the init, where many matrices are zero
         p.set_value(p + paddle.randn(p.shape) * 0.02)
-    n = args.tokens
+    model.eval()
     prompt = list(range(1, 33))
-    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, seed=0), n),
-            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, seed=0), n)]
+    original = None
     if args.original_rwkv2:
         # (the copy head's entries of the runner's logits are 0-d tensors)
-        original = original_decoding("rwkv2", args.original_rwkv2, model, prompt, n, 6, 512, 1024,
-                                     scores=lambda logits: [float(v) for v in logits])
-        runs.append(("RWKV-LM RWKV-v2-RNN runner (torch, fp32)", original, n + len(prompt)))
-    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
-    rows = [(label, tokens / (t / 1e3)) for (label, _, tokens), t in zip(runs, ms)]
-    print("| generator, L6 C512 V6064 | tokens/s | vs original |")
-    print("|---|---:|---:|")
-    base = rows[-1][1] if args.original_rwkv2 else None
-    for label, rate in rows:
-        print(f"| {label} | {rate:.1f} | {f'{rate / base:.2f}x' if base else '-'} |")
-
-
-def read_bandwidth():
-    """The machine's read bandwidth in bytes/s, measured here: the fastest of three ways of reading 512 MiB of
-    float32 once (numpy's sum, one thread; Paddle's sum; a vector times a [4096, 32768] matrix with paddle.matmul,
-    the memory-bound product decoding is made of, on all threads)."""
-    import numpy as np
-    import paddle
-
-    a = np.ones(128 << 20, np.float32)
-    t = paddle.to_tensor(a)
-    w, x = t.reshape([4096, 32768]), paddle.ones([1, 4096])
-    ms = timed_together([lambda: a.sum(), lambda: float(t.sum()), lambda: paddle.matmul(x, w).numpy()], [5, 5, 5])
-    return a.nbytes / (min(ms) / 1e3)
+        original = ("RWKV-LM RWKV-v2-RNN runner (torch, fp32)",
+                    original_decoding("rwkv2", args.original_rwkv2, model, prompt, args.tokens, 6, 512, 1024,
+                                      scores=lambda logits: [float(v) for v in logits]))
+    generation_table("L6 C512 V6064", model, prompt, args.tokens, args.formats, original=original)
 
 
 def bench_rwkv4_generation(args):
-    """Step-mode tokens/s of an RWKV-4 169M-layout model (L12 C768 V50277, RWKV-4-Pile-169M's shapes, random
-    weights) in float32: greedy decoding after a 32-token prompt with the fused step and layer by layer, against the
-    memory floor (the bytes of the weights a token reads, every matrix but the embedding, over the read bandwidth
-    measured in this run), against the same matrix-vector products alone (one paddle.matmul per weight matrix), and,
-    with --original-rwkv4, RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in
-    the same run. Per token: ours over the --tokens it generates (the prompt is one parallel call), the runner's over
-    every token it runs (it feeds the prompt token by token, as its run.py does)."""
-    import numpy as np
+    """Greedy decoding of an RWKV-4 169M-layout model (L12 C768 V50277, RWKV-4-Pile-169M's shapes, random weights)
+    in float32, bfloat16 and int8 weights, fused step and layer by layer, against the memory floor, against the same
+    matrix-vector products alone (float32, one paddle.matmul per weight matrix), and, with --original-rwkv4,
+    RWKV-LM's RWKV_RNN runner (RWKV-v4/src/model_run.py, torch, fp32) on the same weights in the same run. Per
+    token: ours over the --tokens it generates (the prompt is one parallel call), the runner's over every token it
+    runs (it feeds the prompt token by token, as its run.py does)."""
     import paddle
 
+    from paddle_lrnn.convert.scale import token_weight_bytes
     from paddle_lrnn.models.modeling_utils import skip_init
     from paddle_lrnn.models.rwkv4 import RWKV4Config, RWKV4ForCausalLM
 
@@ -260,28 +292,47 @@ def bench_rwkv4_generation(args):
             for p in matrices:
                 paddle.matmul(rows[p.shape[0]], p)
 
-    runs = [("paddle_lrnn (fused step, fp32)", decoding(model, prompt, n, True, temperature=0), n),
-            ("paddle_lrnn (layer by layer, fp32)", decoding(model, prompt, n, False, temperature=0), n),
-            ("its matrix-vector products alone (fp32, paddle.matmul)", products, n)]
+    extra = [("its matrix-vector products alone (fp32, paddle.matmul)", products, n, token_weight_bytes(model))]
+    original = None
     if args.original_rwkv4:
-        original = original_decoding("rwkv4", args.original_rwkv4, model, prompt, n, config.n_layer, config.n_embd,
-                                     config.ctx_len)
-        runs.append(("RWKV-LM RWKV-v4 RWKV_RNN runner (torch, fp32)", original, n + len(prompt)))
-    bandwidth = read_bandwidth()
-    ms = timed_together([fn for _, fn, _ in runs], [3] * len(runs))
-    weight_bytes = sum(int(np.prod(p.shape)) * 4 for p in matrices) + sum(
-        int(np.prod(p.shape)) * 4 for name, p in model.named_parameters() if p.ndim != 2)
-    floor = weight_bytes / bandwidth
-    print("| generator, L12 C768 V50277 (169M), greedy | ms/token | tokens/s | vs memory floor | vs original |")
-    print("|---|---:|---:|---:|---:|")
-    base = (ms[-1] / runs[-1][2]) if args.original_rwkv4 else None
-    print(f"| memory floor ({weight_bytes / 1e6:.0f} MB per token at {bandwidth / 1e9:.1f} GB/s) | "
-          f"{floor * 1e3:.1f} | {1 / floor:.1f} | 1.00x | - |")
-    for (label, _, tokens), t in zip(runs, ms):
-        per_token = t / tokens
-        print(f"| {label} | {per_token:.1f} | {1e3 / per_token:.1f} | {floor * 1e3 / per_token:.2f}x | "
-              f"{f'{base / per_token:.2f}x' if base else '-'} |", flush=True)
-    print("\nbfloat16 and float16 weights: not measured; Paddle 3.3.1's CPU build has no 16-bit matrix product.")
+        original = ("RWKV-LM RWKV-v4 RWKV_RNN runner (torch, fp32)",
+                    original_decoding("rwkv4", args.original_rwkv4, model, prompt, n, config.n_layer, config.n_embd,
+                                      config.ctx_len))
+    generation_table("L12 C768 V50277 (169M)", model, prompt, n, args.formats, extra, original)
+
+
+def bench_quantization(args):
+    """The validation loss of each family's CPU recipe model, trained for --train-steps updates on the embedded
+    corpus (the schedule compressed to that many), evaluated as saved (float32), as bfloat16, as float16 and
+    quantized to int8 at load, through evaluate_model_dir on the validation split."""
+    from paddle_lrnn.data import DEFAULT_CORPUS
+    from paddle_lrnn.training.evaluation import evaluate_model_dir
+    from paddle_lrnn.training.recipes import families, resolve
+    from paddle_lrnn.training.trainer import Trainer
+
+    loads = [("float32", dict()), ("bfloat16", dict(dtype="bfloat16")), ("float16", dict(dtype="float16")),
+             ("int8", dict(quantize="int8"))]
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; each family's CPU recipe, "
+          f"{args.train_steps} updates on the embedded corpus ({os.path.basename(DEFAULT_CORPUS)}); validation split, "
+          f"{args.eval_batches} batches of 8 windows of the recipe's ctx_len\n")
+    print("| family | weights | val loss (nats/token) | bits/char | perplexity | vs float32 (bits/char) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for family in families():
+        with tempfile.TemporaryDirectory() as out:
+            recipe = resolve({"model": family})
+            cfg = resolve({"model": family, "out": out, "max_steps": args.train_steps, "sample_length": 0,
+                           "eval_interval": args.train_steps,
+                           "warmup_steps": min(recipe.warmup_steps, args.train_steps // 10)})
+            start = time.perf_counter()
+            Trainer(cfg, log=lambda *_: None, progress=False).train()
+            trained = time.perf_counter() - start
+            base = None
+            for label, kwargs in loads:
+                r = evaluate_model_dir(out, DEFAULT_CORPUS, split="valid", max_batches=args.eval_batches,
+                                       ctx_len=cfg.ctx_len, log=lambda *_: None, **kwargs)
+                base = r["bpc"] if base is None else base
+                print(f"| {family} ({cfg.n_layer} x {cfg.n_embd}, {trained:.0f} s of training) | {label} | "
+                      f"{r['loss']:.5f} | {r['bpc']:.5f} | {r['ppl']:.4f} | {r['bpc'] - base:+.5f} |", flush=True)
 
 
 def bench_training(args):
@@ -317,32 +368,57 @@ def bench_training(args):
 
 
 def bench_scale(args):
-    """Peak RSS and time of converting and loading a random checkpoint in fla-hub's HGRN2 layout, each phase in a
-    fresh process, against the weights' bytes and the floor of a process that only imports Paddle and paddle_lrnn."""
+    """A random checkpoint in fla-hub's HGRN2 layout converted (bf16 kept, and to int8), loaded and decoded, each phase
+    in a fresh process: peak RSS and time against the weights' bytes and the floor of a process that only imports
+    Paddle and paddle_lrnn; greedy decoding (one prompt, and a batch of prompts of different lengths decoded
+    together) against the memory floor of the bytes a token reads at the read bandwidth measured in that process."""
     import shutil
 
-    from paddle_lrnn.convert.scale import HGRN2_1_3B, measure, write_hgrn2_checkpoint
+    from paddle_lrnn.convert.scale import HGRN2_1_3B, run_phase, write_hgrn2_checkpoint
 
     sizes = HGRN2_1_3B if args.scale_size == "1.3B" else dict(hidden_size=512, num_hidden_layers=4, vocab_size=32000)
     root = tempfile.mkdtemp(prefix="paddle_lrnn-scale-", dir=args.scale_dir)
+    gib = 1 << 30
     try:
-        src, out = os.path.join(root, "fla"), os.path.join(root, "paddle")
+        src, out, out8 = (os.path.join(root, d) for d in ("fla", "paddle", "paddle-int8"))
         start = time.perf_counter()
         weights = write_hgrn2_checkpoint(src, **sizes)
         made = time.perf_counter() - start
-        _, floor = measure("floor")
-        gib = 1 << 30
+        floor = run_phase("floor")["rss"]
         print(f"HGRN2 {args.scale_size} layout ({sizes}), {weights / gib:.2f} GiB of bf16 weights in two shards "
               f"(largest {max(os.path.getsize(os.path.join(src, f)) for f in os.listdir(src)) / gib:.2f} GiB), "
-              f"written in {made:.0f} s; floor (Python + Paddle + paddle_lrnn imported) {floor / gib:.2f} GiB\n")
+              f"written in {made:.0f} s; floor (Python + Paddle + paddle_lrnn imported) {floor / gib:.2f} GiB; "
+              f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
         print("| phase | seconds | GiB/s | peak RSS GiB | above floor GiB | above floor / weights |")
         print("|---|---:|---:|---:|---:|---:|")
-        for label, phase, dtype, nbytes in (("convert (bf16 kept)", "convert", None, weights),
-                                            ("from_pretrained (bf16, as stored)", "load", None, weights),
-                                            ("from_pretrained(dtype=float32)", "load", "float32", 2 * weights)):
-            seconds, rss = measure(phase, src, out, dtype)
-            print(f"| {label} | {seconds:.1f} | {nbytes / gib / seconds:.2f} | {rss / gib:.2f} | "
-                  f"{(rss - floor) / gib:.2f} | {(rss - floor) / nbytes:.2f} |", flush=True)
+        for label, phase, kwargs, nbytes in (
+                ("convert (bf16 kept)", "convert", dict(src=src, out=out), weights),
+                ("convert --quantize int8", "convert", dict(src=src, out=out8, quantize="int8"), weights),
+                ("from_pretrained (bf16, as stored)", "load", dict(out=out), weights),
+                ("from_pretrained(dtype=float32)", "load", dict(out=out, dtype="float32"), 2 * weights),
+                ("from_pretrained(quantize=int8)", "load", dict(out=out, quantize="int8"), weights),
+                ("from_pretrained (int8, as converted)", "load", dict(out=out8), weights // 2)):
+            r = run_phase(phase, **kwargs)
+            print(f"| {label} | {r['seconds']:.1f} | {nbytes / gib / r['seconds']:.2f} | {r['rss'] / gib:.2f} | "
+                  f"{(r['rss'] - floor) / gib:.2f} | {(r['rss'] - floor) / nbytes:.2f} |", flush=True)
+        options = dict(prompt_tokens=32, new_tokens=args.scale_tokens, batch=4)
+        print(f"\nGreedy decoding, each in a fresh process: {options['new_tokens']} tokens after a "
+              f"{options['prompt_tokens']}-token prompt (median ms per token), and {options['batch']} prompts of "
+              f"{options['prompt_tokens']}, {options['prompt_tokens'] - 3}, ... tokens decoded together (median ms "
+              f"per step). Floor: the bytes a token reads (every weight but the looked-up embedding) over the read "
+              f"bandwidth measured in the same process.\n")
+        print("| weights | loaded in s | prefill ms | MB / token | read GB/s | floor ms | ms / token | vs floor | "
+              f"batch {options['batch']}: ms / step | batch tokens/s | peak RSS GiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label, kwargs in (("bf16 (as stored)", dict(out=out)),
+                              ("int8 (quantized at load)", dict(out=out, quantize="int8")),
+                              ("int8 (converted with --quantize int8)", dict(out=out8))):
+            r = run_phase("decode", **kwargs, **options)
+            floor_ms = r["token_bytes"] / r["bandwidth"] * 1e3
+            print(f"| {label} | {r['load_seconds']:.1f} | {r['prefill_ms']:.0f} | {r['token_bytes'] / 1e6:.0f} | "
+                  f"{r['bandwidth'] / 1e9:.1f} | {floor_ms:.1f} | {r['ms_per_token']:.1f} | "
+                  f"{r['ms_per_token'] / floor_ms:.2f}x | {r['batch_ms_per_step']:.1f} | "
+                  f"{r['batch'] * 1e3 / r['batch_ms_per_step']:.1f} | {r['rss_decoding'] / gib:.2f} |", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -449,7 +525,8 @@ def bench_weight_matmul(args):
 
 
 SECTIONS = {"ops": bench_ops, "generation": bench_generation, "rwkv4-generation": bench_rwkv4_generation,
-            "training": bench_training, "scale": bench_scale, "isa": bench_isa, "weight_matmul": bench_weight_matmul}
+            "training": bench_training, "quantization": bench_quantization, "scale": bench_scale, "isa": bench_isa,
+            "weight_matmul": bench_weight_matmul}
 
 
 def main(argv=None):
@@ -464,11 +541,21 @@ def main(argv=None):
     p.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16],
                    help="rows of activations (sequences decoded at once) for the weight_matmul section")
     p.add_argument("--scale-size", choices=["1.3B", "46M"], default="1.3B", help="the scale section's model size")
+    p.add_argument("--scale-tokens", type=int, default=16, help="tokens the scale section decodes per measurement")
+    p.add_argument("--formats", nargs="+", choices=["float32", "bfloat16", "float16", "int8"],
+                   default=["float32", "bfloat16", "int8"], help="weight formats of the generation sections")
+    p.add_argument("--train-steps", type=int, default=200,
+                   help="updates each family trains for in the quantization section")
+    p.add_argument("--eval-batches", type=int, default=20,
+                   help="validation batches (of 8 windows) the quantization section evaluates")
     p.add_argument("--scale-dir", help="where the scale section writes its checkpoints (default: the system's "
                    "temporary directory)")
     args = p.parse_args(argv)
     if args.repeat < 1 or args.tokens < 1:
         raise ValueError(f"--repeat and --tokens must be positive, got {args.repeat} and {args.tokens}")
+    for flag in ("scale_tokens", "train_steps", "eval_batches"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if min(args.rows) < 1:
         raise ValueError(f"--rows must be positive, got {' '.join(map(str, args.rows))}")
     if args.original_rwkv2 and not os.path.isfile(os.path.join(args.original_rwkv2, "model_run.py")):

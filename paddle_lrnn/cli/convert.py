@@ -9,6 +9,8 @@
   paddle-lrnn-convert --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR    # config.json + model.safetensors,
                                                                          # pytorch_model.bin or a sharded index
   paddle-lrnn-convert --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR --dtype float32  # (default: as stored)
+  paddle-lrnn-convert --model hgrn2 --src FLA_CHECKPOINT_DIR --out DIR --quantize int8  # int8 matrices, per-channel
+                                                         # scales: half the bytes of bf16 for CPU decoding
   paddle-lrnn-convert --model hgrn2 --to torch --src DIR --out FLA_DIR   # a directory fla's from_pretrained loads
   paddle-lrnn-convert --model mru --src checkpoint-step-5000.pt --config model.json --out DIR
                                                  # an mru-lm training checkpoint and its run's model.json
@@ -32,6 +34,9 @@ def main(argv=None):
                    "folder, where mru-lm writes it)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="dtype of the converted weights "
                    "(default: the checkpoint's own, e.g. bfloat16 stays bfloat16)")
+    p.add_argument("--quantize", choices=["int8"], help="store the matrices (every Linear weight, and a tied "
+                   "embedding) as int8 with one float32 scale per output channel (weight-only; the rest keeps its "
+                   "dtype)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (shown on stderr for checkpoints of 256 MiB "
                    "or more)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -40,7 +45,7 @@ def main(argv=None):
     from paddle_lrnn.convert import convert
 
     convert(args.model, args.src, args.out, to=args.to, vocab=args.vocab, config=args.config, dtype=args.dtype,
-            overwrite=args.overwrite, quiet=True if args.quiet else None, log=print)
+            quantize=args.quantize, overwrite=args.overwrite, quiet=True if args.quiet else None, log=print)
 
 
 def cli():

@@ -5,6 +5,10 @@ from a checkout, `python tools/generate.py`).
   paddle-lrnn-generate --model-dir DIR --prompt "\nIn the" --temperature 1.0 --top-p 0.7 --seed 1
   paddle-lrnn-generate --model-dir RWKV4_PILE_DIR --prompt "The" --top-p 0.85 --presence-penalty 0.2 \
       --frequency-penalty 0.2        # ChatRWKV's sampling for an RWKV-4 Pile model
+  paddle-lrnn-generate --model-dir DIR --quantize int8     # int8 matrices: half the bytes per token of bf16
+
+The model runs as stored: a bfloat16 or float16 model (as conversion keeps them) computes on CPU with float32
+activations, its matrices streamed in 16 bits; --dtype casts it, --quantize int8 quantizes its matrices at load.
 
 The text goes to stdout; at the end the prompt and decoding speeds (tokens/s) go to stderr unless --quiet.
 Generation stops at the tokenizer's end-of-text token unless --ignore-eos.
@@ -32,6 +36,9 @@ def main(argv=None):
                    help="a token id never to generate (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="cast the weights to this dtype "
+                   "(default: as stored)")
+    p.add_argument("--quantize", choices=["int8"], help="quantize the matrices to int8 (per-channel scales) at load")
     p.add_argument("--ignore-eos", action="store_true", help="go on past the end-of-text token")
     p.add_argument("--quiet", action="store_true", help="no speed report on stderr at the end")
     args = p.parse_args(argv)
@@ -56,7 +63,8 @@ def main(argv=None):
     for piece in generate_text(args.model_dir, prompt, args.length, temperature=args.temperature, top_p=args.top_p,
                                top_a=args.top_a, top_k=args.top_k, alpha_presence=args.presence_penalty,
                                alpha_frequency=args.frequency_penalty, token_ban=args.ban, seed=args.seed,
-                               ignore_eos=args.ignore_eos, stats=stats):
+                               ignore_eos=args.ignore_eos, dtype=args.dtype, quantize=args.quantize,
+                               stats=stats):
         print(piece, end="", flush=True)
     print()
     if not args.quiet:

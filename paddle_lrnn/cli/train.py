@@ -4,6 +4,8 @@
   paddle-lrnn-train --data enwik8 --preset enwik8 --device gpu --out out/enwik8
   paddle-lrnn-train --out out/enwik8 --resume         # continue exactly where it stopped
   paddle-lrnn-train --eval-only --model-dir out/enwik8 --data enwik8
+  paddle-lrnn-train --eval-only --model-dir out/enwik8 --data enwik8 --dtype bfloat16   # (or --quantize int8):
+                                                      # what 16-bit or int8 weights cost in bits/char
   paddle-lrnn-train --model hgrn2                     # HGRN2 on the embedded corpus, CPU-sized
   paddle-lrnn-train --model hgrn2 --preset wt103 --data wikitext-103-raw --vocab gpt2 --tokenizer GPT2_DIR \\
       --device gpu --out out/hgrn2-wt103              # the HGRN2 WikiText-103 recipe (see README)
@@ -53,6 +55,11 @@ def parse(argv):
                    "them, so that a run repeats bit for bit (CPU runs always do)")
     p.add_argument("--eval-only", action="store_true", help="evaluate --model-dir on the test split of --data")
     p.add_argument("--model-dir", help="with --eval-only: the model to evaluate")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="with --eval-only: cast the "
+                   "model's weights to this dtype (default: as stored); 16-bit ones compute with float32 "
+                   "activations on CPU")
+    p.add_argument("--quantize", choices=["int8"], help="with --eval-only: quantize the model's matrices to int8 "
+                   "(per-channel scales) after loading")
     p.add_argument("--split", choices=["test", "valid"], help="with --eval-only: the split to evaluate (default: "
                    "test, or valid for a layout without one, e.g. shakespeare-char)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -90,13 +97,17 @@ def default_device():
 
 def main(argv=None):
     args = parse(argv)
+    for flag in ("dtype", "quantize"):
+        if getattr(args, flag) is not None and not args.eval_only:
+            raise ValueError(f"--{flag} applies to --eval-only (training keeps float32 weights)")
     if args.eval_only:
         if not args.model_dir or not args.data:
             raise ValueError("--eval-only needs --model-dir and --data")
         from paddle_lrnn.training.evaluation import evaluate_model_dir
 
         result = evaluate_model_dir(args.model_dir, args.data, split=args.split, layout=args.layout or "auto",
-                                    max_batches=args.eval_iters, ctx_len=args.ctx_len)
+                                    max_batches=args.eval_iters, ctx_len=args.ctx_len, dtype=args.dtype,
+                                    quantize=args.quantize)
         print(json.dumps(result))
         return
     from paddle_lrnn.training.recipes import resolve

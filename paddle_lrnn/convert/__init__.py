@@ -58,6 +58,25 @@ def floating(arrays, source, error):
     return arrays
 
 
+def quantize_tensors(family, config, tensors):
+    """The triples of a conversion to `config` with its matrices quantized to int8 (the layers
+    paddle_lrnn.models.quantization names, found on a model built without memory), and the quantization recorded in
+    config."""
+    import paddle
+
+    from ..layers.linear import Embedding
+    from ..models.auto import model_class
+    from ..models.modeling_utils import skip_init
+    from ..models.quantization import CONFIG_KEY, quantize_lazy, quantized_layers
+
+    with paddle.LazyGuard(), skip_init():
+        model = model_class(family)(config)
+    tensors = quantize_lazy(tensors, {name: isinstance(layer, Embedding)
+                                      for name, layer in quantized_layers(model).items()})
+    config.extra[CONFIG_KEY] = "int8"
+    return tensors
+
+
 def build(model_class, config, tensors, source, dtype=None, who="the model"):
     """A `model_class` holding `tensors` (Paddle names and layouts), built without initialising its parameters."""
     import paddle
@@ -72,22 +91,27 @@ def build(model_class, config, tensors, source, dtype=None, who="the model"):
     return model
 
 
-def convert(family, src, out, *, to="paddle", vocab=None, config=None, dtype=None, overwrite=False, quiet=None,
-            max_shard_size=MAX_SHARD_SIZE, log=print):
+def convert(family, src, out, *, to="paddle", vocab=None, config=None, dtype=None, quantize=None, overwrite=False,
+            quiet=None, max_shard_size=MAX_SHARD_SIZE, log=print):
     """What tools/convert.py does. to="paddle": read the original checkpoint `src` and write a model directory `out`
     (config.json, the weights as model.safetensors or shards of at most `max_shard_size` bytes with an index, and
     the vocabulary if `vocab` names one), in the checkpoint's dtype or `dtype` ("float32", "bfloat16", "float16").
     to="torch": read the model directory `src` and write the original's checkpoint `out` (a file for rwkv2, a
     directory for hgrn2, an mru-lm train folder with model.json and checkpoints/ for mru). `config`: the original's
     model config file, for the families whose checkpoints do not hold the model's sizes (mru: mru-lm's model.json;
-    default: the one beside the checkpoint). Everything is checked before anything is written, and the output
-    appears whole or not at all; an existing output is kept unless overwrite=True. A progress bar over bytes goes
-    to stderr for large checkpoints unless quiet=True."""
+    default: the one beside the checkpoint). quantize="int8" (to="paddle" only) stores the matrices as int8 with
+    per-channel scales (paddle_lrnn.models.quantization), quantized tensor by tensor as they stream. Everything is
+    checked before anything is written, and the output appears whole or not at all; an existing output is kept
+    unless overwrite=True. A progress bar over bytes goes to stderr for large checkpoints unless quiet=True."""
     from ..models import AutoModelForCausalLM
     from ..models.modeling_utils import check_dtype, progress_bar
+    from ..models.quantization import check_quantize
 
     module = converter(family)
     check_dtype(dtype)
+    check_quantize(quantize)
+    if quantize is not None and to != "paddle":
+        raise ValueError("--quantize applies to conversions to paddle (the originals have no int8 weights)")
     if config is not None and (family not in TAKES_CONFIG or to != "paddle"):
         raise ValueError(f"--config is read only with --model {' or '.join(TAKES_CONFIG)} when converting to paddle "
                          f"(the original's model config, e.g. mru-lm's model.json)")
@@ -99,6 +123,11 @@ def convert(family, src, out, *, to="paddle", vocab=None, config=None, dtype=Non
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, quiet=quiet)
         if model.config.model_type != family:
             raise ValueError(f"{src} holds a {model.config.model_type} model, not {family}")
+        from ..models.quantization import CONFIG_KEY
+
+        if model.config.extra.get(CONFIG_KEY):
+            raise ValueError(f"{src} is quantized to int8, which the original cannot load; convert the original "
+                             f"checkpoint instead")
         module.to_torch(model, out)
         log(f"wrote {out} ({model.num_parameters():,} parameters)")
         return out
@@ -107,6 +136,8 @@ def convert(family, src, out, *, to="paddle", vocab=None, config=None, dtype=Non
     model_config, tensors, _ = module.read_torch(src, config=config) if family in TAKES_CONFIG else \
         module.read_torch(src)
     tensors = cast_lazy(tensors, dtype)
+    if quantize is not None:
+        tensors = quantize_tensors(family, model_config, tensors)
     from ..data import checkpoint_vocab
 
     tokenizer = checkpoint_vocab(src, vocab, model_config.vocab_size)  # --vocab, or the files beside the checkpoint

@@ -1,12 +1,16 @@
-"""Conversion and loading at real scale: a random checkpoint in the exact layout of fla-hub's HGRN2 releases (bf16
-safetensors shards + Hugging Face index, config.json with torch_dtype bfloat16, Llama-2-style tokenizer files made
-with the `tokenizers` library), and the peak memory and time of converting and loading it, each measured in a fresh
+"""Conversion, loading and decoding at real scale: a random checkpoint in the exact layout of fla-hub's HGRN2 releases
+(bf16 safetensors shards + Hugging Face index, config.json with torch_dtype bfloat16, Llama-2-style tokenizer files
+made with the `tokenizers` library), and the peak memory and time of converting, loading and decoding it (ms/token
+against the memory floor: the bytes of weights a token reads over the read bandwidth measured in the same process),
+each measured in a fresh
 process (its VmHWM: ru_maxrss would do but for one thing, Linux carries it over from the parent across fork and
 exec, so a child of a large process reports the parent's size), beside the floor of a process that only imports
 Python + Paddle + paddle_lrnn.
-Used by tools/bench.py --section scale (1.3B) and tests/test_convert_scale.py (a small layout)."""
+Used by tools/bench.py --section scale (1.3B), its generation sections (read_bandwidth, token_weight_bytes) and
+tests/test_convert_scale.py (a small layout)."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -101,31 +105,109 @@ def write_hgrn2_checkpoint(directory, hidden_size, num_hidden_layers, vocab_size
     return total
 
 
+def read_bandwidth(nbytes=512 << 20):
+    """The machine's read bandwidth in bytes/s, measured here: the fastest of three ways of reading `nbytes` of
+    float32 once (numpy's sum, one thread; Paddle's sum; a vector times a [4096, ...] matrix with paddle.matmul, the
+    memory-bound product decoding is made of, on all threads), each the median of 5 reads."""
+    import paddle
+
+    a = np.ones(nbytes // 4, np.float32)
+    t = paddle.to_tensor(a)
+    w, x = t.reshape([4096, -1]), paddle.ones([1, 4096])
+    best = float("inf")
+    for read in (lambda: a.sum(), lambda: float(t.sum()), lambda: paddle.matmul(x, w).numpy()):
+        read()
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            read()
+            times.append(time.perf_counter() - start)
+        best = min(best, statistics.median(times))
+    return a.nbytes / best
+
+
+def token_weight_bytes(model):
+    """Bytes of the weights one decoding step reads: every parameter (int8 scales included) but an embedding that is
+    only looked up (one row per token); an embedding that is also the output head counts whole."""
+    from ..layers.linear import Embedding, weight_only_layers
+
+    def nbytes(p):
+        return int(np.prod(p.shape)) * p.element_size()
+
+    head = model.output_embedding()
+    looked_up = sum(nbytes(layer.weight) for layer in weight_only_layers(model).values()
+                    if isinstance(layer, Embedding) and layer is not head)
+    return sum(nbytes(p) for p in model.parameters()) - looked_up
+
+
+def timed_decoding(model, prompts, new_tokens):
+    """(median ms per decoding step, ms of the prompt's forward pass and first token) of greedy generate_ids after
+    `prompts` (a list of ids, or a list of such lists: a batch, one step for all rows)."""
+    from ..generation import generate_ids
+
+    marks = [time.perf_counter()]
+    for _ in generate_ids(model, prompts, new_tokens + 1, temperature=0):
+        marks.append(time.perf_counter())
+    steps = [b - a for a, b in zip(marks[1:], marks[2:])]
+    return statistics.median(steps) * 1e3, (marks[1] - marks[0]) * 1e3
+
+
+def decoding_figures(model, prompt_tokens=32, new_tokens=16, batch=4):
+    """Greedy decoding of a loaded model: one prompt of `prompt_tokens`, and `batch` prompts of different lengths
+    (prompt_tokens, prompt_tokens - 3, ...) decoded together; then the read bandwidth and the weights a token reads.
+    A dict of ms_per_token, prefill_ms, batch_ms_per_step, rss_decoding (VmHWM before the bandwidth is measured,
+    whose buffers would add to it), bandwidth, token_bytes."""
+    prompt = [3 + (7 * i) % 1000 for i in range(prompt_tokens)]
+    ms, prefill = timed_decoding(model, prompt, new_tokens)
+    prompts = [prompt[:max(1, prompt_tokens - 3 * r)] for r in range(batch)]
+    batch_ms, _ = timed_decoding(model, prompts, new_tokens)
+    return dict(ms_per_token=ms, prefill_ms=prefill, batch_ms_per_step=batch_ms, batch=batch,
+                rss_decoding=peak_rss(), bandwidth=read_bandwidth(), token_bytes=token_weight_bytes(model))
+
+
+def peak_rss():
+    """This process's peak resident memory in bytes (VmHWM)."""
+    return [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+
+
 _PHASES = {
     "floor": "import paddle, paddle_lrnn.models, paddle_lrnn.convert",
     "convert": "from paddle_lrnn.convert import convert\nconvert('hgrn2', SRC, OUT, overwrite=True, quiet=QUIET, "
-               "log=lambda *a: None)",
+               "quantize=QUANTIZE, log=lambda *a: None)",
     "load": "import ctypes, numpy as np\nfrom paddle_lrnn.models import AutoModelForCausalLM\n"
-            "m = AutoModelForCausalLM.from_pretrained(OUT, dtype=DTYPE, quiet=QUIET)\n"
+            "m = AutoModelForCausalLM.from_pretrained(OUT, dtype=DTYPE, quantize=QUANTIZE, quiet=QUIET)\n"
             "for p in m.parameters():  # every page touched (summed in place, no copy)\n"
-            "    n = int(np.prod(p.shape)) * (2 if 'float16' in str(p.dtype) else 4)\n"
+            "    n = int(np.prod(p.shape)) * p.element_size()\n"
             "    np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(p.data_ptr())).sum()",
+    "decode": "from paddle_lrnn.models import AutoModelForCausalLM\nfrom paddle_lrnn.convert.scale import "
+              "decoding_figures\nm = AutoModelForCausalLM.from_pretrained(OUT, dtype=DTYPE, quantize=QUANTIZE, "
+              "quiet=QUIET)\nEXTRA = dict(load_seconds=time.perf_counter() - t0, **decoding_figures(m, **OPTIONS))",
 }
 
 
-def measure(phase, src=None, out=None, dtype=None, quiet=True):
-    """(seconds, peak RSS bytes) of one phase ("floor", "convert", "load") run in a fresh Python process; the time
-    excludes the imports (the floor phase's own time is its import time)."""
-    code = ("import sys, time\nSRC, OUT, DTYPE, QUIET = sys.argv[1:3] + [None if sys.argv[3] == 'None' "
-            "else sys.argv[3], sys.argv[4] == 'True']\nimport paddle, paddle_lrnn.models, paddle_lrnn.convert\n"
-            "t0 = time.perf_counter()\n" + _PHASES[phase] + "\nprint(time.perf_counter() - t0, [int(l.split()[1]) * "
-            "1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
+def run_phase(phase, src=None, out=None, dtype=None, quiet=True, quantize=None, **options):
+    """{seconds, rss, ...} of one phase ("floor", "convert", "load", "decode") run in a fresh Python process:
+    seconds excludes the imports (the floor phase's own time is its import time), rss is its peak (VmHWM); the
+    decode phase adds decoding_figures(model, **options) and load_seconds."""
+    code = ("import json, sys, time\nSRC, OUT, DTYPE, QUANTIZE = [None if a == 'None' else a for a in sys.argv[1:5]]"
+            "\nQUIET, OPTIONS, EXTRA = sys.argv[5] == 'True', json.loads(sys.argv[6]), {}\n"
+            "import paddle, paddle_lrnn.models, paddle_lrnn.convert\nt0 = time.perf_counter()\n" + _PHASES[phase]
+            + "\nseconds = time.perf_counter() - t0\nfrom paddle_lrnn.convert.scale import peak_rss\n"
+            "print(json.dumps(dict(seconds=seconds, rss=peak_rss(), **EXTRA)))\n")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", code, str(src), str(out), str(dtype), str(quiet)], env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", code, str(src), str(out), str(dtype), str(quantize), str(quiet),
+                          json.dumps(options)], env=env, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"the {phase} phase failed: {run.stderr[-2000:]}")
-    seconds, rss = run.stdout.split()[-2:]
-    return (time.perf_counter() - start if phase == "floor" else float(seconds)), int(rss)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    if phase == "floor":
+        result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def measure(phase, src=None, out=None, dtype=None, quiet=True, quantize=None):
+    """(seconds, peak RSS bytes) of run_phase."""
+    result = run_phase(phase, src, out, dtype, quiet, quantize)
+    return result["seconds"], result["rss"]

@@ -12,6 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from ..ops.depthwise_conv1d import depthwise_conv1d
+from .linear import as_dtype_of
 
 
 class ShortConvolution(nn.Layer):
@@ -29,14 +30,14 @@ class ShortConvolution(nn.Layer):
     def forward(self, x, cache=None, output_cache=False):
         """x [B, T, C]; cache [B, C, W] from an earlier call or None (a fresh sequence). Returns (y [B, T, C], the
         cache after the last token if output_cache else None)."""
-        W = self.kernel_size
+        W, weight = self.kernel_size, as_dtype_of(self.weight, x)
         xt = x.transpose([0, 2, 1])  # [B, C, T]
         if cache is None and not output_cache:
-            return depthwise_conv1d(self.weight, xt).transpose([0, 2, 1]), None
+            return depthwise_conv1d(weight, xt).transpose([0, 2, 1]), None
         if cache is None:
             cache = self.zero_cache(x.shape[0], x.dtype)
         full = paddle.concat([cache[:, :, 1:].astype(x.dtype), xt], axis=2)  # [B, C, W - 1 + T]
-        y = depthwise_conv1d(self.weight, full)[:, :, W - 1:]
+        y = depthwise_conv1d(weight, full)[:, :, W - 1:]
         # T >= 1, so full holds at least W columns
         return y.transpose([0, 2, 1]), (full[:, :, -W:] if output_cache else None)
 

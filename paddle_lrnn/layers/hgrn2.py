@@ -35,6 +35,7 @@ from paddle.autograd import PyLayer
 
 from ..ops.gla import gla
 from .conv import ShortConvolution
+from .linear import Linear
 from .norms import RMSNorm, rms_norm
 
 G_NORM_EPS = 1e-5  # fla 0.6.0's rms_norm_linear default, used whatever norm_eps says (see the module docstring)
@@ -134,15 +135,15 @@ class HGRN2Attention(nn.Layer):
         self.forget_dim = self.num_heads * self.expand_ratio
         self.layer_idx = int(layer_idx)
         self.use_short_conv, self.conv_size = bool(use_short_conv), int(conv_size)
-        self.q_proj = nn.Linear(D, self.forget_dim, bias_attr=False)
-        self.f_proj = nn.Linear(D, self.forget_dim, bias_attr=False)
-        self.i_proj = nn.Linear(D, D, bias_attr=False)
+        self.q_proj = Linear(D, self.forget_dim, bias_attr=False)
+        self.f_proj = Linear(D, self.forget_dim, bias_attr=False)
+        self.i_proj = Linear(D, D, bias_attr=False)
         if self.use_short_conv:
             self.q_conv1d = ShortConvolution(self.forget_dim, self.conv_size)
             self.f_conv1d = ShortConvolution(self.forget_dim, self.conv_size)
             self.i_conv1d = ShortConvolution(D, self.conv_size)
         self.g_norm = RMSNorm(D, eps=G_NORM_EPS, elementwise_affine=elementwise_affine)
-        self.o_proj = nn.Linear(D, D, bias_attr=False)
+        self.o_proj = Linear(D, D, bias_attr=False)
 
     def zero_state(self, batch_size):
         state = {"recurrent": paddle.zeros([batch_size, self.num_heads, self.head_k_dim, self.head_v_dim], "float32")}

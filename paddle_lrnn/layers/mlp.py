@@ -9,6 +9,8 @@ hidden_ratio * D^2 * 2 of a plain two-matrix MLP.
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .linear import Linear
+
 ACTIVATIONS = ("swish", "silu")  # silu == swish; fla's GatedMLP accepts "swish"
 
 
@@ -31,9 +33,9 @@ class GatedMLP(nn.Layer):
             raise ValueError(f"GatedMLP supports hidden_act 'swish' (SwiGLU) only, got {hidden_act!r}")
         self.hidden_size = int(hidden_size)
         self.intermediate_size = gated_mlp_intermediate_size(hidden_size, hidden_ratio, intermediate_size)
-        self.gate_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias_attr=False)
-        self.up_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias_attr=False)
-        self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias_attr=False)
+        self.gate_proj = Linear(self.hidden_size, self.intermediate_size, bias_attr=False)
+        self.up_proj = Linear(self.hidden_size, self.intermediate_size, bias_attr=False)
+        self.down_proj = Linear(self.intermediate_size, self.hidden_size, bias_attr=False)
 
     def forward(self, x):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -51,6 +51,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..ops.mru_scan import mru_scan
+from .linear import Linear, weight_only
 
 XPOS_THETA_BASE = 10000
 XPOS_SCALE_BASE = 512
@@ -105,9 +106,9 @@ class MRU(nn.Layer):
         # parameter order as the original's state dict: the raw Parameter first, then the Linear layers
         self.state_matrices_down = self.create_parameter(
             [h, o, c], default_initializer=nn.initializer.Normal(0.0, 0.02 * math.sqrt(o)))
-        self.state_matrices_up = nn.Linear(E, self.state_size, bias_attr=False,
+        self.state_matrices_up = Linear(E, self.state_size, bias_attr=False,
                                            weight_attr=nn.initializer.Constant(0.0))
-        self.mru_out = nn.Linear(E, E, bias_attr=False,
+        self.mru_out = Linear(E, E, bias_attr=False,
                                  weight_attr=nn.initializer.Normal(0.0, 0.02 / math.sqrt(n_layers)))
         self.dropout = nn.Dropout(dropout_rate)
 
@@ -118,9 +119,14 @@ class MRU(nn.Layer):
         B, T, _ = x.shape
         h, o = self.n_state_heads, self.order
         # state_matrices_up(x), produced directly in the scan's layout [B, h, T, o*o] (a strided copy of
-        # [B, T, h, o, o] costs Paddle on CPU about as much as the rest of the layer)
-        w = self.state_matrices_up.weight.reshape([self.embedding_size, h, o * o])
-        a = self.dropout(paddle.einsum("bte,ehk->bhtk", x, w))
+        # [B, T, h, o, o] costs Paddle on CPU about as much as the rest of the layer); a 16-bit or int8 weight
+        # through its own product, then that copy
+        if weight_only(self.state_matrices_up.weight):
+            a = self.state_matrices_up(x).reshape([B, T, h, o * o]).transpose([0, 2, 1, 3])
+        else:
+            w = self.state_matrices_up.weight.reshape([self.embedding_size, h, o * o])
+            a = paddle.einsum("bte,ehk->bhtk", x, w)
+        a = self.dropout(a)
         m = ldu_step_matrices(a, o)  # [B, h, T, o, o]
         dtype = m.dtype
         scan_dtype = dtype if dtype in (paddle.float32, paddle.float64) else paddle.float32
@@ -142,9 +148,9 @@ class MLP(nn.Layer):
         super().__init__()
         E = int(embedding_size)
         self.mlp = nn.Sequential(
-            nn.Linear(E, 4 * E, bias_attr=False, weight_attr=nn.initializer.Normal(0.0, 0.02)),
+            Linear(E, 4 * E, bias_attr=False, weight_attr=nn.initializer.Normal(0.0, 0.02)),
             nn.GELU(approximate=False),
-            nn.Linear(4 * E, E, bias_attr=False, weight_attr=nn.initializer.Normal(0.0, 0.02 / math.sqrt(n_layers))),
+            Linear(4 * E, E, bias_attr=False, weight_attr=nn.initializer.Normal(0.0, 0.02 / math.sqrt(n_layers))),
             nn.Dropout(dropout_rate))
 
     def forward(self, x):
@@ -247,10 +253,10 @@ class Attention(nn.Layer):
         self.n_heads, self.key_head_size = int(n_attn_heads), key_size // n_attn_heads
         self.value_head_size, self.window, self.dropout_rate = value_size // n_attn_heads, int(window), dropout_rate
         normal = nn.initializer.Normal(0.0, 0.02)
-        self.query_layer = nn.Linear(E, key_size, bias_attr=False, weight_attr=normal)
-        self.key_layer = nn.Linear(E, key_size, bias_attr=False, weight_attr=normal)
-        self.value_layer = nn.Linear(E, value_size, bias_attr=False, weight_attr=normal)
-        self.attention_down = nn.Linear(value_size, E, bias_attr=False,
+        self.query_layer = Linear(E, key_size, bias_attr=False, weight_attr=normal)
+        self.key_layer = Linear(E, key_size, bias_attr=False, weight_attr=normal)
+        self.value_layer = Linear(E, value_size, bias_attr=False, weight_attr=normal)
+        self.attention_down = Linear(value_size, E, bias_attr=False,
                                         weight_attr=nn.initializer.Normal(0.0, 0.02 / math.sqrt(n_layers)))
         self.dropout = nn.Dropout(dropout_rate)
 

@@ -1,11 +1,17 @@
 """Normalisation layers shared by the model families.
 
+LayerNorm: nn.LayerNorm with its scale and shift used in the input's dtype (a 16-bit model's are widened for its
+float32 activations on CPU, where Paddle has no 16-bit layer norm).
+
 RMSNorm: y = x / sqrt(mean(x^2 over the last axis) + eps) * weight, computed in float32 whatever the input dtype and
 cast back (as torch.nn.RMSNorm and fla's RMSNorm compute it). The parameter is named `weight` so that checkpoints of
 PyTorch models map one to one.
 """
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
+
+from .linear import as_dtype_of
 
 
 def rms_norm(x, weight=None, eps=1e-6):
@@ -15,6 +21,12 @@ def rms_norm(x, weight=None, eps=1e-6):
     if weight is not None:
         h = h * weight.astype("float32")
     return h.astype(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        return F.layer_norm(x, self._normalized_shape, as_dtype_of(self.weight, x), as_dtype_of(self.bias, x),
+                            self._epsilon)
 
 
 class RMSNorm(nn.Layer):

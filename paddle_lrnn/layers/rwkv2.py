@@ -8,6 +8,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..ops import timex, wkv
+from .linear import Linear, as_dtype_of
 
 K_CLAMP = 60.0  # RWKV_K_CLAMP: k = exp(min(Kx, 60))
 K_EPS = 1e-16  # RWKV_K_EPS: added to the denominator only
@@ -24,7 +25,7 @@ def mixes(x, prev, *time_mixes):
     slower. prev: [B, C], the row before x[0]."""
     shifted = token_shift(x, prev)
     delta = x - shifted
-    return [shifted + delta * mu.reshape([-1]) for mu in time_mixes]
+    return [shifted + delta * as_dtype_of(mu, x).reshape([-1]) for mu in time_mixes]
 
 
 def mix(x, prev, time_mix):
@@ -46,10 +47,10 @@ class RWKV2TimeMix(nn.Layer):
         self.time_decay = self.create_parameter([n_embd, 1], default_initializer=nn.initializer.Constant(0.0))
         self.time_first = self.create_parameter([n_embd, 1], default_initializer=nn.initializer.Constant(0.0))
         self.time_mix = self.create_parameter([1, 1, n_embd], default_initializer=nn.initializer.Constant(0.0))
-        self.key = nn.Linear(n_embd, n_embd, bias_attr=False)
-        self.value = nn.Linear(n_embd, n_embd, bias_attr=False)
-        self.receptance = nn.Linear(n_embd, n_embd, bias_attr=False)
-        self.output = nn.Linear(n_embd, n_embd, bias_attr=False)
+        self.key = Linear(n_embd, n_embd, bias_attr=False)
+        self.value = Linear(n_embd, n_embd, bias_attr=False)
+        self.receptance = Linear(n_embd, n_embd, bias_attr=False)
+        self.output = Linear(n_embd, n_embd, bias_attr=False)
 
     def forward(self, x, shift, wkv_state):
         """x [B, T, C]; shift [B, C]; wkv_state [B, 3, C] (aa, bb, pp) or None. Returns (out, new wkv state)."""
@@ -100,9 +101,9 @@ class RWKV2ChannelMix(nn.Layer):
     def __init__(self, n_embd):
         super().__init__()
         self.time_mix = self.create_parameter([1, 1, n_embd], default_initializer=nn.initializer.Constant(0.0))
-        self.key = nn.Linear(n_embd, 4 * n_embd, bias_attr=False)
-        self.receptance = nn.Linear(n_embd, n_embd, bias_attr=False)
-        self.value = nn.Linear(4 * n_embd, n_embd, bias_attr=False)
+        self.key = Linear(n_embd, 4 * n_embd, bias_attr=False)
+        self.receptance = Linear(n_embd, n_embd, bias_attr=False)
+        self.value = Linear(4 * n_embd, n_embd, bias_attr=False)
 
     def forward(self, x, shift):
         xx = mix(x, shift, self.time_mix)

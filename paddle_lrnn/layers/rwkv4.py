@@ -11,6 +11,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..ops import wkv
+from .linear import Linear
 from .rwkv2 import mixes
 
 
@@ -33,10 +34,10 @@ class RWKV4TimeMix(nn.Layer):
         self.time_mix_k = _parameter(self, [1, 1, n_embd], 1.0)
         self.time_mix_v = _parameter(self, [1, 1, n_embd], 1.0)
         self.time_mix_r = _parameter(self, [1, 1, n_embd], 1.0)
-        self.key = nn.Linear(n_embd, dim_att, bias_attr=False)
-        self.value = nn.Linear(n_embd, dim_att, bias_attr=False)
-        self.receptance = nn.Linear(n_embd, dim_att, bias_attr=False)
-        self.output = nn.Linear(dim_att, n_embd, bias_attr=False)
+        self.key = Linear(n_embd, dim_att, bias_attr=False)
+        self.value = Linear(n_embd, dim_att, bias_attr=False)
+        self.receptance = Linear(n_embd, dim_att, bias_attr=False)
+        self.output = Linear(dim_att, n_embd, bias_attr=False)
 
     def forward(self, x, shift, wkv_state):
         """x [B, T, C]; shift [B, C] (the previous token's input); wkv_state [B, 3, dim_att] float32 (aa, bb, pp)
@@ -59,9 +60,9 @@ class RWKV4ChannelMix(nn.Layer):
         dim_ffn = dim_ffn or 4 * n_embd
         self.time_mix_k = _parameter(self, [1, 1, n_embd], 1.0)
         self.time_mix_r = _parameter(self, [1, 1, n_embd], 1.0)
-        self.key = nn.Linear(n_embd, dim_ffn, bias_attr=False)
-        self.receptance = nn.Linear(n_embd, n_embd, bias_attr=False)
-        self.value = nn.Linear(dim_ffn, n_embd, bias_attr=False)
+        self.key = Linear(n_embd, dim_ffn, bias_attr=False)
+        self.receptance = Linear(n_embd, n_embd, bias_attr=False)
+        self.value = Linear(dim_ffn, n_embd, bias_attr=False)
 
     def forward(self, x, shift):
         xk, xr = mixes(x, shift, self.time_mix_k, self.time_mix_r)

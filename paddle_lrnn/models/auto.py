@@ -13,6 +13,12 @@ FAMILIES = {
 }
 
 
+def model_class(model_type):
+    """The model class of a model_type ("rwkv2", "rwkv4", "hgrn2", "mru")."""
+    module_name, _, name = FAMILIES[model_type]
+    return getattr(importlib.import_module(module_name), name)
+
+
 def _family(directory):
     model_type = read_config(directory).get("model_type")
     if model_type not in FAMILIES:
@@ -30,9 +36,9 @@ class AutoConfig:
 
 class AutoModelForCausalLM:
     @staticmethod
-    def from_pretrained(directory, dtype=None, quiet=None):
+    def from_pretrained(directory, dtype=None, quiet=None, quantize=None):
         module, (_, _, model_name) = _family(directory)
-        return getattr(module, model_name).from_pretrained(directory, dtype=dtype, quiet=quiet)
+        return getattr(module, model_name).from_pretrained(directory, dtype=dtype, quiet=quiet, quantize=quantize)
 
     @staticmethod
     def from_config(config):

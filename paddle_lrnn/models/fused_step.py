@@ -2,6 +2,8 @@
 the one operator call, the list of weights the operator reads, and the checks around the call."""
 import paddle
 
+from ..layers.linear import WEIGHT_ONLY, weight_only_layers
+
 NORMS = ("ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias")
 
 
@@ -40,24 +42,34 @@ class FusedStepMixin:
     """Mixed into a PretrainedModel with an `emb` embedding and a method fused_weight_names() (its parameter names in
     the order its step operator takes them).
 
-    Single-token steps on CPU/float32 without gradients go through the fused operator; fused_step = False (on the
-    class or an instance) runs the layers one by one instead. The operator reads the parameter tensors collected on
-    its first use: after assigning new Parameter or sub-layer objects (set_value and .to() are fine), reset
-    _fused_weights to None."""
+    Single-token steps on CPU without gradients go through the fused operator, with the embedding and the matrices
+    in float32, bfloat16, float16 or int8 (each int8 one followed by its scales) and the other weights in float32;
+    fused_step = False (on the class or an instance) runs the layers one by one instead. The operator reads the
+    parameter tensors collected on its first use (16-bit norms, mixes and decays widened to float32 copies then):
+    after assigning new Parameter or sub-layer objects, or changing a 16-bit model's vectors, reset _fused_weights
+    to None (set_value on float32 weights and on matrices is fine)."""
 
     fused_step = True
     _fused_weights = None
 
     def _fusable(self, input_ids, state):
-        """Whether this step can run fused: CPU, float32 weights, int64 ids, a state of float32 and int64 tensors,
-        no gradients, not traced (a traced program keeps the layers, which any device runs)."""
+        """Whether this step can run fused: CPU, float32, 16-bit or int8 weights, int64 ids, a state of float32
+        and int64 tensors, no gradients, not traced (a traced program keeps the layers, which any device runs)."""
         weight = self.emb.weight
         return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
-                and weight.dtype == paddle.float32 and weight.place.is_cpu_place() and input_ids.dtype == paddle.int64
+                and weight.dtype in (paddle.float32, *WEIGHT_ONLY) and weight.place.is_cpu_place()
+                and input_ids.dtype == paddle.int64
                 and all(v.dtype in (paddle.float32, paddle.int64) for v in state.values()))
 
     def _fused_step_weights(self):
         if self._fused_weights is None:
-            params = dict(self.named_parameters())
-            self._fused_weights = [params[n] for n in self.fused_weight_names()]
+            params, matrices = dict(self.named_parameters()), weight_only_layers(self)
+            weights = []
+            for name in self.fused_weight_names():
+                p = params[name]
+                if name in matrices:
+                    weights += [p] if p.dtype != paddle.int8 else [p, matrices[name].weight_scale]
+                else:
+                    weights.append(p if p.dtype == paddle.float32 else p.astype(paddle.float32))
+            self._fused_weights = weights
         return self._fused_weights

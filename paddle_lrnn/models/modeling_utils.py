@@ -5,7 +5,10 @@ model.safetensors (Paddle parameter names and layouts; sharded with a Hugging Fa
 
 from_pretrained builds the model without initialising its parameters (paddle.LazyGuard) and gives each parameter
 the memory-mapped bytes of its tensor in the file (copy-on-write: training the model never changes the file), so
-loading costs one copy of the weights, read from disk as they are used, in the dtype they were saved in."""
+loading costs one copy of the weights, read from disk as they are used, in the dtype they were saved in. A model
+stored in bfloat16, float16 or int8 (quantization.py) computes on CPU with float32 activations, its matrices read in
+their storage format (layers/linear.py)."""
+import collections
 import contextlib
 import json
 import os
@@ -21,6 +24,8 @@ from ..io import cast, paddle_name, read_json
 from ..io.atomic import atomic_files, atomic_write
 from ..io.sharded import INDEX_NAME, WEIGHTS_NAME, load_weights, save_sharded
 from ..ops.checks import dims_match, is_tensor
+from .quantization import SCALE_SUFFIX, check_quantize, check_quantized_dtypes, make_int8, quantize_int8_, \
+    stored_quantization
 
 CONFIG_NAME = "config.json"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -144,16 +149,18 @@ def shape_of(value):
 def load_arrays(model, arrays, source, dtype=None, who="the model", progress=None):
     """Gives every parameter of `model` its value from `arrays` ({name: array or (dtype, shape, producer)} in Paddle
     layout) after checking that the names and shapes match exactly (one clear error otherwise, and no parameter
-    changed). A parameter takes the array's memory itself, cast to `dtype` if given (None: the array's dtype), so a
-    model built under paddle.LazyGuard holds one copy of the weights. `arrays` is consumed (each entry is dropped
-    once used, so that what a cast leaves behind is freed at once). `progress(nbytes)` is called per tensor."""
+    changed). A parameter takes the array's memory itself, cast to `dtype` if given (None: the array's dtype; int8
+    weights and their float32 scales are never cast), so a model built under paddle.LazyGuard holds one copy of
+    the weights. `arrays` is consumed (each entry is dropped once used, so that what a cast leaves behind is freed
+    at once). `progress(nbytes)` is called per tensor."""
     params = dict(model.named_parameters())
     check_weights({k: shape_of(v) for k, v in arrays.items()}, {k: p.shape for k, p in params.items()}, source,
                   who)
     for name, param in params.items():
         value = arrays.pop(name)
         value = value[2]() if isinstance(value, tuple) else value
-        to_paddle(value, dtype)._share_buffer_to(param)
+        keep = name.endswith("weight" + SCALE_SUFFIX)  # (an int8 weight's scales)
+        to_paddle(value, None if keep else dtype)._share_buffer_to(param)
         if progress is not None:
             progress(value.nbytes)
 
@@ -216,6 +223,19 @@ class PretrainedModel(nn.Layer):
         if not getattr(_construction, "skip_init", False):
             self._init_weights()
 
+    def state_layout(self):
+        """{state key: (batch axis, length axis)} for batching states of separate calls (generation's batched
+        decoding): the axis holding the batch rows, or None for an entry the rows share (states can be batched only
+        where such entries are equal); and an axis whose length may differ between rows, or None. Along that axis
+        shorter rows are padded at the front with zeros, which the model must read as absent (e.g. RWKV-v2's copy-head
+        memory: a zero key adds nothing). Default: every key with the batch on axis 1 ([layers, batch, ...])."""
+        return collections.defaultdict(lambda: (1, None))
+
+    def output_embedding(self):
+        """The Embedding layer that is also the output head (tied weights), or None: what int8 quantization
+        quantizes besides the Linear weights (quantization.py)."""
+        return None
+
     def save_pretrained(self, directory, max_shard_size=None):
         """Writes config.json and model.safetensors (or shards of at most `max_shard_size` bytes and their index)
         into `directory`, replacing them or, on any failure (a full disk), none of them; weight files of an earlier
@@ -230,21 +250,31 @@ class PretrainedModel(nn.Layer):
                 os.remove(os.path.join(directory, name))
 
     @classmethod
-    def from_pretrained(cls, directory, dtype=None, quiet=None):
+    def from_pretrained(cls, directory, dtype=None, quiet=None, quantize=None):
         """The model saved in `directory`, its parameters memory-mapped from the file in the dtype they were saved
-        in, or cast to `dtype` ("float32", "bfloat16", "float16"). A progress bar on stderr for large weights
-        unless quiet=True."""
+        in, or cast to `dtype` ("float32", "bfloat16", "float16"; int8 weights stay int8). quantize="int8"
+        quantizes its matrices after loading (quantization.py; a model saved quantized is recognised by its
+        config.json and loads as int8 without it). A progress bar on stderr for large weights unless quiet=True."""
         check_dtype(dtype)
+        check_quantize(quantize)
         config = cls.config_class.from_pretrained(directory)
+        stored = stored_quantization(config, os.path.join(directory, CONFIG_NAME))
+        if stored is not None and quantize is not None:
+            raise ValueError(f"{directory} is already quantized to {stored}; load it without quantize")
         path = weights_path(directory)
         arrays = load_weights(path)
         with paddle.LazyGuard(), skip_init():
             model = cls(config)
+            if stored is not None:
+                make_int8(model)
+                check_quantized_dtypes(arrays, model, path)
         bar = progress_bar(sum(a.nbytes for a in arrays.values()), "loading", quiet)
         try:
             load_arrays(model, arrays, path, dtype, progress=bar.update)
         finally:
             bar.close()
+        if quantize is not None:
+            quantize_int8_(model)
         model.eval()
         return model
 

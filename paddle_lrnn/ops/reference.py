@@ -91,11 +91,18 @@ def mru_scan(m, state=None):
     return paddle.stack(prefixes, axis=2).astype(dtype), s
 
 
-def weight_matmul(x, weight, scale=None):
-    """Reference of paddle_lrnn.ops.weight_matmul: the weight widened to float32 (times its scale), paddle.matmul."""
-    check_weight_matmul_args(x, weight, scale)
+def dequantized(weight, scale=None, transpose_weight=False):
+    """A weight of weight_matmul widened to float32, times its per-output scale for int8."""
     w = weight.astype(paddle.float32)
-    return paddle.matmul(x, w * scale if scale is not None else w)
+    if scale is None:
+        return w
+    return w * (scale.unsqueeze(1) if transpose_weight else scale)
+
+
+def weight_matmul(x, weight, scale=None, *, transpose_weight=False):
+    """Reference of paddle_lrnn.ops.weight_matmul: the weight widened to float32 (times its scale), paddle.matmul."""
+    check_weight_matmul_args(x, weight, scale, transpose_weight)
+    return paddle.matmul(x, dequantized(weight, scale, transpose_weight), transpose_y=transpose_weight)
 
 
 def quantize_int8(weight):

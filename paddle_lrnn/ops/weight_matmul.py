@@ -6,9 +6,11 @@ a layer whose Linear weight is stored in 16 bits, or quantised with quantize_int
 
     y = weight_matmul(x, linear.weight)        # bfloat16 / float16 weight, [in, out] as nn.Linear stores it
     y = weight_matmul(x, q, scale)             # q, scale = quantize_int8(linear.weight)
+    y = weight_matmul(x, embedding.weight, transpose_weight=True)   # [vocab, dim]: an embedding that is the head
 
 instead of paddle.matmul(x, linear.weight) (adding the bias itself), and reads 2 (or 1) bytes per weight instead
-of 4. Inference only: neither operator has a gradient.
+of 4. Inference only: neither operator has a gradient. paddle_lrnn.layers.linear's Linear and Embedding make these
+calls themselves when their weights are 16-bit or int8.
 """
 import paddle
 
@@ -29,7 +31,7 @@ def _refuse_gradients(op, names, tensors):
 
 
 @paddle.jit.not_to_static  # plain Python while to_static traces: it checks what is known then (checks)
-def check_args(x, weight, scale):
+def check_args(x, weight, scale, transpose_weight=False):
     # (written for speed as well: a decoding step calls this for every matrix, and these checks cost more than the
     # product of a small one; len(x.shape) rather than x.ndim, places compared as strings only when not both CPU)
     if not checks.is_tensor(x):
@@ -42,16 +44,18 @@ def check_args(x, weight, scale):
     checks.tensor(OP, "weight", weight, "[K, N]", WEIGHT_DTYPES)
     if 0 in shape:
         raise ValueError(f"{OP}: x is empty (shape {list(shape)}); every dimension must be at least 1")
-    K, N = weight.shape
+    N, K = weight.shape if transpose_weight else weight.shape[::-1]
     if not checks.dims_match([shape[-1]], [K]):
-        raise ValueError(f"{OP}: x has shape {list(shape)}, expected [..., {K}] (the rows of weight "
-                         f"{list(weight.shape)}, stored [in, out] as nn.Linear does)")
+        layout = "[out, in] (transpose_weight)" if transpose_weight else "[in, out] as nn.Linear does"
+        raise ValueError(f"{OP}: x has shape {list(shape)}, expected [..., {K}] (the inputs of weight "
+                         f"{list(weight.shape)}, stored {layout})")
     tensors, names = [x, weight], ["x", "weight"]
     if weight.dtype == paddle.int8:
         if scale is None:
             raise ValueError(f"{OP}: int8 weights need their scale ([N] float32, from quantize_int8)")
         checks.tensor(OP, "scale", scale, "[N]", (paddle.float32,))
-        checks.shape(OP, "scale", scale, [N], " (one per column of weight)")
+        checks.shape(OP, "scale", scale, [N], " (one per output: per row of weight)" if transpose_weight else
+                     " (one per column of weight)")
         tensors.append(scale)
         names.append("scale")
     elif scale is not None:
@@ -60,13 +64,14 @@ def check_args(x, weight, scale):
     if dynamic and not all(t.place.is_cpu_place() for t in tensors):
         checks.same_place(OP, names, tensors)
     if dynamic and not weight.is_contiguous():
-        raise ValueError(f"{OP}: weight must be contiguous ([K, N] row-major, as nn.Linear stores it); make it so "
-                         "once with weight.contiguous() rather than on every call")
+        raise ValueError(f"{OP}: weight must be contiguous (row-major, as nn.Linear and nn.Embedding store it); "
+                         "make it so once with weight.contiguous() rather than on every call")
     _refuse_gradients(OP, names, tensors)
 
 
-def weight_matmul(x, weight, scale=None):
-    """y = x @ dequant(weight) in float32, weights streamed in their 16-bit or int8 storage.
+def weight_matmul(x, weight, scale=None, *, transpose_weight=False):
+    """y = x @ dequant(weight) in float32 (x @ dequant(weight)^T with transpose_weight), weights streamed in their
+    16-bit or int8 storage.
 
     On CPU the product runs in one operator (vectorised, split over the operator library's threads,
     PADDLE_LRNN_NUM_THREADS), accumulating in float32; its results do not depend on the thread count or on the
@@ -75,17 +80,21 @@ def weight_matmul(x, weight, scale=None):
 
     Args:
         x: [..., K] float32 activations (any number of rows; one to a few per decoding step).
-        weight: [K, N] bfloat16, float16 or int8, [in, out] as nn.Linear stores it; contiguous.
-        scale: [N] float32 for int8 weights (dequant(weight) = weight * scale, per column); None otherwise.
+        weight: [K, N] bfloat16, float16 or int8, [in, out] as nn.Linear stores it; contiguous. With
+            transpose_weight, [N, K] ([out, in]: an nn.Embedding's [vocab, dim] used as the output head).
+        scale: [N] float32 for int8 weights (dequant(weight) = weight * scale, one scale per output: per column of
+            [K, N], per row of [N, K]); None otherwise.
 
     Returns:
         [..., N] float32. No gradient: call it under paddle.no_grad() (a call that would need one raises).
     """
-    check_args(x, weight, scale)
+    check_args(x, weight, scale, transpose_weight)
     if not paddle.in_dynamic_mode() or not x.place.is_cpu_place():
-        w = weight.astype(paddle.float32)
-        return paddle.matmul(x, w * scale if scale is not None else w)
-    return library().lrnn_weight_matmul(x, weight, scale)  # (x of any rank: the rows are its leading dimensions)
+        from .reference import dequantized
+
+        return paddle.matmul(x, dequantized(weight, scale, transpose_weight), transpose_y=transpose_weight)
+    # (x of any rank: the rows are its leading dimensions)
+    return library().lrnn_weight_matmul(x, weight, scale, bool(transpose_weight))
 
 
 @paddle.jit.not_to_static

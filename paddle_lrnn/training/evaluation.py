@@ -35,15 +35,16 @@ def evaluate(model, tokens, batch_size, ctx_len, max_batches, parallel=None, pre
 
 
 def evaluate_model_dir(model_dir, data, split=None, batch_size=8, max_batches=None, layout="auto", ctx_len=None,
-                       log=print):
+                       dtype=None, quantize=None, log=print):
     """Loads a saved model and its vocabulary, encodes `data` with that vocabulary and returns a dict with the mean
     loss on `split` (windows of ctx_len tokens, default the model's, each from a fresh state) in nats per token,
     bits per char or byte, and perplexity per token. split None: "test", or "valid" for a layout without a test
-    split (shakespeare-char)."""
+    split (shakespeare-char). The model is loaded as stored, or cast to `dtype`, or quantized (quantize="int8"),
+    as from_pretrained does; 16-bit and int8 weights compute with float32 activations on CPU."""
     for flag, value in (("--eval-iters", max_batches), ("--ctx-len", ctx_len)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag} must be a positive integer, got {value!r}")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")  # float32 arithmetic, whatever is stored
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, quantize=quantize)
     vocab = load_vocab(model_dir)
     check_fits(vocab, model.config.vocab_size, f"the tokenizer in {model_dir}", holder="the model's")
     # a hard context limit of the model (RWKV-v2's ctx_len, MRU's max_sequence_length); recurrent models without

@@ -99,7 +99,7 @@ from paddle_lrnn.models import AutoModelForCausalLM  # noqa: E402
 
 FAMILIES = {  # family: (source checkpoint, extra convert arguments, reference outputs)
     "rwkv2": ("rwkv2/rwkv2-small.pth", ("--vocab", "rwkv2/vocab.json"), "rwkv2/rwkv2-small-ref.npz"),
-    "rwkv4": ("rwkv4/rwkv4-small.pth", (), "rwkv4/rwkv4-small-ref.npz"),  # bfloat16, kept: loaded as float32
+    "rwkv4": ("rwkv4/rwkv4-small.pth", (), "rwkv4/rwkv4-small-ref.npz"),  # bfloat16, kept, run as stored
     "hgrn2": ("hgrn2/hgrn2-small", (), "hgrn2/hgrn2-small-ref.npz"),
     "mru": ("mru/checkpoint-step-100.pt", ("--config", "mru/model.json"), "mru/mru-small-ref.npz"),
 }
@@ -108,7 +108,7 @@ for family, (src, extra, ref) in FAMILIES.items():
     flag, value = extra or (None, None)
     tool("convert", "--model", family, "--src", os.path.join(FIXTURES, src), "--out", out, "--quiet",
          *((flag, os.path.join(FIXTURES, value)) if flag else ()))
-    model = AutoModelForCausalLM.from_pretrained(out, dtype="float32")  # (no 16-bit matrix product on CPU)
+    model = AutoModelForCausalLM.from_pretrained(out)  # as stored (rwkv4: bfloat16 matrices, float32 arithmetic)
     model.eval()
     ref = np.load(os.path.join(FIXTURES, ref))
     tokens = ref["tokens"] if ref["tokens"].ndim == 2 else ref["tokens"][None]

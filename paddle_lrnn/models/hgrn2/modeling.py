@@ -34,6 +34,7 @@ import paddle.nn.functional as F
 
 from ...layers.conv import ShortConvolution
 from ...layers.hgrn2 import CONV_KEYS, HGRN2Attention
+from ...layers.linear import Embedding, Linear
 from ...layers.mlp import GatedMLP
 from ...layers.norms import RMSNorm
 from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids, check_state
@@ -65,7 +66,7 @@ class HGRN2Model(nn.Layer):
         super().__init__()
         self.config = config
         D, L = config.hidden_size, config.num_hidden_layers
-        self.embeddings = nn.Embedding(config.vocab_size, D)
+        self.embeddings = Embedding(config.vocab_size, D)
         if config.use_lower_bound:
             self.lower_bounds = self.create_parameter([L, D], default_initializer=nn.initializer.Constant(0.0))
         self.layers = nn.LayerList([HGRN2Block(config, i) for i in range(L)])
@@ -101,7 +102,7 @@ class HGRN2ForCausalLM(PretrainedModel):
         super().__init__(config)
         self.model = HGRN2Model(config)
         if not config.tie_word_embeddings:
-            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias_attr=False)
+            self.lm_head = Linear(config.hidden_size, config.vocab_size, bias_attr=False)
         self._init_weights()
 
     def _init_weights(self):
@@ -111,6 +112,9 @@ class HGRN2ForCausalLM(PretrainedModel):
         for _, layer in self.named_sublayers():
             if isinstance(layer, (nn.Linear, nn.Embedding, ShortConvolution)):
                 normal(layer.weight)
+
+    def output_embedding(self):
+        return self.model.embeddings if self.config.tie_word_embeddings else None
 
     def initial_state(self, batch_size):
         """The state of a fresh sequence (all zeros), in the layout forward returns."""
@@ -136,7 +140,7 @@ class HGRN2ForCausalLM(PretrainedModel):
             check_state(state, self.initial_state_shapes(B), B)
         h, new_state = self.model(input_ids, state=state, use_cache=use_cache)
         if self.config.tie_word_embeddings:
-            logits = paddle.matmul(h, self.model.embeddings.weight, transpose_y=True)
+            logits = self.model.embeddings.attend(h)
         else:
             logits = self.lm_head(h)
         return CausalLMOutput(logits=logits.astype("float32"), state=new_state)

@@ -31,7 +31,9 @@ import math
 import paddle
 import paddle.nn as nn
 
+from ...layers.linear import Embedding, activation_dtype
 from ...layers.mru import MLP, MRU, Attention, XPos
+from ...layers.norms import LayerNorm
 from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids, check_state
 from .configuration import MRUConfig
 
@@ -57,11 +59,14 @@ class MRUForCausalLM(PretrainedModel):
         self.layers = nn.LayerList(layers)
         self.pre_lns = nn.LayerList([_layer_norm(E) for _ in config.layers])
         self.position_embedding = XPos(config.key_head_size, config.max_sequence_length)
-        self.wte = nn.Embedding(config.vocab_size, E, weight_attr=nn.initializer.Normal(0.0, 0.02))
+        self.wte = Embedding(config.vocab_size, E, weight_attr=nn.initializer.Normal(0.0, 0.02))
         self.final_ln = _layer_norm(E)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.mru_indices = [i for i, k in enumerate(config.layers) if k == "mru"]
         self.attn_indices = [i for i, k in enumerate(config.layers) if k == "attn"]
+
+    def output_embedding(self):
+        return self.wte
 
     # ------------------------------------------------------------------------------------------------- state
     def initial_state_shapes(self, batch_size, cached=0):
@@ -78,6 +83,10 @@ class MRUForCausalLM(PretrainedModel):
             shapes["attn_position"] = [1]
         return shapes
 
+    def state_layout(self):
+        # one position for all rows: rows at different positions are decoded apart
+        return {"mru": (1, None), "attn_keys": (1, None), "attn_values": (1, None), "attn_position": (None, None)}
+
     def initial_state(self, batch_size):
         """The state of a fresh sequence: identity matrices for the MRU layers, an empty attention cache; feeding it
         gives the same logits as state=None."""
@@ -88,7 +97,7 @@ class MRUForCausalLM(PretrainedModel):
             elif key == "attn_position":
                 state[key] = paddle.zeros([1], "int64")
             else:
-                state[key] = paddle.zeros(shape, self.wte.weight.dtype)
+                state[key] = paddle.zeros(shape, activation_dtype(self.wte.weight))
         return state
 
     @paddle.jit.not_to_static
@@ -134,7 +143,7 @@ class MRUForCausalLM(PretrainedModel):
                 out = layer(h)
             x = x + out
         x = self.final_ln(x)
-        logits = paddle.matmul(x, self.wte.weight, transpose_y=True).astype("float32")
+        logits = self.wte.attend(x).astype("float32")
         if not use_cache:
             return CausalLMOutput(logits=logits)
         new_state = {}
@@ -186,4 +195,4 @@ def state_matrices_up_lr_scale(order, sequence_length):
 
 
 def _layer_norm(size):
-    return nn.LayerNorm(size, epsilon=LN_EPS, bias_attr=False)
+    return LayerNorm(size, epsilon=LN_EPS, bias_attr=False)

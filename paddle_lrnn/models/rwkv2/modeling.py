@@ -8,9 +8,10 @@ State (use_cache=True), a dict of tensors: "wkv" [L, B, 3, C] float32 (time-mix 
 "ffn_shift" [L, B, C] (the previous token's normalised input of each sub-layer), "head_keys" [B, M, 256] and
 "head_ids" [B, M] (the copy head's memory of the last M < ctx_len tokens).
 
-Decoding one token at a time on CPU in float32 without gradients (T == 1, use_cache, paddle.no_grad()) runs the
-whole network as one fused operator (rwkv2_step.py); everything else, and any step with fused_step = False, runs
-the layers one by one. Both give the same numbers (within float32 rounding) and the same state.
+Decoding one token at a time on CPU without gradients (T == 1, use_cache, paddle.no_grad()), with float32, 16-bit
+or int8 weights, runs the whole network as one fused operator (rwkv2_step.py); everything else, and any step with
+fused_step = False, runs the layers one by one. Both give the same numbers (within float32 rounding) and the same
+state.
 """
 import math
 
@@ -19,6 +20,8 @@ import paddle
 import paddle.nn as nn
 
 from ...layers.init import rwkv_init
+from ...layers.linear import Embedding, Linear, activation_dtype
+from ...layers.norms import LayerNorm
 from ...layers.rwkv2 import K_CLAMP, K_EPS, RWKV2ChannelMix, RWKV2TimeMix, head_qk_logits
 from ...ops.checks import dims_match
 # renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
@@ -33,7 +36,7 @@ class RWKV2Block(nn.Layer):
     def __init__(self, config, layer_id):
         super().__init__()
         C = config.n_embd
-        self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        self.ln1, self.ln2 = LayerNorm(C), LayerNorm(C)
         if layer_id == 0 and config.variant == "RWKV-ffnPre":
             self.ffnPre = RWKV2ChannelMix(C)
         else:
@@ -57,12 +60,12 @@ class RWKV2ForCausalLM(FusedStepMixin, PretrainedModel):
     def __init__(self, config):
         super().__init__(config)
         V, C = config.vocab_size, config.n_embd
-        self.emb = nn.Embedding(V, C)
+        self.emb = Embedding(V, C)
         self.blocks = nn.LayerList([RWKV2Block(config, i) for i in range(config.n_layer)])
-        self.ln_out = nn.LayerNorm(C)
-        self.head = nn.Linear(C, V, bias_attr=False)
-        self.head_q = nn.Linear(C, config.head_qk_dim, bias_attr=False)
-        self.head_k = nn.Linear(C, config.head_qk_dim, bias_attr=False)
+        self.ln_out = LayerNorm(C)
+        self.head = Linear(C, V, bias_attr=False)
+        self.head_q = Linear(C, config.head_qk_dim, bias_attr=False)
+        self.head_k = Linear(C, config.head_qk_dim, bias_attr=False)
         self.init_weights()
 
     def _init_weights(self):
@@ -86,8 +89,13 @@ class RWKV2ForCausalLM(FusedStepMixin, PretrainedModel):
 
     def initial_state(self, batch_size):
         L, C = self.config.n_layer, self.config.n_embd
-        zeros = paddle.zeros([L, batch_size, C], self.emb.weight.dtype)
+        zeros = paddle.zeros([L, batch_size, C], activation_dtype(self.emb.weight))
         return {"wkv": paddle.stack([initial_wkv_state(batch_size, C)] * L), "att_shift": zeros, "ffn_shift": zeros}
+
+    def state_layout(self):
+        # the copy-head memory: batch first, and as long as each row's history (up to ctx_len - 1)
+        return {"wkv": (1, None), "att_shift": (1, None), "ffn_shift": (1, None), "head_keys": (0, 1),
+                "head_ids": (0, 1)}
 
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with

@@ -1,6 +1,6 @@
 """The fused RWKV-v2 decoding step: one operator call per generated token (kernel custom_ops/kernels/rwkv2_step.h,
-binding custom_ops/paddle/rwkv2_step.cc, built into the same operator library as paddle_lrnn.ops). CPU and float32
-only, inference only (no gradient). It lives beside the model because it knows the model's parameter names; its
+binding custom_ops/paddle/rwkv2_step.cc, built into the same operator library as paddle_lrnn.ops). CPU only,
+inference only (no gradient). It lives beside the model because it knows the model's parameter names; its
 specification is the model's layer-by-layer step (RWKV2ForCausalLM with fused_step = False)."""
 from ...ops.library import library
 from ..fused_step import block_weight_names, run_step_operator
@@ -27,11 +27,12 @@ def rwkv2_step(weights, input_ids, state, *, ctx_len, ffn_pre, k_clamp, eps, ln_
     products stream each weight once, shared over the operator library's threads (PADDLE_LRNN_NUM_THREADS).
 
     Inference only: there is no backward, so call it under paddle.no_grad() (it refuses weights that require
-    gradients while gradients are enabled). CPU and float32 only; on other devices or dtypes use the model's normal
-    step path.
+    gradients while gradients are enabled). CPU only; on other devices use the model's normal step path.
 
     Args:
-        weights: float32 CPU tensors in the order of weight_names(n_layer, ffn_pre).
+        weights: CPU tensors in the order of weight_names(n_layer, ffn_pre): the embedding and the matrices in
+            float32, bfloat16, float16 or int8 (an int8 one followed by its float32 scales), the rest float32
+            (FusedStepMixin._fused_step_weights builds this list from a model).
         input_ids: [B, 1] int64, the current token of each row.
         state: RWKV2ForCausalLM's state dict: "wkv" [L, B, 3, C], "att_shift" and "ffn_shift" [L, B, C], and
             optionally the copy head's memory "head_keys" [B, M, D] with "head_ids" [B, M] int64.

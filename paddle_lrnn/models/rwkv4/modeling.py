@@ -9,12 +9,14 @@ Paddle's layout).
 
 State (use_cache=True), a dict of tensors: "wkv" [L, B, 3, dim_att] float32 (each time-mix's WKV state (aa, bb, pp),
 as RWKV-LM's RNN runner keeps it; block 0 of "RWKV-ffnPre" keeps an unused empty one), "att_shift" and
-"ffn_shift" [L, B, C] in the weights' dtype (the previous token's normalised input of each sub-layer; att_shift of
-block 0 of "RWKV-ffnPre" is ffnPre's).
+"ffn_shift" [L, B, C] in the activations' dtype (layers/linear.py's activation_dtype: float32 on CPU, also for
+16-bit or int8 weights; the previous token's normalised input of each sub-layer; att_shift of block 0 of
+"RWKV-ffnPre" is ffnPre's).
 
-Decoding one token at a time on CPU in float32 without gradients (T == 1, use_cache, paddle.no_grad()) runs the
-whole network as one fused operator (rwkv4_step.py); everything else, and any step with fused_step = False, runs the
-layers one by one. Both give the same numbers (within float32 rounding) and the same state.
+Decoding one token at a time on CPU without gradients (T == 1, use_cache, paddle.no_grad()), with float32, 16-bit
+or int8 weights, runs the whole network as one fused operator (rwkv4_step.py); everything else, and any step with
+fused_step = False, runs the layers one by one. Both give the same numbers (within float32 rounding) and the same
+state.
 """
 import math
 
@@ -23,6 +25,8 @@ import paddle
 import paddle.nn as nn
 
 from ...layers.init import rwkv_init
+from ...layers.linear import Embedding, Linear, activation_dtype
+from ...layers.norms import LayerNorm
 from ...layers.rwkv4 import RWKV4ChannelMix, RWKV4TimeMix
 # renamed: in code that paddle.jit.to_static translates, a global `initial_state` would be bound to the method below
 from ...ops.wkv import initial_state as initial_wkv_state
@@ -39,9 +43,9 @@ class RWKV4Block(nn.Layer):
         super().__init__()
         C = config.n_embd
         # sub-layers in the order of the original's state dict
-        self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        self.ln1, self.ln2 = LayerNorm(C), LayerNorm(C)
         if layer_id == 0:
-            self.ln0 = nn.LayerNorm(C)
+            self.ln0 = LayerNorm(C)
         if layer_id == 0 and config.variant == "RWKV-ffnPre":
             self.ffnPre = RWKV4ChannelMix(C, config.ffn_width)
         else:
@@ -67,10 +71,10 @@ class RWKV4ForCausalLM(FusedStepMixin, PretrainedModel):
     def __init__(self, config):
         super().__init__(config)
         V, C = config.vocab_size, config.n_embd
-        self.emb = nn.Embedding(V, C)
+        self.emb = Embedding(V, C)
         self.blocks = nn.LayerList([RWKV4Block(config, i) for i in range(config.n_layer)])
-        self.ln_out = nn.LayerNorm(C)
-        self.head = nn.Linear(C, V, bias_attr=False)
+        self.ln_out = LayerNorm(C)
+        self.head = Linear(C, V, bias_attr=False)
         self.init_weights()
 
     def _init_weights(self):
@@ -104,7 +108,7 @@ class RWKV4ForCausalLM(FusedStepMixin, PretrainedModel):
     def initial_state(self, batch_size):
         """The state of a fresh sequence (zero shifts, empty WKV sums), in the layout forward returns."""
         L, C = self.config.n_layer, self.config.n_embd
-        zeros = paddle.zeros([L, batch_size, C], self.emb.weight.dtype)
+        zeros = paddle.zeros([L, batch_size, C], activation_dtype(self.emb.weight))
         wkv = paddle.stack([initial_wkv_state(batch_size, self.config.attention_width)] * L)
         return {"wkv": wkv, "att_shift": zeros, "ffn_shift": zeros}
 

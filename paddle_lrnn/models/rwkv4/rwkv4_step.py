@@ -1,5 +1,5 @@
 """The fused RWKV-4 decoding step: one operator call per generated token (kernel custom_ops/kernels/rwkv4_step.h on
-RWKV-v2's step parts, binding custom_ops/paddle/rwkv4_step.cc). CPU and float32 only, inference only (no gradient).
+RWKV-v2's step parts, binding custom_ops/paddle/rwkv4_step.cc). CPU only, inference only (no gradient).
 It lives beside the model because it knows the model's parameter names; its specification is the model's
 layer-by-layer step (RWKV4ForCausalLM with fused_step = False)."""
 from ...ops.library import library
@@ -27,7 +27,9 @@ def rwkv4_step(weights, input_ids, state, *, ffn_pre, ln_eps):
     library's threads (PADDLE_LRNN_NUM_THREADS).
 
     Args:
-        weights: float32 CPU tensors in the order of weight_names(n_layer, ffn_pre).
+        weights: CPU tensors in the order of weight_names(n_layer, ffn_pre): the embedding and the matrices in
+            float32, bfloat16, float16 or int8 (an int8 one followed by its float32 scales), the rest float32
+            (FusedStepMixin._fused_step_weights builds this list from a model).
         input_ids: [B, 1] int64, the current token of each row.
         state: RWKV4ForCausalLM's state dict: "wkv" [L, B, 3, dim_att], "att_shift" and "ffn_shift" [L, B, C].
         ffn_pre: the "RWKV-ffnPre" variant. ln_eps: the LayerNorms' epsilon.
