@@ -183,6 +183,17 @@ def assert_fused_only_where_it_runs(model, vocab, fused_calls):
     assert fused_calls == [1]
 
 
+def assert_steps_continue_a_prefill(model, vocab, prefill=7, steps=5):
+    """Fused steps from the state a parallel pass over the first `prefill` tokens left give the logits of one
+    parallel pass over them all (within 1e-5 of their magnitude)."""
+    ids = paddle.randint(0, vocab, [2, prefill + steps])
+    with paddle.no_grad():
+        state = model(ids[:, :prefill], use_cache=True).state
+        whole = model(ids).logits.numpy()
+    logits, _ = run_steps(model, ids[:, prefill:], state, True)
+    assert_close(logits, whole[:, prefill:], 1e-5, 1e-5, "fused steps after a prefill")
+
+
 def run_steps(model, ids, state, fused):
     """Feeds ids [B, T] one token at a time from `state` with model.fused_step = fused; returns the logits [B, T, V]
     and every state on the way (numpy)."""

@@ -5,7 +5,7 @@ state carried from a parallel prefill; when it runs and when the layers run inst
 int8 weights are in test_weight_only.py."""
 import paddle
 import pytest
-from helpers import (assert_close, assert_fused_only_where_it_runs, assert_same_steps, count_calls, run_steps,
+from helpers import (assert_fused_only_where_it_runs, assert_same_steps, assert_steps_continue_a_prefill, count_calls,
                      small_model)
 
 from paddle_lrnn.models.hgrn2 import modeling
@@ -44,13 +44,7 @@ def test_other_widths_and_several_tiles(fused_calls):
 
 
 def test_after_a_parallel_prefill(fused_calls):
-    model = small_model("hgrn2", seed=4)
-    ids = paddle.randint(0, 41, [2, 12])
-    with paddle.no_grad():
-        state = model(ids[:, :7], use_cache=True).state
-        whole = model(ids).logits.numpy()
-    logits, _ = run_steps(model, ids[:, 7:], state, True)
-    assert_close(logits, whole[:, 7:], 1e-5, 1e-5, "fused steps after a prefill")
+    assert_steps_continue_a_prefill(small_model("hgrn2", seed=4), 41)
     assert len(fused_calls) == 5
 
 

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, assert_fused_only_where_it_runs, assert_same_steps, count_calls, run_steps
+from helpers import (assert_fused_only_where_it_runs, assert_same_steps, assert_steps_continue_a_prefill, count_calls,
+                     run_steps)
 
 from paddle_lrnn.convert import converter
 from paddle_lrnn.models.modeling_utils import skip_init
@@ -53,13 +54,7 @@ def test_other_widths_and_several_tiles(fused_calls):
 
 
 def test_after_a_parallel_prefill():
-    model = random_model(2)
-    ids = paddle.randint(0, 37, [2, 12])
-    with paddle.no_grad():
-        state = model(ids[:, :7], use_cache=True).state
-        whole = model(ids).logits.numpy()
-    logits, _ = run_steps(model, ids[:, 7:], state, True)
-    assert_close(logits, whole[:, 7:], 1e-5, 1e-5, "fused steps after a prefill")
+    assert_steps_continue_a_prefill(random_model(2), 37)
 
 
 def test_converted_fixture_matches_the_original_runner(fused_calls):

@@ -26,9 +26,9 @@ State (use_cache=True), a dict of float32 tensors stacked over the L layers:
 Feeding a sequence whole, in chunks or one token at a time (passing the state back) gives the same logits up to
 float rounding. A single-token step with use_cache on CPU without gradients, with float32, 16-bit or int8 weights,
 runs the whole network as one fused operator (hgrn2_step.py), for every config variant; everything else, and any
-step with fused_step = False, runs the layers one by one. fla picks its GLA kernel by length (fused_recurrent for T <= 64 tokens, else attn_mode); both compute
-the same recurrence and differ only in rounding, and paddle_lrnn.ops.gla picks its own algorithm, so the model
-has no such switch.
+step with fused_step = False, runs the layers one by one. fla picks its GLA kernel by length (fused_recurrent
+for T <= 64 tokens, else attn_mode); both compute the same recurrence and differ only in rounding, and
+paddle_lrnn.ops.gla picks its own algorithm, so the model has no such switch.
 """
 import paddle
 import paddle.nn as nn
