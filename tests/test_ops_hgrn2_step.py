@@ -1,8 +1,8 @@
 """The fused HGRN2 decoding step (models/hgrn2/hgrn2_step.py): equal to the model's eager step (logits and every
 state tensor) for every config variant (short convolutions, lower bounds, g_norm's scale, tied head), batches of 1
 and 3, a forget width other than the hidden size, head widths that are no multiple of 8, several matrix tiles, a
-state carried from a parallel prefill; when it runs and when the layers run instead; and bad input. The 16-bit and
-int8 weights are in test_weight_only.py."""
+state carried from a parallel prefill, every variant with bfloat16 and int8 weights too (test_weight_only.py adds
+float16 and the comparison with the float32 model); when it runs and when the layers run instead; and bad input."""
 import paddle
 import pytest
 from helpers import (assert_fused_only_where_it_runs, assert_same_steps, assert_steps_continue_a_prefill, count_calls,
@@ -10,6 +10,7 @@ from helpers import (assert_fused_only_where_it_runs, assert_same_steps, assert_
 
 from paddle_lrnn.models.hgrn2 import modeling
 from paddle_lrnn.models.hgrn2.hgrn2_step import hgrn2_step
+from paddle_lrnn.models.quantization import quantize_int8_
 
 VARIANTS = {
     "short-conv-lower-bound": dict(num_hidden_layers=3),
@@ -33,6 +34,19 @@ def test_fused_step_equals_the_eager_step(variant, batch, fused_calls):
     model = small_model("hgrn2", seed=batch, **VARIANTS[variant])
     assert_same_steps(model, paddle.randint(0, 41, [batch, 9]))
     assert len(fused_calls) == 9
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
+def test_every_variant_with_16_bit_and_int8_weights(variant, fmt, fused_calls):
+    """(test_weight_only.py checks the default and tied layouts in every format against the float32 model.)"""
+    model = small_model("hgrn2", seed=7, **VARIANTS[variant])
+    if fmt == "int8":
+        quantize_int8_(model)
+    else:
+        model.to(dtype=fmt)
+    assert_same_steps(model, paddle.randint(0, 41, [2, 6]))
+    assert len(fused_calls) == 6
 
 
 def test_other_widths_and_several_tiles(fused_calls):
