@@ -1,5 +1,5 @@
-"""What the models with a fused CPU decoding step share (RWKV-v2's, RWKV-4's, HGRN2's): when a single-token step may run as
-the one operator call, the list of weights the operator reads, and the checks around the call."""
+"""What the models with a fused CPU decoding step share (RWKV-v2's, RWKV-4's, HGRN2's): when a single-token step may
+run as the one operator call, the list of weights the operator reads, and the checks around the call."""
 import paddle
 
 from ..layers.linear import WEIGHT_ONLY, weight_only_layers
@@ -23,8 +23,9 @@ def block_weight_names(top, time_mix, channel_mix, n_layer, ffn_pre):
 
 def run_step_operator(name, weights, input_ids, state, call, state_keys=("wkv", "att_shift", "ffn_shift")):
     """call() (a fused step's operator) after the checks every step makes: input_ids a [B, 1] tensor, a state with
-    the tensors `state_keys` (RWKV's wkv and shift tensors by default), no gradient wanted (the operators have no backward); the operator's own checks, which
-    Paddle raises as OSError with the C++ source line after, become a ValueError of their first line."""
+    the tensors `state_keys` (RWKV's wkv and shift tensors by default), no gradient wanted (the operators have no
+    backward); the operator's own checks, which Paddle raises as OSError with the C++ source line after, become a
+    ValueError of their first line."""
     if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != 1:
         raise ValueError(f"{name}: input_ids must be a paddle.Tensor [B, 1] (one token per row)")
     missing = set(state_keys) - set(state)
