@@ -165,6 +165,35 @@ def count_calls(monkeypatch, module, name):
     return calls
 
 
+def assert_fused_only_where_it_runs(model, vocab, fused_calls):
+    """The model takes its fused step (fused_calls: count_calls' records of it) for a single token with use_cache,
+    int64 ids, no gradients and fused_step on, and runs its layers otherwise."""
+    ids = paddle.randint(0, vocab, [1, 1])
+    model(ids, use_cache=True)  # gradients on: the eager layers (the operator has no backward)
+    with paddle.no_grad():
+        model(ids)  # no state wanted
+        model(paddle.randint(0, vocab, [1, 2]), use_cache=True)  # two tokens
+        model(ids.astype("int32"), use_cache=True)
+        model.fused_step = False
+        model(ids, use_cache=True)
+    assert fused_calls == []
+    model.fused_step = True
+    with paddle.no_grad():
+        model(ids, use_cache=True)
+    assert fused_calls == [1]
+
+
+def assert_steps_continue_a_prefill(model, vocab, prefill=7, steps=5):
+    """Fused steps from the state a parallel pass over the first `prefill` tokens left give the logits of one
+    parallel pass over them all (within 1e-5 of their magnitude)."""
+    ids = paddle.randint(0, vocab, [2, prefill + steps])
+    with paddle.no_grad():
+        state = model(ids[:, :prefill], use_cache=True).state
+        whole = model(ids).logits.numpy()
+    logits, _ = run_steps(model, ids[:, prefill:], state, True)
+    assert_close(logits, whole[:, prefill:], 1e-5, 1e-5, "fused steps after a prefill")
+
+
 def run_steps(model, ids, state, fused):
     """Feeds ids [B, T] one token at a time from `state` with model.fused_step = fused; returns the logits [B, T, V]
     and every state on the way (numpy)."""

@@ -61,7 +61,7 @@ def test_only_the_avx_copies_hold_instructions_beyond_x86_64():
     assert outside == [], f"{len(outside)} function(s) outside the AVX copies need more than x86-64: {outside[:5]}"
     for level in ("isa_avx2", "isa_avx512"):
         for kernel in ("wkv_forward_cpu", "timex_backward_cpu", "gla_forward_cpu", "mru_scan_forward_cpu",
-                       "rwkv2_step_cpu", "rwkv4_step_cpu", "weight_matmuls"):
+                       "rwkv2_step_cpu", "rwkv4_step_cpu", "hgrn2_step_cpu", "weight_matmuls"):
             assert any(f"lrnn::{level}::" in f and kernel in f for f in beyond), f"{level} {kernel}"
 
 

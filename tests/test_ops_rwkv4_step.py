@@ -7,7 +7,8 @@ import os
 import numpy as np
 import paddle
 import pytest
-from helpers import assert_close, assert_same_steps, count_calls, run_steps
+from helpers import (assert_fused_only_where_it_runs, assert_same_steps, assert_steps_continue_a_prefill, count_calls,
+                     run_steps)
 
 from paddle_lrnn.convert import converter
 from paddle_lrnn.models.modeling_utils import skip_init
@@ -53,13 +54,7 @@ def test_other_widths_and_several_tiles(fused_calls):
 
 
 def test_after_a_parallel_prefill():
-    model = random_model(2)
-    ids = paddle.randint(0, 37, [2, 12])
-    with paddle.no_grad():
-        state = model(ids[:, :7], use_cache=True).state
-        whole = model(ids).logits.numpy()
-    logits, _ = run_steps(model, ids[:, 7:], state, True)
-    assert_close(logits, whole[:, 7:], 1e-5, 1e-5, "fused steps after a prefill")
+    assert_steps_continue_a_prefill(random_model(2), 37)
 
 
 def test_converted_fixture_matches_the_original_runner(fused_calls):
@@ -76,20 +71,7 @@ def test_converted_fixture_matches_the_original_runner(fused_calls):
 
 
 def test_when_the_layers_run_instead(fused_calls):
-    model = random_model(3)
-    ids = paddle.randint(0, 37, [1, 1])
-    model(ids, use_cache=True)  # gradients on: the eager layers (the operator has no backward)
-    with paddle.no_grad():
-        model(ids)  # no state wanted
-        model(paddle.randint(0, 37, [1, 2]), use_cache=True)  # two tokens
-        model(ids.astype("int32"), use_cache=True)
-        model.fused_step = False
-        model(ids, use_cache=True)
-    assert fused_calls == []
-    model.fused_step = True
-    with paddle.no_grad():
-        model(ids, use_cache=True)
-    assert fused_calls == [1]
+    assert_fused_only_where_it_runs(random_model(3), 37, fused_calls)
 
 
 def test_bad_input():

@@ -1,8 +1,9 @@
 """Models with 16-bit or int8 weights on CPU (float32 activations, matrices through ops.weight_matmul), for every
 family: logits against the float32 model whose weights are the rounded or dequantized values (isolates the operator:
 float32 rounding only) and against the plain float32 model (the weights' rounding); parallel == step == chunked with
-the state; RWKV's fused step == its layer-by-layer step; int8 at conversion == int8 at load, bit for bit, and the
-quantized directory round-trips; a small bf16 layout decodes within 1.3x its weight bytes of the floor.
+the state; the fused decoding step (RWKV-v2, RWKV-4, HGRN2 with its head tied or not) == the layer-by-layer step;
+int8 at conversion == int8 at load, bit for bit, and the quantized directory round-trips; a small bf16 layout
+decodes within 1.3x its weight bytes of the floor.
 
 Tolerances (u: the unit roundoff of the weights' format, the largest relative error of one rounded weight):
 - bfloat16 u = 2**-8 (8 significant bits), float16 u = 2**-11 (11 bits); int8 with one scale per output (the
@@ -120,9 +121,9 @@ def test_parallel_step_and_chunked_modes_agree(saved, name, fmt):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("family", ["rwkv2", "rwkv4"])
-def test_fused_step_equals_the_layer_by_layer_step(saved, family, fmt, monkeypatch):
-    model = load(saved[family], fmt)
+@pytest.mark.parametrize("name", ["rwkv2", "rwkv4", "hgrn2", "hgrn2-tied"])
+def test_fused_step_equals_the_layer_by_layer_step(saved, name, fmt, monkeypatch):
+    model, family = load(saved[name], fmt), family_of(name)
     module = importlib.import_module(f"paddle_lrnn.models.{family}.modeling")
     calls = count_calls(monkeypatch, module, f"{family}_step")
     assert_same_steps(model, random_ids(3, T, model.config.vocab_size, seed=3))

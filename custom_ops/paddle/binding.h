@@ -83,6 +83,13 @@ struct WeightList {
     return list[next++];
   }
 
+  // The second dimension of the next weight, a matrix [in, out] (a width the step reads off its first matrix).
+  int64_t next_width(const std::string& name) const {
+    PD_CHECK(next < list.size() && list[next].shape().size() == 2, op, ": ", prefix, name,
+             " must be a matrix [in, out]");
+    return list[next].shape()[1];
+  }
+
   // A float32 weight (a norm, a mix, a decay).
   const float* take(const std::string& name, const std::vector<int64_t>& shape) {
     const std::string full = prefix + name;

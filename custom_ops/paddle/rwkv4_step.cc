@@ -23,13 +23,6 @@ namespace {
 
 constexpr const char* kOp = "lrnn_rwkv4_step";
 
-// dim_ffn: the second dimension of the next weight to take, the first channel-mix's key.
-int64_t next_width(const lrnn_binding::WeightList& w, const std::string& name) {
-  PD_CHECK(w.next < w.list.size() && w.list[w.next].shape().size() == 2, kOp, ": ", w.prefix, name,
-           " must be a matrix [in, out]");
-  return w.list[w.next].shape()[1];
-}
-
 void check_state(const Tensor& t, const char* name, const std::vector<int64_t>& shape, paddle::DataType dtype) {
   lrnn_binding::check_cpu(t, kOp, name, shape, dtype);
 }
@@ -66,7 +59,7 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
     lrnn::Rwkv4ChannelMixWeights f;
     f.mix_k = w.take(name + "time_mix_k", {1, 1, C});
     f.mix_r = w.take(name + "time_mix_r", {1, 1, C});
-    if (m.F == 0) m.F = next_width(w, name + "key.weight");
+    if (m.F == 0) m.F = w.next_width(name + "key.weight");
     f.key = w.take_weight(name + "key.weight", {C, m.F}, m.F);
     f.receptance = w.take_weight(name + "receptance.weight", {C, C}, C);
     f.value = w.take_weight(name + "value.weight", {m.F, C}, C);

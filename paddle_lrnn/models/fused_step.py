@@ -1,5 +1,5 @@
-"""What the models with a fused CPU decoding step share (RWKV-v2's and RWKV-4's): when a single-token step may run as
-the one operator call, the list of weights the operator reads, and the checks around the call."""
+"""What the models with a fused CPU decoding step share (RWKV-v2's, RWKV-4's, HGRN2's): when a single-token step may
+run as the one operator call, the list of weights the operator reads, and the checks around the call."""
 import paddle
 
 from ..layers.linear import WEIGHT_ONLY, weight_only_layers
@@ -21,13 +21,14 @@ def block_weight_names(top, time_mix, channel_mix, n_layer, ffn_pre):
     return names
 
 
-def run_step_operator(name, weights, input_ids, state, call):
+def run_step_operator(name, weights, input_ids, state, call, state_keys=("wkv", "att_shift", "ffn_shift")):
     """call() (a fused step's operator) after the checks every step makes: input_ids a [B, 1] tensor, a state with
-    its wkv and shift tensors, no gradient wanted (the operators have no backward); the operator's own checks, which
-    Paddle raises as OSError with the C++ source line after, become a ValueError of their first line."""
+    the tensors `state_keys` (RWKV's wkv and shift tensors by default), no gradient wanted (the operators have no
+    backward); the operator's own checks, which Paddle raises as OSError with the C++ source line after, become a
+    ValueError of their first line."""
     if not isinstance(input_ids, paddle.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != 1:
         raise ValueError(f"{name}: input_ids must be a paddle.Tensor [B, 1] (one token per row)")
-    missing = {"wkv", "att_shift", "ffn_shift"} - set(state)
+    missing = set(state_keys) - set(state)
     if missing:
         raise ValueError(f"{name}: the state lacks {sorted(missing)}")
     if paddle.is_grad_enabled() and any(not w.stop_gradient for w in weights):
@@ -39,8 +40,8 @@ def run_step_operator(name, weights, input_ids, state, call):
 
 
 class FusedStepMixin:
-    """Mixed into a PretrainedModel with an `emb` embedding and a method fused_weight_names() (its parameter names in
-    the order its step operator takes them).
+    """Mixed into a PretrainedModel with an input embedding (`emb`, or what input_embedding() returns) and a method
+    fused_weight_names() (its parameter names in the order its step operator takes them).
 
     Single-token steps on CPU without gradients go through the fused operator, with the embedding and the matrices
     in float32, bfloat16, float16 or int8 (each int8 one followed by its scales) and the other weights in float32;
@@ -52,10 +53,13 @@ class FusedStepMixin:
     fused_step = True
     _fused_weights = None
 
+    def input_embedding(self):
+        return self.emb
+
     def _fusable(self, input_ids, state):
         """Whether this step can run fused: CPU, float32, 16-bit or int8 weights, int64 ids, a state of float32
         and int64 tensors, no gradients, not traced (a traced program keeps the layers, which any device runs)."""
-        weight = self.emb.weight
+        weight = self.input_embedding().weight
         return (self.fused_step and paddle.in_dynamic_mode() and not paddle.is_grad_enabled()
                 and weight.dtype in (paddle.float32, *WEIGHT_ONLY) and weight.place.is_cpu_place()
                 and input_ids.dtype == paddle.int64

@@ -27,7 +27,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 HALF_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 # paddle_lrnn's custom operators (paddle_lrnn._C): kept in float32 under auto_cast (see the module docstring)
 FP32_OPS = frozenset({"lrnn_wkv", "lrnn_timex", "lrnn_gla", "lrnn_mru_scan", "lrnn_rwkv2_step", "lrnn_rwkv4_step",
-                      "lrnn_weight_matmul", "lrnn_quantize_int8"})
+                      "lrnn_hgrn2_step", "lrnn_weight_matmul", "lrnn_quantize_int8"})
 
 
 class LossScaler:

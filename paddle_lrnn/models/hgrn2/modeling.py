@@ -24,9 +24,11 @@ State (use_cache=True), a dict of float32 tensors stacked over the L layers:
     "conv_q", "conv_f", "conv_i"   [L, B, C, W]     only with use_short_conv: the last W = conv_size inputs of each
                                                     short convolution, oldest first (fla's conv-cache layout)
 Feeding a sequence whole, in chunks or one token at a time (passing the state back) gives the same logits up to
-float rounding. fla picks its GLA kernel by length (fused_recurrent for T <= 64 tokens, else attn_mode); both compute
-the same recurrence and differ only in rounding, and paddle_lrnn.ops.gla picks its own algorithm, so the model
-has no such switch.
+float rounding. A single-token step with use_cache on CPU without gradients, with float32, 16-bit or int8 weights,
+runs the whole network as one fused operator (hgrn2_step.py), for every config variant; everything else, and any
+step with fused_step = False, runs the layers one by one. fla picks its GLA kernel by length (fused_recurrent
+for T <= 64 tokens, else attn_mode); both compute the same recurrence and differ only in rounding, and
+paddle_lrnn.ops.gla picks its own algorithm, so the model has no such switch.
 """
 import paddle
 import paddle.nn as nn
@@ -37,8 +39,10 @@ from ...layers.hgrn2 import CONV_KEYS, HGRN2Attention
 from ...layers.linear import Embedding, Linear
 from ...layers.mlp import GatedMLP
 from ...layers.norms import RMSNorm
-from ..modeling_utils import CausalLMOutput, PretrainedModel, check_input_ids, check_state
+from ..fused_step import FusedStepMixin
+from ..modeling_utils import CausalLMOutput, PretrainedModel, check_id_range, check_input_ids, check_state
 from .configuration import HGRN2Config
+from .hgrn2_step import hgrn2_step, weight_names
 
 
 class HGRN2Block(nn.Layer):
@@ -95,7 +99,7 @@ class HGRN2Model(nn.Layer):
         return x, {k: paddle.stack([s[k] for s in layer_states]) for k in layer_states[0]}
 
 
-class HGRN2ForCausalLM(PretrainedModel):
+class HGRN2ForCausalLM(FusedStepMixin, PretrainedModel):
     config_class = HGRN2Config
 
     def __init__(self, config):
@@ -112,6 +116,12 @@ class HGRN2ForCausalLM(PretrainedModel):
         for _, layer in self.named_sublayers():
             if isinstance(layer, (nn.Linear, nn.Embedding, ShortConvolution)):
                 normal(layer.weight)
+
+    def input_embedding(self):
+        return self.model.embeddings
+
+    def fused_weight_names(self):
+        return weight_names(self.config)
 
     def output_embedding(self):
         return self.model.embeddings if self.config.tie_word_embeddings else None
@@ -134,10 +144,16 @@ class HGRN2ForCausalLM(PretrainedModel):
     def forward(self, input_ids, state=None, use_cache=False):
         """input_ids [B, T] int64; state from an earlier call (None: a fresh sequence). Returns CausalLMOutput with
         logits [B, T, vocab] float32 and, if use_cache, the state after the last token."""
-        check_input_ids(input_ids, self.config.vocab_size)
-        B = input_ids.shape[0]
+        check_input_ids(input_ids)  # the id range below: the fused step checks it itself, without a sync
+        B, T = input_ids.shape
         if state is not None:
             check_state(state, self.initial_state_shapes(B), B)
+        if T == 1 and use_cache and self._fusable(input_ids, state or {}):
+            logits, state = hgrn2_step(self._fused_step_weights(), input_ids,
+                                       self.initial_state(B) if state is None else state, self.config,
+                                       self.model.layer_lower_bounds())
+            return CausalLMOutput(logits=logits, state=state)
+        check_id_range(input_ids, self.config.vocab_size)
         h, new_state = self.model(input_ids, state=state, use_cache=use_cache)
         if self.config.tie_word_embeddings:
             logits = self.model.embeddings.attend(h)
