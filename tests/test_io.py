@@ -748,6 +748,25 @@ def test_save_sharded(tmp_path):
     assert produced == ["a"] and load_safetensors(tmp_path / "one" / "model.safetensors")["a"].tolist() == [1, 1]
 
 
+def test_save_safetensors_produces_in_the_given_order(tmp_path):
+    """Producers run in the dict's order (an int8 weight before the float32 scales made with it) while the file
+    keeps the package's layout (float32 first): its bytes equal those of the same arrays saved directly."""
+    arrays = {"w": np.arange(6, dtype=np.int8).reshape(2, 3), "w_scale": np.ones(3, np.float32),
+              "n": np.full(2, 7, np.uint16)}
+    produced = []
+
+    def lazy(name):
+        return lambda: produced.append(name) or arrays[name]
+
+    tensors = {k: (dtype, v.shape, lazy(k)) for k, v, dtype in zip(arrays, arrays.values(),
+                                                                      ("int8", "float32", "bfloat16"))}
+    save_safetensors(tmp_path / "lazy.safetensors", tensors)
+    save_safetensors(tmp_path / "direct.safetensors", arrays)  # (uint16: bfloat16 bits)
+    assert produced == ["w", "w_scale", "n"]
+    assert (tmp_path / "lazy.safetensors").read_bytes() == (tmp_path / "direct.safetensors").read_bytes()
+    assert list(safetensors_entries(tmp_path / "lazy.safetensors")) == ["w_scale", "n", "w"]  # (file order)
+
+
 def _entry(dtype="F32", shape=(2,), offsets=(0, 8)):
     return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
 

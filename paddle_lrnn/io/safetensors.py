@@ -142,7 +142,8 @@ def _bytes(value, dtype):
 def save_safetensors(path, tensors, metadata=None):
     """Writes {name: value} to `path` atomically. A value is a numpy array (uint16 = bfloat16), a Paddle tensor, or
     a triple (dtype name, shape, producer) whose producer returns the array when its bytes are written, so that
-    only one tensor is in memory at a time. CheckpointError before any file is created for a bad name or dtype."""
+    only one tensor is in memory at a time (producers are called in the order of `tensors`). CheckpointError
+    before any file is created for a bad name or dtype."""
     if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise CheckpointError(path, "metadata must be a dict of str -> str", action="save")
     specs = sorted(((name, *_spec(path, name, value)) for name, value in tensors.items()),
@@ -158,9 +159,16 @@ def save_safetensors(path, tensors, metadata=None):
     raw += b" " * (-len(raw) % 8)
     with atomic_write(path) as f:
         f.write(len(raw).to_bytes(8, "little") + raw)
-        for name, dtype, shape in specs:
+        start = f.tell()
+        # produced in the caller's order, each written at its place in the file's order: a producer may rely on
+        # the one before it (int8 quantization makes a weight and then its scales)
+        specs = {name: (dtype, shape) for name, dtype, shape in specs}
+        for name in tensors:
+            dtype, shape = specs[name]
+            begin, end = header[name]["data_offsets"]
             data = _bytes(tensors[name], dtype)
-            if len(data) != header[name]["data_offsets"][1] - header[name]["data_offsets"][0]:
+            if len(data) != end - begin:
                 raise CheckpointError(path, f"tensor {name!r} was produced with another shape than {list(shape)}",
                                       action="save")
+            f.seek(start + begin)
             f.write(data)

@@ -85,21 +85,21 @@ def quantize_array(array, per_row=False):
 
 def quantize_lazy(tensors, per_row):
     """The (dtype, shape, producer) triples of a conversion with the weights named in `per_row` ({name: whether its
-    scales are per row}) quantized: each becomes int8, followed by its NAME_scale. The two producers share one
-    quantization (whichever runs first computes both, and the other takes its result)."""
+    scales are per row}) quantized: each becomes int8, followed by its NAME_scale, whose producer returns the
+    scales the weight's producer made (the safetensors writer calls producers in this order), so that no int8
+    weight is held beyond its own writing."""
     out = {}
     for name, (dtype, shape, produce) in tensors.items():
         if name not in per_row:
             out[name] = (dtype, shape, produce)
             continue
-        done = {}
+        kept = {}
 
-        def part(i, produce=produce, row=per_row[name], done=done):
-            if not done:
-                done["pair"] = list(quantize_array(produce(), row))
-            value, done["pair"][i] = done["pair"][i], None  # (let go of each part once written)
-            return value
+        def weight(produce=produce, row=per_row[name], kept=kept):
+            q, kept["scale"] = quantize_array(produce(), row)
+            return q
 
-        out[name] = ("int8", shape, lambda part=part: part(0))
-        out[name + SCALE_SUFFIX] = ("float32", (shape[0] if per_row[name] else shape[1],), lambda part=part: part(1))
+        out[name] = ("int8", shape, weight)
+        out[name + SCALE_SUFFIX] = ("float32", (shape[0] if per_row[name] else shape[1],),
+                                    lambda kept=kept: kept.pop("scale"))
     return out
