@@ -211,10 +211,25 @@ def test_streaming_prints_only_whole_characters(made, name):
     for p in pieces:  # no piece ends inside a character: each is valid on its own
         assert p.encode("utf-8").decode("utf-8") == p
     assert pieces.count("") >= 2  # the 4-byte characters waited for their last byte
-    # a stream that ends inside a character gives it as U+FFFD at flush
+    # a stream that ends inside a character keeps what it printed and gives the rest as the library decodes those
+    # ids (U+FFFDs), even where the library would turn a whole run of byte tokens into U+FFFDs
+    head = lib.encode("x 𝔘", add_special_tokens=False).ids
+    assert ids[:len(head)] == head
     dec = v.decoder()
-    partial = ids[:-1]
-    assert "".join(dec.decode([i]) for i in partial) + dec.flush() == v.decode(partial)
+    tail = ids[len(head):-1]  # the last character without its last token
+    assert "".join(dec.decode([i]) for i in ids[:-1]) + dec.flush() == v.decode(head) + v.decode(tail)
+
+
+def test_streaming_keeps_a_whole_character_before_an_incomplete_one(made):
+    """Two characters spelled in byte tokens, the stream cut inside the second: the first was printed whole, the
+    second's three bytes become three U+FFFDs (the library decodes the seven bytes as seven)."""
+    v, lib = D.load_vocab(made["llama"]), library(made["llama"])
+    ids = [lib.token_to_id("x")] + [lib.token_to_id(f"<0x{b:02X}>") for b in "𝔘🙂".encode()]
+    dec = v.decoder()
+    pieces = [dec.decode([i]) for i in ids[:-1]]
+    assert pieces[4] == "𝔘" and pieces[5:] == ["", "", ""]
+    assert "".join(pieces) + dec.flush() == "x𝔘" + "\ufffd" * 3
+    assert v.decode(ids[:-1]) == "x" + "\ufffd" * 7
 
 
 def test_stream_decoder_keeps_a_short_window():

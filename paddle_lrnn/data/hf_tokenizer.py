@@ -126,7 +126,10 @@ class TokenStreamDecoder:
         return "".join(out)
 
     def flush(self):
-        rest = self._decode(self._ids)[len(self._decode(self._ids[:self._read])):]
+        done, text = self._decode(self._ids[:self._read]), self._decode(self._ids)
+        # a byte-fallback decoder turns a whole run of byte tokens into U+FFFDs when the run ends inside a
+        # character, the emitted character before it included: then the held-back ids are decoded alone
+        rest = text[len(done):] if text.startswith(done) else self._decode(self._ids[self._read:])
         self._ids, self._read = [], 0
         return rest
 
