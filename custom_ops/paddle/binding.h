@@ -52,6 +52,14 @@ inline void check_cpu(const paddle::Tensor& t, const char* op, const std::string
   check(t, op, name.c_str(), shape, dtype, t.place());
 }
 
+// Token ids a fused decoding step looks up: each in [0, V). `what` ("ids: ", or "" where the op has no other ids)
+// begins the message after the op's name.
+inline void check_ids(const int64_t* ids, int64_t n, int64_t V, const char* op, const char* what) {
+  for (int64_t i = 0; i < n; ++i)
+    PD_CHECK(ids[i] >= 0 && ids[i] < V, op, ": ", what, "token id ", ids[i], " is outside the vocabulary [0, ", V,
+             ")");
+}
+
 #ifdef LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H  // (bindings of kernels that read weights in their storage format)
 // A weight tensor as the kernels of weight_matmul.h read it: its bits, their format, the int8 scales (else null).
 inline lrnn::WeightRef weight_ref(const paddle::Tensor& w, const float* scale) {
@@ -96,6 +104,11 @@ struct WeightList {
     const paddle::Tensor& t = next_tensor(full);
     check_cpu(t, op, full, shape, paddle::DataType::FLOAT32);
     return t.data<float>();
+  }
+
+  // After the last weight: the list held no more than the `count` layers or blocks (`what`) take.
+  void finish(int64_t count, const char* what) const {
+    PD_CHECK(next == list.size(), op, ": ", list.size(), " weights for ", count, " ", what, ", expected ", next);
   }
 
 #ifdef LRNN_KERNELS_WEIGHT_MATMUL_TYPES_H  // (bindings of kernels that read weights in their storage format)

@@ -83,7 +83,7 @@ std::vector<Tensor> Hgrn2StepForward(const Tensor& ids, const std::vector<Tensor
     const float* beta = w.take("lower bounds", {L, F});
     for (int64_t l = 1; l < L; ++l) m.layers[l].lower_bound = beta + l * F;
   }
-  PD_CHECK(w.next == weights.size(), kOp, ": ", weights.size(), " weights for ", L, " layers, expected ", w.next);
+  w.finish(L, "layers");
   m.K = F / H;
   m.F = F;
   m.I = I;
@@ -102,8 +102,7 @@ std::vector<Tensor> Hgrn2StepForward(const Tensor& ids, const std::vector<Tensor
       lrnn_binding::check_cpu(*conv[j], kOp, names[j], {L, B, widths[j], W}, paddle::DataType::FLOAT32);
   }
   const int64_t* id = ids.data<int64_t>();
-  for (int64_t b = 0; b < B; ++b)
-    PD_CHECK(id[b] >= 0 && id[b] < V, kOp, ": token id ", id[b], " is outside the vocabulary [0, ", V, ")");
+  lrnn_binding::check_ids(id, B, V, kOp, "");
 
   Tensor logits = paddle::empty({B, 1, V}, paddle::DataType::FLOAT32, ids.place());
   Tensor rec_out = paddle::empty({L, B, H, m.K, Vh}, paddle::DataType::FLOAT32, ids.place());

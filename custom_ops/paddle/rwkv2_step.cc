@@ -26,12 +26,6 @@ void check_state(const Tensor& t, const char* name, const std::vector<int64_t>& 
   lrnn_binding::check_cpu(t, kOp, name, shape, dtype);
 }
 
-void check_ids(const int64_t* ids, int64_t n, int64_t V, const char* name) {
-  for (int64_t i = 0; i < n; ++i)
-    PD_CHECK(ids[i] >= 0 && ids[i] < V, kOp, ": ", name, ": token id ", ids[i], " is outside the vocabulary [0, ", V,
-             ")");
-}
-
 int64_t memory_after(int64_t M, int64_t ctx_len) { return std::min(M + 1, ctx_len - 1); }
 
 }  // namespace
@@ -99,7 +93,7 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
     m.blocks.push_back(b);
   }
   w.prefix.clear();
-  PD_CHECK(w.next == weights.size(), kOp, ": ", weights.size(), " weights for ", L, " blocks, expected ", w.next);
+  w.finish(L, "blocks");
 
   PD_CHECK(head_keys.is_initialized() == head_ids.is_initialized(), kOp,
            ": give both head_keys and head_ids, or neither");
@@ -113,9 +107,9 @@ std::vector<Tensor> Rwkv2StepForward(const Tensor& ids, const std::vector<Tensor
     check_state(*head_ids, "head_ids", {B, M}, paddle::DataType::INT64);
     mem_keys = head_keys->data<float>();
     mem_ids = head_ids->data<int64_t>();
-    check_ids(mem_ids, B * M, V, "head_ids");
+    lrnn_binding::check_ids(mem_ids, B * M, V, kOp, "head_ids: ");
   }
-  check_ids(ids.data<int64_t>(), B, V, "ids");
+  lrnn_binding::check_ids(ids.data<int64_t>(), B, V, kOp, "ids: ");
 
   const int64_t M_out = memory_after(M, ctx_len);
   Tensor logits = paddle::empty({B, 1, V}, paddle::DataType::FLOAT32, ids.place());

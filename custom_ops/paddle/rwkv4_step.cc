@@ -90,10 +90,9 @@ std::vector<Tensor> Rwkv4StepForward(const Tensor& ids, const std::vector<Tensor
     m.blocks.push_back(b);
   }
   w.prefix.clear();
-  PD_CHECK(w.next == weights.size(), kOp, ": ", weights.size(), " weights for ", L, " blocks, expected ", w.next);
+  w.finish(L, "blocks");
   const int64_t* id = ids.data<int64_t>();
-  for (int64_t b = 0; b < B; ++b)
-    PD_CHECK(id[b] >= 0 && id[b] < V, kOp, ": token id ", id[b], " is outside the vocabulary [0, ", V, ")");
+  lrnn_binding::check_ids(id, B, V, kOp, "");
 
   Tensor logits = paddle::empty({B, 1, V}, paddle::DataType::FLOAT32, ids.place());
   Tensor wkv_out = paddle::empty({L, B, 3, A}, paddle::DataType::FLOAT32, ids.place());
